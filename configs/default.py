@@ -1,0 +1,74 @@
+"""Every config field, with the paper's (Isola et al. 2017) defaults.
+
+Other configs import this one and change a few lines. Any field can be overridden on the command
+line, e.g. `--config.model.patch_size=16`; a misspelt key or a wrong type is an error.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # Seeds init, dropout noise, data order and augmentation.
+  config.batch_size = 1  # Global batch (paper: 1); split over all devices, so divisible by their count.
+  config.num_epochs = 200  # Paper, maps: 200 epochs.
+  config.num_train_steps = -1  # -1: num_epochs × (train examples // batch_size).
+
+  config.data = data = ml_collections.ConfigDict()
+  data.name = 'maps'  # 'maps' (TFDS builder) or 'synthetic' (built-in procedural maps, no download).
+  # The maps pairs are side by side: left half = aerial photo = A, right half = map = B.
+  # AtoB: aerial -> map; BtoA: map -> aerial (the paper's headline maps direction shown here).
+  data.direction = 'BtoA'
+  data.image_size = 256  # Model resolution; a power of two >= 32 (U-Net levels follow it).
+  data.channels = 3
+  data.preprocess = 'resize_and_crop'  # Paper jitter: resize to load_size, random crop, flip.
+  data.load_size = 286  # Paper: resize to 286×286, then random-crop 256×256.
+  data.flip = True  # Random horizontal flip (the same for input and target).
+  data.data_dir = config_dict.placeholder(str)  # Prepared datasets; None: TFDS's default.
+  data.num_threads = 4  # Host threads decoding and augmenting ahead of the device.
+  data.prefetch = 4  # Batches prepared ahead on the host.
+  # Built-in synthetic data (data.name = 'synthetic'): size of each split.
+  data.synthetic_train_examples = 1096  # Same size as the maps train split.
+  data.synthetic_eval_examples = 100
+
+  config.model = model = ml_collections.ConfigDict()
+  model.ngf = 64  # Generator base filters (C64 ... C512).
+  model.ndf = 64  # Discriminator base filters.
+  model.patch_size = 70  # PatchGAN receptive field: 1 (PixelGAN), 16, 70 (paper default), 286 (ImageGAN at 256²).
+  model.norm = 'batch'  # 'batch' (paper) or 'instance' (no running stats, convs get biases).
+  model.bottleneck_norm = False  # Paper: no BatchNorm on the 1×1 bottleneck (it would zero it at batch 1).
+  model.leaky_relu_slope = 0.2  # Paper: encoder and discriminator LeakyReLU slope 0.2.
+  model.dropout_rate = 0.5  # Paper: dropout, also at test time, is G's only noise source (no z).
+  model.num_dropout_layers = 3  # Paper: on the first three decoder layers.
+  model.dropout_skip_innermost = False  # True: the PyTorch reference's placement (decoder layers 2-4).
+  model.init_std = 0.02  # Paper: weights N(0, 0.02); BatchNorm scales N(1, 0.02).
+  # Transposed convs as four stride-1 convs + depth-to-space: the same linear map, and 10-30× faster
+  # gradients on XLA:CPU. 'conv_transpose' uses XLA's transposed convolution.
+  model.upsample_impl = 'subpixel'
+  model.compute_dtype = 'float32'  # Activations/conv dtype ('bfloat16' for speed); params stay float32.
+
+  config.loss = loss = ml_collections.ConfigDict()
+  loss.gan_mode = 'vanilla'  # 'vanilla' (paper: sigmoid cross-entropy on logits) or 'lsgan'.
+  loss.lambda_l1 = 100.0  # Paper: λ = 100 for the L1 term.
+
+  config.optim = optim = ml_collections.ConfigDict()
+  optim.learning_rate = 2e-4  # Paper: Adam, lr 0.0002, β1 0.5, β2 0.999 (both networks).
+  optim.b1 = 0.5
+  optim.b2 = 0.999
+  optim.schedule = 'constant'  # 'constant' (paper) or 'linear' (reference: constant, then linear to 0).
+  optim.decay_epochs = 100  # 'linear': the last N epochs decay to 0 (reference: 100 of 200).
+
+  config.eval = eval_config = ml_collections.ConfigDict()
+  # Paper: "at inference time we run the generator net in exactly the same manner as during the
+  # training phase": dropout on, BatchNorm with the test batch's statistics.
+  eval_config.train_mode = True
+  eval_config.batch_size = 8  # Eval batch (also split over devices).
+  eval_config.num_examples = -1  # Eval examples scored during training; -1: the whole eval split.
+  eval_config.every_steps = 5000  # Eval L1 and image panel (0: only at the end).
+  eval_config.num_panel_images = 4  # Rows of the [input | generated | target] panel.
+
+  config.log_every_steps = 100  # Losses, learning rate, steps/s and a progress line.
+  config.checkpoint_every_steps = 5000  # The last step is always checkpointed too.
+  config.keep_checkpoints = 3  # Most recent checkpoints kept.
+  return config

@@ -1,0 +1,26 @@
+"""Tiny CPU config for tests and CI: seconds per run.
+
+  python main.py --config=configs/test.py --workdir=/tmp/test
+"""
+
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.batch_size = 2
+  config.num_train_steps = 4
+  config.data.name = 'synthetic'
+  config.data.image_size = 32  # 5 U-Net levels.
+  config.data.load_size = 36
+  config.data.synthetic_train_examples = 16
+  config.data.synthetic_eval_examples = 4
+  config.data.num_threads = 1
+  config.model.ngf = 8
+  config.model.ndf = 8
+  config.eval.batch_size = 2
+  config.eval.every_steps = 0
+  config.eval.num_panel_images = 2
+  config.log_every_steps = 2
+  config.checkpoint_every_steps = 2
+  return config

@@ -1,0 +1,58 @@
+"""Config validation: impossible combinations fail before anything is built or compiled."""
+
+import ml_collections
+
+from pix2pix_jax import losses, models, train_state
+from pix2pix_jax.data import pipeline
+
+_CHOICES = {
+    'data.name': pipeline.DATASETS,
+    'data.direction': pipeline.DIRECTIONS,
+    'data.preprocess': pipeline.PREPROCESS_MODES,
+    'model.patch_size': tuple(models.PATCH_SIZE_TO_STRIDED_LAYERS),
+    'model.norm': models.NORMS,
+    'model.upsample_impl': models.UPSAMPLE_IMPLS,
+    'model.compute_dtype': ('float32', 'bfloat16', 'float16'),
+    'loss.gan_mode': losses.GAN_MODES,
+    'optim.schedule': train_state.SCHEDULES,
+}
+
+
+def _get(config, dotted):
+  for part in dotted.split('.'):
+    config = config[part]
+  return config
+
+
+def validate_config(config: ml_collections.ConfigDict, device_count: int) -> None:
+  """Raises ValueError naming the offending `config.*` key.
+
+  Args:
+    config: the run's config.
+    device_count: devices the batch is split over.
+  """
+  for key, choices in _CHOICES.items():
+    if _get(config, key) not in choices:
+      raise ValueError(f'config.{key}={_get(config, key)!r} is not one of {list(choices)}')
+  try:
+    models.num_unet_levels(config.data.image_size)
+  except ValueError as error:
+    raise ValueError(f'config.data.image_size: {error}') from None
+  if config.data.preprocess == 'resize_and_crop' and config.data.load_size < config.data.image_size:
+    raise ValueError(f'config.data.load_size={config.data.load_size} is smaller than '
+                     f'config.data.image_size={config.data.image_size}: nothing to crop')
+  for key in ('batch_size', 'eval.batch_size'):
+    value = _get(config, key)
+    if value < 1 or value % device_count:
+      raise ValueError(f'config.{key}={value} must be a positive multiple of the device count '
+                       f'({device_count}): the batch is split evenly over devices')
+  if config.num_train_steps == 0 or config.num_train_steps < -1:
+    raise ValueError(f'config.num_train_steps={config.num_train_steps}: use a positive count, '
+                     'or -1 to train for config.num_epochs')
+  if config.num_train_steps == -1 and config.num_epochs < 1:
+    raise ValueError(f'config.num_epochs={config.num_epochs} must be >= 1')
+  for key in ('log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints'):
+    if _get(config, key) < 1:
+      raise ValueError(f'config.{key}={_get(config, key)} must be >= 1')
+  if config.eval.every_steps < 0:
+    raise ValueError(f'config.eval.every_steps={config.eval.every_steps} must be >= 0')

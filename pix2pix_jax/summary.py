@@ -1,0 +1,61 @@
+"""TensorBoard event files without TensorFlow (tensorboardX).
+
+`clu.metric_writers` imports TensorFlow, which is not a dependency; this is the same small
+interface (scalars, images, text) on tensorboardX. Only process 0 writes.
+"""
+
+import pathlib
+
+import jax
+import numpy as np
+from PIL import Image
+
+
+class SummaryWriter:
+  """Writes scalars and images under `logdir`; a no-op on processes other than 0."""
+
+  def __init__(self, logdir: pathlib.Path):
+    self._writer = None
+    if jax.process_index() == 0:
+      import tensorboardX  # Imported lazily: only the writing process needs it.
+      self._writer = tensorboardX.SummaryWriter(str(logdir), flush_secs=30)
+
+  def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
+    if self._writer:
+      for name, value in scalars.items():
+        self._writer.add_scalar(name, float(value), step)
+
+  def write_images(self, step: int, images: dict[str, np.ndarray]) -> None:
+    """Images are uint8 (H, W, C)."""
+    if self._writer:
+      for name, image in images.items():
+        self._writer.add_image(name, image, step, dataformats='HWC')
+
+  def write_text(self, step: int, texts: dict[str, str]) -> None:
+    if self._writer:
+      for name, text in texts.items():
+        self._writer.add_text(name, text, step)
+
+  def flush(self) -> None:
+    if self._writer:
+      self._writer.flush()
+
+  def close(self) -> None:
+    if self._writer:
+      self._writer.close()
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+  """[-1, 1] floats -> uint8 [0, 255]."""
+  return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def image_panel(inputs: np.ndarray, generated: np.ndarray, targets: np.ndarray) -> np.ndarray:
+  """Rows of [input | generated | target] for a batch of uint8 (N, H, W, C) images."""
+  rows = [np.concatenate([i, g, t], axis=1) for i, g, t in zip(inputs, generated, targets)]
+  return np.concatenate(rows, axis=0)
+
+
+def save_png(image: np.ndarray, path: pathlib.Path) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  Image.fromarray(image).save(path)

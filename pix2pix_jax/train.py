@@ -1,0 +1,324 @@
+"""pix2pix training: the jitted step and the `train_and_evaluate` driver.
+
+This is the only module that jits and writes to the workdir. Data flows one way:
+main -> train -> (data, models, losses, train_state, checkpointing).
+"""
+
+import collections
+import functools
+import itertools
+import json
+import logging
+import pathlib
+import time
+
+from clu import parameter_overview
+import flax.linen as nn
+import jax
+from jax.experimental import multihost_utils
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from pix2pix_jax import checkpointing, config_checks, losses, models, summary, train_state
+from pix2pix_jax.data import pipeline
+
+LOSS_NAMES = ('g_total', 'g_gan', 'g_l1', 'd_total', 'd_real', 'd_fake')
+
+
+def to_float(images: jax.Array) -> jax.Array:
+  """uint8 [0, 255] -> float32 [-1, 1] (on the device)."""
+  return images.astype(jnp.float32) / 127.5 - 1.0
+
+
+def _apply(module: nn.Module, params, batch_stats, x, rng=None):
+  """Train-mode forward pass; returns (output, updated batch_stats)."""
+  rngs = {'dropout': rng} if rng is not None else {}
+  out, updates = module.apply({'params': params, 'batch_stats': batch_stats}, x, train=True,
+                              rngs=rngs, mutable=['batch_stats'])
+  return out, updates.get('batch_stats', batch_stats)
+
+
+def _mean_output(logits: jax.Array, gan_mode: str) -> jax.Array:
+  """Mean D output: the probability of 'real' for the vanilla GAN, the raw score for LSGAN."""
+  return jnp.mean(jax.nn.sigmoid(logits) if gan_mode == 'vanilla' else logits)
+
+
+def train_step(state: train_state.TrainState, batch: dict, *, generator: nn.Module,
+               discriminator: nn.Module, g_optimizer: optax.GradientTransformation,
+               d_optimizer: optax.GradientTransformation, schedule: optax.Schedule,
+               lambda_l1: float, gan_mode: str):
+  """One pix2pix iteration in the reference's order: G forward, D update, G update.
+
+  G runs forward once (with this step's dropout noise); D is updated on (input, target) vs the
+  detached (input, G(input)); then G is updated against the *updated* D, reusing the forward
+  pass through `jax.vjp`.
+
+  Args:
+    state: the TrainState (donated by the caller's jit).
+    batch: {'input', 'target'}: uint8 (B, H, W, C).
+    generator, discriminator: the networks.
+    g_optimizer, d_optimizer: their optax optimizers.
+    schedule: the learning-rate schedule (logged only; the optimizers hold it too).
+    lambda_l1: weight of the L1 term.
+    gan_mode: 'vanilla' or 'lsgan'.
+
+  Returns:
+    (new state, metrics): the six losses, mean D outputs on real and fake, and the learning rate.
+  """
+  step_rng = jax.random.fold_in(state.rng, state.step)
+  inputs, targets = to_float(batch['input']), to_float(batch['target'])
+  g, d = state.generator, state.discriminator
+
+  def run_generator(params):
+    return _apply(generator, params, g.batch_stats, inputs, step_rng)
+
+  fake, generator_vjp, g_batch_stats = jax.vjp(run_generator, g.params, has_aux=True)
+
+  def run_discriminator(params, batch_stats, outputs):
+    return _apply(discriminator, params, batch_stats, jnp.concatenate([inputs, outputs], axis=-1))
+
+  def d_loss_fn(params):
+    # Fake first, then real, each its own BatchNorm call, as the reference's backward_D.
+    fake_logits, batch_stats = run_discriminator(params, d.batch_stats, jax.lax.stop_gradient(fake))
+    real_logits, batch_stats = run_discriminator(params, batch_stats, targets)
+    d_losses = losses.discriminator_loss(real_logits, fake_logits, gan_mode)
+    outputs = {'d_real_output': _mean_output(real_logits, gan_mode),
+               'd_fake_output': _mean_output(fake_logits, gan_mode)}
+    return d_losses['d_total'], (d_losses | outputs, batch_stats)
+
+  d_grads, (d_metrics, d_batch_stats) = jax.grad(d_loss_fn, has_aux=True)(d.params)
+  d_updates, d_opt_state = d_optimizer.update(d_grads, d.opt_state, d.params)
+  d_params = optax.apply_updates(d.params, d_updates)
+
+  def g_loss_fn(outputs):
+    fake_logits, batch_stats = run_discriminator(d_params, d_batch_stats, outputs)
+    g_losses = losses.generator_loss(fake_logits, outputs, targets, lambda_l1, gan_mode)
+    return g_losses['g_total'], (g_losses, batch_stats)
+
+  fake_grads, (g_metrics, d_batch_stats) = jax.grad(g_loss_fn, has_aux=True)(fake)
+  (g_grads,) = generator_vjp(fake_grads)
+  g_updates, g_opt_state = g_optimizer.update(g_grads, g.opt_state, g.params)
+
+  new_state = state.replace(
+      step=state.step + 1,
+      generator=train_state.NetworkState(optax.apply_updates(g.params, g_updates), g_batch_stats,
+                                         g_opt_state),
+      discriminator=train_state.NetworkState(d_params, d_batch_stats, d_opt_state),
+  )
+  metrics = g_metrics | d_metrics | {'learning_rate': schedule(state.step)}
+  return new_state, metrics
+
+
+def generate(generator: nn.Module, network: train_state.NetworkState, inputs: jax.Array,
+             rng: jax.Array, train_mode: bool) -> jax.Array:
+  """Translates uint8 inputs to float images in [-1, 1].
+
+  Args:
+    generator: the U-Net.
+    network: its NetworkState.
+    inputs: uint8 (B, H, W, C).
+    rng: dropout key (used in train mode).
+    train_mode: the paper's test-time behaviour: dropout on and BatchNorm with each image's own
+      statistics (the paper tests at batch 1; vmapping over single images keeps that whatever
+      the eval batch size). False: running averages, no dropout.
+  """
+  variables = {'params': network.params, 'batch_stats': network.batch_stats}
+  images = to_float(inputs)
+  if not train_mode:
+    return generator.apply(variables, images, train=False)
+
+  def one(image, key):
+    return _apply(generator, network.params, network.batch_stats, image[None], key)[0][0]
+
+  return jax.vmap(one)(images, jax.random.split(rng, images.shape[0]))
+
+
+def eval_step(network: train_state.NetworkState, batch: dict, rng: jax.Array, *,
+              generator: nn.Module, train_mode: bool) -> dict:
+  """Generates a padded eval batch; returns the L1 sum (images in [0, 1]) over real examples."""
+  generated = generate(generator, network, batch['input'], rng, train_mode)
+  per_example = jnp.mean(jnp.abs(generated - to_float(batch['target'])), axis=(1, 2, 3)) / 2.0
+  return {'l1_sum': jnp.sum(per_example * batch['mask']), 'count': jnp.sum(batch['mask']),
+          'generated': generated}
+
+
+def prefetch_to_device(iterator, sharding: jax.sharding.Sharding, size: int = 2):
+  """Keeps `size` batches in flight to the devices (as global arrays) ahead of the step."""
+  queue = collections.deque()
+
+  def enqueue(n):
+    for batch in itertools.islice(iterator, n):
+      queue.append(jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch))
+
+  enqueue(size)
+  while queue:
+    yield queue.popleft()
+    enqueue(1)
+
+
+def check_finite(history: list[dict], first_step: int) -> None:
+  """Raises FloatingPointError naming the first step and loss that is not finite."""
+  for offset, metrics in enumerate(history):
+    bad = [f'{name}={float(metrics[name])}' for name in LOSS_NAMES if not np.isfinite(metrics[name])]
+    if bad:
+      raise FloatingPointError(f'non-finite loss at step {first_step + offset}: {", ".join(bad)}')
+
+
+class Progress:
+  """Steps/s over the last interval and an ETA for the log line."""
+
+  def __init__(self, start_step: int, num_train_steps: int):
+    self.num_train_steps = num_train_steps
+    self.last_step, self.last_time = start_step, time.perf_counter()
+
+  def update(self, step: int) -> tuple[float, str]:
+    now = time.perf_counter()
+    rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
+    self.last_step, self.last_time = step, now
+    eta = (self.num_train_steps - step) / max(rate, 1e-9)
+    return rate, time.strftime('%H:%M:%S', time.gmtime(eta)) if eta < 86400 else f'{eta / 86400:.1f}d'
+
+
+def _global_arrays(batch: dict, sharding) -> dict:
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
+
+
+def evaluate_in_training(state, eval_fn, eval_source, config, data_sharding, rng):
+  """Eval L1 over the eval split and the image panel of its first examples.
+
+  Returns:
+    ({'eval_l1': mean L1 on [0, 1] images}, panel uint8 (rows of [input | generated | target])).
+  """
+  sums, counts, panel = [], [], None
+  batches = pipeline.eval_batches(
+      eval_source, config.data, batch_size=config.eval.batch_size,
+      num_examples=config.eval.num_examples, process_index=jax.process_index(),
+      process_count=jax.process_count())
+  for index, host_batch in enumerate(batches):
+    batch = _global_arrays(host_batch, data_sharding)
+    out = eval_fn(state.generator, batch, jax.random.fold_in(rng, index))
+    sums.append(out['l1_sum'])
+    counts.append(out['count'])
+    if panel is None and config.eval.num_panel_images > 0:
+      gathered = multihost_utils.process_allgather(
+          {'input': batch['input'], 'generated': out['generated'], 'target': batch['target']}, tiled=True)
+      n = config.eval.num_panel_images
+      panel = summary.image_panel(gathered['input'][:n], summary.to_uint8(gathered['generated'][:n]),
+                                  gathered['target'][:n])
+  total, count = jax.device_get((sum(sums), sum(counts)))
+  return {'eval_l1': float(total) / max(float(count), 1.0)}, panel
+
+
+def _write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
+  if jax.process_index() == 0:
+    (workdir / 'config.json').write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_state.TrainState:
+  """Trains (or resumes training) in `workdir`; evaluates, logs and checkpoints along the way.
+
+  Args:
+    config: the run's config (see configs/default.py).
+    workdir: where checkpoints, TensorBoard events, image panels and the config go.
+
+  Returns:
+    The final TrainState.
+  """
+  config_checks.validate_config(config, jax.device_count())
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ('data',))
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  data_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+
+  train_source = pipeline.create_source(config.data, 'train', config.seed)
+  eval_source = pipeline.create_source(config.data, 'eval', config.seed)
+  steps_per_epoch = len(train_source) // config.batch_size
+  if steps_per_epoch < 1:
+    raise ValueError(f'config.batch_size={config.batch_size} exceeds the {len(train_source)} '
+                     'train examples')
+  num_train_steps = (config.num_train_steps if config.num_train_steps > 0
+                     else config.num_epochs * steps_per_epoch)
+
+  generator = models.create_generator(config.model, config.data.image_size, config.data.channels)
+  discriminator = models.create_discriminator(config.model)
+  schedule = train_state.create_learning_rate_schedule(config.optim, steps_per_epoch, num_train_steps)
+  g_optimizer = train_state.create_optimizer(config.optim, schedule)
+  d_optimizer = train_state.create_optimizer(config.optim, schedule)
+  init_fn = functools.partial(
+      train_state.create_train_state, generator=generator, discriminator=discriminator,
+      g_optimizer=g_optimizer, d_optimizer=d_optimizer, image_size=config.data.image_size,
+      channels=config.data.channels)
+  rng = jax.random.PRNGKey(config.seed)
+
+  manager = checkpointing.create_checkpoint_manager(workdir / 'checkpoints', config.keep_checkpoints)
+  abstract_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+                                jax.eval_shape(init_fn, rng))
+  state, start_step = checkpointing.restore(manager, abstract_state, config)
+  if state is None:
+    state, start_step = jax.jit(init_fn, out_shardings=replicated)(rng), 0
+    logging.info('Initialised a new run in %s', workdir)
+  else:
+    logging.info('Resuming from checkpoint at step %d of %d (%s)', start_step, num_train_steps,
+                 manager.directory / str(start_step))
+  _write_config(config, workdir)
+  parameter_overview.log_parameter_overview(state.generator.params, msg='Generator parameters')
+  parameter_overview.log_parameter_overview(state.discriminator.params, msg='Discriminator parameters')
+  logging.info('%d steps (%d per epoch, global batch %d, %d device(s))', num_train_steps,
+               steps_per_epoch, config.batch_size, jax.device_count())
+
+  step_fn = jax.jit(
+      functools.partial(train_step, generator=generator, discriminator=discriminator,
+                        g_optimizer=g_optimizer, d_optimizer=d_optimizer, schedule=schedule,
+                        lambda_l1=config.loss.lambda_l1, gan_mode=config.loss.gan_mode),
+      in_shardings=(replicated, data_sharding), out_shardings=(replicated, replicated),
+      donate_argnums=0)
+  eval_fn = jax.jit(functools.partial(eval_step, generator=generator, train_mode=config.eval.train_mode),
+                    in_shardings=(replicated, data_sharding, replicated))
+  eval_rng = jax.random.fold_in(rng, 0x5eed)
+  dataset = pipeline.train_dataset(train_source, config.data, batch_size=config.batch_size,
+                                   seed=config.seed, process_index=jax.process_index(),
+                                   process_count=jax.process_count())
+  batches = prefetch_to_device(pipeline.train_iterator(dataset, start_step, config.data), data_sharding)
+  writer = summary.SummaryWriter(workdir)
+  progress = Progress(start_step, num_train_steps)
+  history = []  # Step metrics still on the device: fetched only when written.
+
+  def flush_metrics(step):
+    host = jax.device_get(history)
+    check_finite(host, step - len(host) + 1)
+    means = {f'train_{k}': float(np.mean([m[k] for m in host])) for k in host[0]}
+    rate, eta = progress.update(step)
+    writer.write_scalars(step, means | {'steps_per_second': rate})
+    logging.info('step %d/%d epoch %.2f | %.2f steps/s | ETA %s | G %.3f (GAN %.3f, L1 %.4f) '
+                 'D %.3f | D(real) %.2f D(fake) %.2f', step, num_train_steps,
+                 step / steps_per_epoch, rate, eta, means['train_g_total'], means['train_g_gan'],
+                 means['train_g_l1'], means['train_d_total'], means['train_d_real_output'],
+                 means['train_d_fake_output'])
+    history.clear()
+
+  try:
+    for step in range(start_step + 1, num_train_steps + 1):
+      state, metrics = step_fn(state, next(batches))
+      history.append(metrics)
+      last = step == num_train_steps
+      if step % config.log_every_steps == 0 or step % config.checkpoint_every_steps == 0 or last:
+        flush_metrics(step)  # Also the non-finite check before any checkpoint is written.
+      if (config.eval.every_steps and step % config.eval.every_steps == 0) or last:
+        eval_metrics, panel = evaluate_in_training(state, eval_fn, eval_source, config,
+                                                   data_sharding, eval_rng)
+        writer.write_scalars(step, eval_metrics)
+        logging.info('step %d eval L1 (images in [0, 1]): %.4f', step, eval_metrics['eval_l1'])
+        if panel is not None:
+          writer.write_images(step, {'eval_panel': panel})
+          if jax.process_index() == 0:
+            summary.save_png(panel, workdir / 'images' / f'step_{step:08d}.png')
+      if step % config.checkpoint_every_steps == 0 or last:
+        checkpointing.save(manager, step, state, config)
+  finally:
+    manager.wait_until_finished()  # An interrupted run still completes the last good save.
+    writer.close()
+  logging.info('Finished at step %d; checkpoints in %s', num_train_steps, manager.directory)
+  return state

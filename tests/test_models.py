@@ -1,0 +1,134 @@
+"""Architecture tests: exact parameter counts (the PyTorch reference's), receptive fields, shapes."""
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+import numpy as np
+import pytest
+
+from configs import default as default_config
+from pix2pix_jax import models
+
+
+def count(tree) -> int:
+  return sum(x.size for x in jax.tree.leaves(tree))
+
+
+def abstract_variables(module, shape):
+  return jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), jnp.zeros(shape), train=True))
+
+
+def test_unet256_has_the_reference_parameter_count():
+  generator = models.create_generator(default_config.get_config().model, 256)
+  variables = abstract_variables(generator, (1, 256, 256, 3))
+  assert count(variables['params']) == 54_413_955
+
+
+@pytest.mark.parametrize('size, levels', [(32, 5), (64, 6), (128, 7), (256, 8), (512, 9)])
+def test_levels_follow_image_size(size, levels):
+  assert models.num_unet_levels(size) == levels
+
+
+@pytest.mark.parametrize('size', [16, 48, 100, 257, 0])
+def test_bad_image_size_is_a_clear_error(size):
+  with pytest.raises(ValueError, match=f'image size {size} is not a power of two'):
+    models.num_unet_levels(size)
+
+
+def test_no_norm_on_outermost_layer_and_bottleneck():
+  names = set(abstract_variables(models.UNetGenerator(num_levels=8), (1, 256, 256, 3))['params'])
+  assert 'down0_norm' not in names and 'down7_norm' not in names
+  assert {f'down{i}_norm' for i in range(1, 7)} <= names
+  with_bottleneck = models.UNetGenerator(num_levels=8, bottleneck_norm=True)
+  assert 'down7_norm' in abstract_variables(with_bottleneck, (1, 256, 256, 3))['params']
+
+
+# Counts of the reference's NLayerDiscriminator / PixelDiscriminator with BatchNorm, in_ch = 6.
+@pytest.mark.parametrize('patch_size, params, logits_side', [
+    (1, 9_024, 256), (16, 139_585, 126), (70, 2_768_705, 30), (286, 11_159_361, 6)])
+def test_discriminator_counts_and_output_shape(patch_size, params, logits_side):
+  config = default_config.get_config().model
+  config.patch_size = patch_size
+  discriminator = models.create_discriminator(config)
+  variables = abstract_variables(discriminator, (1, 256, 256, 6))
+  assert count(variables['params']) == params
+  logits = jax.eval_shape(lambda v: discriminator.apply(v, jnp.zeros((1, 256, 256, 6)), train=True,
+                                                         mutable=['batch_stats'])[0], variables)
+  assert logits.shape == (1, logits_side, logits_side, 1)
+
+
+@pytest.mark.parametrize('patch_size', [1, 16, 70, 286])
+def test_receptive_field_by_gradient_support(patch_size):
+  """Pixels of the pair that one central logit depends on form a patch_size² square."""
+  size = 320 if patch_size == 286 else 128
+  discriminator = models.PatchDiscriminator(
+      base_features=4, num_strided_layers=models.PATCH_SIZE_TO_STRIDED_LAYERS[patch_size])
+  x = jax.random.normal(jax.random.PRNGKey(1), (1, size, size, 6))
+  variables = jax.jit(lambda: discriminator.init(jax.random.PRNGKey(0), x, train=True))()
+
+  def central_logit(x):
+    # Eval-mode BatchNorm is a per-channel affine map, so it does not couple pixels.
+    logits = discriminator.apply(variables, x, train=False)
+    return logits[0, logits.shape[1] // 2, logits.shape[2] // 2, 0]
+
+  support = np.asarray(jnp.abs(jax.jit(jax.grad(central_logit))(x)).sum(axis=(0, 3)) > 0)
+  rows, cols = np.nonzero(support.any(axis=1))[0], np.nonzero(support.any(axis=0))[0]
+  assert rows[-1] - rows[0] + 1 == patch_size
+  assert cols[-1] - cols[0] + 1 == patch_size
+  assert support.sum() == patch_size**2
+
+
+def test_bad_patch_size_names_the_key():
+  config = default_config.get_config().model
+  config.patch_size = 34
+  with pytest.raises(ValueError, match='config.model.patch_size=34'):
+    models.create_discriminator(config)
+
+
+def torch_conv_transpose(x, kernel):
+  """PyTorch ConvTranspose2d(4, stride=2, padding=1) by definition: the adjoint of Conv2d."""
+  def conv(y):
+    return lax.conv_general_dilated(y, jnp.swapaxes(kernel, 2, 3), (2, 2), ((1, 1), (1, 1)),
+                                    dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  n, h, w, _ = x.shape
+  _, vjp = jax.vjp(conv, jnp.zeros((n, 2 * h, 2 * w, kernel.shape[3])))
+  return vjp(x)[0]
+
+
+@pytest.mark.parametrize('impl', models.UPSAMPLE_IMPLS)
+def test_transposed_conv_is_the_pytorch_linear_map(impl):
+  keys = jax.random.split(jax.random.PRNGKey(0), 2)
+  x = jax.random.normal(keys[0], (2, 5, 7, 3))
+  kernel = jax.random.normal(keys[1], (4, 4, 3, 4))
+  out = models.conv_transpose_4x4_stride2(x, kernel, impl)
+  assert out.shape == (2, 10, 14, 4)
+  np.testing.assert_allclose(out, torch_conv_transpose(x, kernel), rtol=1e-5, atol=1e-5)
+
+
+def test_generator_output_range_noise_and_init():
+  generator = models.UNetGenerator(num_levels=6, base_features=8)
+  x = jax.random.uniform(jax.random.PRNGKey(0), (2, 64, 64, 3), minval=-1, maxval=1)
+  variables = jax.jit(lambda: generator.init(jax.random.PRNGKey(0), x, train=True))()
+  apply = jax.jit(lambda rng: generator.apply(variables, x, train=True, rngs={'dropout': rng},
+                                              mutable=['batch_stats'])[0])
+  out_a, out_b = apply(jax.random.PRNGKey(1)), apply(jax.random.PRNGKey(2))
+  assert out_a.shape == (2, 64, 64, 3)
+  assert float(jnp.max(jnp.abs(out_a))) <= 1.0
+  assert not np.allclose(out_a, out_b)  # Dropout is the noise source in train mode...
+  deterministic = generator.apply(variables, x, train=False)
+  np.testing.assert_array_equal(deterministic, generator.apply(variables, x, train=False))
+  # ... and the init is the paper's: conv weights N(0, 0.02), BatchNorm scales N(1, 0.02).
+  kernels = np.concatenate([np.ravel(p['kernel']) for p in variables['params'].values() if 'kernel' in p])
+  scales = np.concatenate([np.ravel(p['scale']) for p in variables['params'].values() if 'scale' in p])
+  assert abs(kernels.mean()) < 2e-3 and 0.018 < kernels.std() < 0.022
+  assert abs(scales.mean() - 1) < 5e-3 and 0.012 < scales.std() < 0.028
+
+
+def test_instance_norm_has_no_running_stats_and_biased_convs():
+  config = default_config.get_config().model
+  config.norm = 'instance'
+  variables = abstract_variables(models.create_discriminator(config), (1, 64, 64, 6))
+  assert not variables.get('batch_stats')
+  assert 'bias' in variables['params']['conv1']
+  generator = models.create_generator(config, 64)
+  assert not abstract_variables(generator, (1, 64, 64, 3)).get('batch_stats')
