@@ -85,5 +85,5 @@ def restore(manager: ocp.CheckpointManager, target, config: ml_collections.Confi
   try:
     restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
   except ValueError as error:
-    raise CheckpointMismatchError(f'checkpoint {where} does not match the model: {error}') from error
+    raise CheckpointMismatchError(f'checkpoint {where} cannot be restored into this model on these devices: {error}') from error
   return restored['state'], step

@@ -299,7 +299,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
                  means['train_d_fake_output'])
     history.clear()
 
+  def evaluate(step):
+    eval_metrics, panel = evaluate_in_training(state, eval_fn, eval_source, config, data_sharding,
+                                               eval_rng)
+    writer.write_scalars(step, eval_metrics)
+    logging.info('step %d eval L1 (images in [0, 1]): %.4f', step, eval_metrics['eval_l1'])
+    if panel is not None:
+      writer.write_images(step, {'eval_panel': panel})
+      if jax.process_index() == 0:
+        summary.save_png(panel, workdir / 'images' / f'step_{step:08d}.png')
+
   try:
+    if start_step == 0 and config.eval.every_steps:
+      evaluate(0)  # The untrained baseline, for the curves and panels.
     for step in range(start_step + 1, num_train_steps + 1):
       state, metrics = step_fn(state, next(batches))
       history.append(metrics)
@@ -307,14 +319,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
       if step % config.log_every_steps == 0 or step % config.checkpoint_every_steps == 0 or last:
         flush_metrics(step)  # Also the non-finite check before any checkpoint is written.
       if (config.eval.every_steps and step % config.eval.every_steps == 0) or last:
-        eval_metrics, panel = evaluate_in_training(state, eval_fn, eval_source, config,
-                                                   data_sharding, eval_rng)
-        writer.write_scalars(step, eval_metrics)
-        logging.info('step %d eval L1 (images in [0, 1]): %.4f', step, eval_metrics['eval_l1'])
-        if panel is not None:
-          writer.write_images(step, {'eval_panel': panel})
-          if jax.process_index() == 0:
-            summary.save_png(panel, workdir / 'images' / f'step_{step:08d}.png')
+        evaluate(step)
       if step % config.checkpoint_every_steps == 0 or last:
         checkpointing.save(manager, step, state, config)
   finally:
