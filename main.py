@@ -4,6 +4,8 @@
   python main.py --config=configs/demo.py --workdir=/tmp/demo --config.num_train_steps=500
 """
 
+import logging as std_logging
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -24,13 +26,13 @@ class _QuietLibraries:
   """Drops INFO lines from Orbax's internals (dozens per save); warnings and errors pass."""
 
   def filter(self, record) -> bool:
-    return record.levelno >= logging.WARNING or '/orbax/' not in record.pathname
+    return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.get_absl_logger().addFilter(_QuietLibraries())
+  logging.get_absl_handler().python_handler.addFilter(_QuietLibraries())
   logging.info('JAX %s, process %d/%d, devices: %s', jax.__version__, jax.process_index(),
                jax.process_count(), jax.devices())
   if FLAGS.mode == 'train':

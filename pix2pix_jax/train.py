@@ -281,6 +281,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   dataset = pipeline.train_dataset(train_source, config.data, batch_size=config.batch_size,
                                    seed=config.seed, process_index=jax.process_index(),
                                    process_count=jax.process_count())
+  pipeline.check_batch(dataset[start_step], config)  # Before the step compiles.
   batches = prefetch_to_device(pipeline.train_iterator(dataset, start_step, config.data), data_sharding)
   writer = summary.SummaryWriter(workdir)
   progress = Progress(start_step, num_train_steps)
@@ -322,6 +323,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
         evaluate(step)
       if step % config.checkpoint_every_steps == 0 or last:
         checkpointing.save(manager, step, state, config)
+        logging.info('Saving checkpoint %s', manager.directory / str(step))
   finally:
     manager.wait_until_finished()  # An interrupted run still completes the last good save.
     writer.close()

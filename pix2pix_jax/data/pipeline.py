@@ -14,6 +14,7 @@ import functools
 from typing import Iterator
 
 import grain
+import jax
 import numpy as np
 from PIL import Image
 
@@ -108,6 +109,18 @@ def train_iterator(dataset: grain.MapDataset, start_step: int, data_config) -> I
   options = grain.ReadOptions(num_threads=data_config.num_threads,
                               prefetch_buffer_size=data_config.prefetch)
   return iter(dataset[start_step:].to_iter_dataset(options))
+
+
+def check_batch(batch: dict, config) -> None:
+  """Raises ValueError if a host batch does not have the shape the model is built for."""
+  expected = (config.batch_size // jax.process_count(), config.data.image_size,
+              config.data.image_size, config.data.channels)
+  for key in ('input', 'target'):
+    if batch[key].shape != expected or batch[key].dtype != np.uint8:
+      raise ValueError(
+          f'the {config.data.name!r} data gives {key} batches of {batch[key].dtype} '
+          f'{batch[key].shape}, but the model is built for uint8 {expected} '
+          '(config.batch_size, config.data.image_size, config.data.channels)')
 
 
 def eval_batches(source, data_config, *, batch_size: int, num_examples: int = -1,
