@@ -16,17 +16,35 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_train_steps = -1  # -1: num_epochs × (train examples // batch_size).
 
   config.data = data = ml_collections.ConfigDict()
-  data.name = 'maps'  # 'maps' (TFDS builder) or 'synthetic' (built-in procedural maps, no download).
+  # 'maps', 'facades', 'cityscapes', 'edges2shoes', 'edges2handbags', 'night2day' (the pix2pix
+  # authors' paired sets, via the TFDS builder `pix2pix`), 'folder' (your own pairs: see
+  # pix2pix_jax/data/folder.py) or 'synthetic' (built-in procedural maps, no download).
+  data.name = 'maps'
   # The maps pairs are side by side: left half = aerial photo = A, right half = map = B.
   # AtoB: aerial -> map; BtoA: map -> aerial (the paper's headline maps direction shown here).
   data.direction = 'BtoA'
   data.image_size = 256  # Model resolution; a power of two >= 32 (U-Net levels follow it).
   data.channels = 3
-  data.preprocess = 'resize_and_crop'  # Paper jitter: resize to load_size, random crop, flip.
+  # 'resize_and_crop' (paper jitter: resize to load_size, random crop, flip), 'resize' (to
+  # image_size only) or 'patches' (4 native-resolution image_size crops per image, then jitter).
+  data.preprocess = 'resize_and_crop'
   data.load_size = 286  # Paper: resize to 286×286, then random-crop 256×256.
   data.flip = True  # Random horizontal flip (the same for input and target).
-  data.data_dir = config_dict.placeholder(str)  # Prepared datasets; None: TFDS's default.
+  data.train_split = 'train'
+  data.eval_split = 'val'  # maps has no test split; its 1098 val pairs are the paper's test set.
+  data.data_dir = config_dict.placeholder(str)  # Prepared TFDS data; None: TFDS's default.
+  # Offline copy of a pix2pix dataset: the extracted archive (train/, val/), the .tar.gz itself
+  # or a folder holding it, or a resized copy in the same layout. None: download.
+  data.manual_dir = config_dict.placeholder(str)
+  # maps integrity check against the shipped SHA-256 manifest: 'full' (every file present and
+  # matching), 'present' (present files must match: partial copies), 'off' (resized copies).
+  data.verify = 'full'
+  data.folder_dir = config_dict.placeholder(str)  # Root of your own pairs (data.name='folder').
+  # Keep decoded, resized pairs in host memory after their first use: later epochs only crop and
+  # flip. maps at 286²: 538 MB. Turn off for datasets larger than host memory.
+  data.cache = True
   data.num_threads = 4  # Host threads decoding and augmenting ahead of the device.
+  data.num_workers = 0  # Worker processes (each with num_threads threads); 0: in this process.
   data.prefetch = 4  # Batches prepared ahead on the host.
   # Built-in synthetic data (data.name = 'synthetic'): size of each split.
   data.synthetic_train_examples = 1096  # Same size as the maps train split.

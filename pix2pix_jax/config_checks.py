@@ -9,6 +9,7 @@ _CHOICES = {
     'data.name': pipeline.DATASETS,
     'data.direction': pipeline.DIRECTIONS,
     'data.preprocess': pipeline.PREPROCESS_MODES,
+    'data.verify': pipeline.VERIFY_MODES,
     'model.patch_size': tuple(models.PATCH_SIZE_TO_STRIDED_LAYERS),
     'model.norm': models.NORMS,
     'model.upsample_impl': models.UPSAMPLE_IMPLS,
@@ -38,7 +39,9 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
     models.num_unet_levels(config.data.image_size)
   except ValueError as error:
     raise ValueError(f'config.data.image_size: {error}') from None
-  if config.data.preprocess == 'resize_and_crop' and config.data.load_size < config.data.image_size:
+  if config.data.name == 'folder' and not config.data.folder_dir:
+    raise ValueError("config.data.name='folder' needs config.data.folder_dir: the root of your pairs")
+  if config.data.preprocess != 'resize' and config.data.load_size < config.data.image_size:
     raise ValueError(f'config.data.load_size={config.data.load_size} is smaller than '
                      f'config.data.image_size={config.data.image_size}: nothing to crop')
   for key in ('batch_size', 'eval.batch_size'):

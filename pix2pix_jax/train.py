@@ -211,6 +211,19 @@ def evaluate_in_training(state, eval_fn, eval_source, config, data_sharding, rng
   return {'eval_l1': float(total) / max(float(count), 1.0)}, panel
 
 
+def create_sources(config: ml_collections.ConfigDict):
+  """The train and eval sources; process 0 prepares the dataset while the others wait."""
+
+  def create():
+    return tuple(pipeline.create_source(config.data, split, config.seed) for split in ('train', 'eval'))
+
+  if jax.process_count() == 1:
+    return create()
+  sources = create() if jax.process_index() == 0 else None
+  multihost_utils.sync_global_devices('pix2pix_jax: dataset prepared')
+  return sources or create()
+
+
 def _write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
   if jax.process_index() == 0:
     (workdir / 'config.json').write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
@@ -233,8 +246,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   data_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
 
-  train_source = pipeline.create_source(config.data, 'train', config.seed)
-  eval_source = pipeline.create_source(config.data, 'eval', config.seed)
+  train_source, eval_source = create_sources(config)
   steps_per_epoch = len(train_source) // config.batch_size
   if steps_per_epoch < 1:
     raise ValueError(f'config.batch_size={config.batch_size} exceeds the {len(train_source)} '

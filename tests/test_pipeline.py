@@ -22,8 +22,7 @@ def gradient_pair(size):
 def test_input_and_target_get_the_same_crop_and_flip(seed):
   image = np.random.default_rng(seed).integers(0, 256, (40, 40, 3), dtype=np.uint8)
   out = pipeline.preprocess_pair({'A': image, 'B': image.copy()}, np.random.default_rng(seed),
-                                 image_size=32, load_size=40, preprocess='resize_and_crop',
-                                 flip=True, direction='AtoB')
+                                 image_size=32, flip=True, direction='AtoB')
   assert out['input'].shape == (32, 32, 3) and out['input'].dtype == np.uint8
   np.testing.assert_array_equal(out['input'], out['target'])
 
@@ -32,21 +31,56 @@ def test_flip_happens_and_direction_swaps():
   pair = gradient_pair(32)
   flips = set()
   for seed in range(20):
-    out = pipeline.preprocess_pair(pair, np.random.default_rng(seed), image_size=32, load_size=32,
-                                   preprocess='resize_and_crop', flip=True, direction='AtoB')
+    out = pipeline.preprocess_pair(pair, np.random.default_rng(seed), image_size=32, flip=True,
+                                   direction='AtoB')
     flips.add(int(out['input'][0, 0, 0]))
     np.testing.assert_array_equal(out['target'], 255 - out['input'])
   assert flips == {0, 31}
-  out = pipeline.preprocess_pair(pair, None, image_size=32, load_size=32, preprocess='resize',
-                                 flip=True, direction='BtoA')
+  out = pipeline.preprocess_pair(pair, None, image_size=32, flip=True, direction='BtoA')
   np.testing.assert_array_equal(out['input'], pair['B'])
   np.testing.assert_array_equal(out['target'], pair['A'])
 
 
-def test_resize_mode_resizes_to_image_size():
-  out = pipeline.preprocess_pair(gradient_pair(64), np.random.default_rng(0), image_size=32,
-                                 load_size=36, preprocess='resize', flip=False, direction='AtoB')
-  assert out['input'].shape == (32, 32, 3)
+def source_config(tmp_path, preprocess, **overrides):
+  """A 'folder' config over two 48×48 pairs whose A and B are the same random image."""
+  from PIL import Image
+  for split in ('train', 'val'):
+    (tmp_path / split).mkdir()
+    for i in range(2):
+      half = np.random.default_rng(i).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+      Image.fromarray(np.concatenate([half, half], axis=1)).save(tmp_path / split / f'{i}.png')
+  return data_config(name='folder', folder_dir=str(tmp_path), preprocess=preprocess, **overrides)
+
+
+@pytest.mark.parametrize('preprocess, train_size', [('resize_and_crop', 36), ('resize', 32),
+                                                    ('patches', 36)])
+def test_preprocess_modes(tmp_path, preprocess, train_size):
+  config = source_config(tmp_path, preprocess)
+  train = pipeline.create_source(config, 'train', seed=0)
+  evaluation = pipeline.create_source(config, 'eval', seed=0)
+  assert len(train) == len(evaluation) == (8 if preprocess == 'patches' else 2)
+  assert train[0]['A'].shape == (train_size, train_size, 3)
+  assert evaluation[0]['A'].shape == (32, 32, 3)
+  batch = pipeline.train_dataset(train, config, batch_size=2, seed=0)[0]
+  assert batch['input'].shape == (2, 32, 32, 3) and batch['input'].dtype == np.uint8
+  np.testing.assert_array_equal(batch['input'], batch['target'])  # Same jitter for both.
+
+
+def test_patches_are_native_resolution_corners(tmp_path):
+  config = source_config(tmp_path, 'patches')
+  source = pipeline.create_source(config, 'eval', seed=0)
+  raw = np.asarray(__import__('PIL.Image').Image.open(tmp_path / 'val' / '0.png'))[:, :48]
+  np.testing.assert_array_equal(source[0]['A'], raw[:32, :32])
+  np.testing.assert_array_equal(source[3]['A'], raw[16:, 16:])
+
+
+def test_cache_returns_the_same_pairs(tmp_path):
+  config = source_config(tmp_path, 'resize_and_crop')
+  cached = pipeline.create_source(config, 'train', seed=0)
+  config.cache = False
+  uncached = pipeline.create_source(config, 'train', seed=0)
+  for _ in range(2):
+    np.testing.assert_array_equal(cached[1]['A'], uncached[1]['A'])
 
 
 def test_train_batches_are_a_function_of_the_step():

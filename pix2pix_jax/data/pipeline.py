@@ -1,7 +1,8 @@
 """TF-free input pipeline: random-access paired sources -> grain -> uint8 batches.
 
-A source is anything with `len()` and `[i] -> {'A': uint8 (H, W, C), 'B': uint8 (H, W, C), ...}`
-(a TFDS data source or `SyntheticMaps`). Direction is applied here, so one prepared copy of a
+A source is anything with `len()` and `[i] -> {'A': uint8 (H, W, C), 'B': uint8 (H, W, C), ...}`:
+the TFDS `pix2pix` builder's data sources, `PairedFolder` (the user's own pairs) or the built-in
+`SyntheticMaps`. Direction is applied here, so one prepared copy of a
 dataset serves both directions. Batches stay uint8 on the host ({'input', 'target'}); the train
 step scales them to [-1, 1] on the device, which moves 4× fewer bytes.
 
@@ -21,23 +22,48 @@ from PIL import Image
 from pix2pix_jax.data import synthetic
 
 DIRECTIONS = ('AtoB', 'BtoA')
-PREPROCESS_MODES = ('resize_and_crop', 'resize')
-DATASETS = ('synthetic', 'maps')
+PREPROCESS_MODES = ('resize_and_crop', 'resize', 'patches')
+# The paired datasets of the pix2pix authors, prepared by the TFDS builder `pix2pix`.
+PIX2PIX_DATASETS = ('maps', 'facades', 'cityscapes', 'edges2shoes', 'edges2handbags', 'night2day')
+DATASETS = PIX2PIX_DATASETS + ('folder', 'synthetic')
+VERIFY_MODES = ('full', 'present', 'off')
+
+
+def _split_name(data_config, split: str) -> str:
+  return data_config.train_split if split == 'train' else data_config.eval_split
+
+
+def _raw_source(data_config, split: str, seed: int):
+  if data_config.name == 'synthetic':
+    jitter = split == 'train' and data_config.preprocess != 'resize'
+    size = data_config.load_size if jitter else data_config.image_size
+    num = data_config.synthetic_train_examples if split == 'train' else data_config.synthetic_eval_examples
+    return synthetic.SyntheticMaps(split, num, size, seed=seed)
+  if data_config.name == 'folder':
+    from pix2pix_jax.data import folder  # pylint: disable=g-import-not-at-top
+    return folder.PairedFolder(data_config.folder_dir, _split_name(data_config, split))
+  if data_config.name in PIX2PIX_DATASETS:
+    # Imported here: TFDS is only needed (and only imported) for its datasets.
+    from pix2pix_jax.data import pix2pix_tfds  # pylint: disable=g-import-not-at-top
+    return pix2pix_tfds.load_pix2pix(
+        data_config.name, _split_name(data_config, split), data_dir=data_config.data_dir,
+        manual_dir=data_config.manual_dir, verify=data_config.verify)
+  raise ValueError(f'config.data.name={data_config.name!r} is not one of {list(DATASETS)}')
 
 
 def create_source(data_config, split: str, seed: int):
-  """The random-access source of `config.data.name` for `split` ('train' or 'eval')."""
-  if data_config.name == 'synthetic':
-    # Rendered at the size the preprocessing resizes to, so that resize is a no-op.
-    size = data_config.load_size if data_config.preprocess == 'resize_and_crop' and split == 'train' \
-        else data_config.image_size
-    num = data_config.synthetic_train_examples if split == 'train' else data_config.synthetic_eval_examples
-    return synthetic.SyntheticMaps(split, num, size, seed=seed)
-  if data_config.name == 'maps':
-    raise NotImplementedError(
-        "config.data.name='maps' needs the TFDS maps builder, which is not in this version yet. "
-        "Train on the built-in data with --config.data.name=synthetic (or configs/demo.py).")
-  raise ValueError(f'config.data.name={data_config.name!r} is not one of {DATASETS}')
+  """The random-access source of `config.data` for `split` ('train' or 'eval'), resized.
+
+  Train pairs come at `load_size` (random-cropped later) or, with preprocess='resize', at
+  `image_size`; eval pairs at `image_size`. With preprocess='patches' each image first becomes
+  four native-resolution `image_size` crops.
+  """
+  source = _raw_source(data_config, split, seed)
+  if data_config.preprocess == 'patches':
+    source = NativePatches(source, data_config.image_size)
+  jitter = split == 'train' and data_config.preprocess != 'resize'
+  return ResizedPairs(source, data_config.load_size if jitter else data_config.image_size,
+                      cache=data_config.cache)
 
 
 def resize(image: np.ndarray, size: int) -> np.ndarray:
@@ -47,16 +73,66 @@ def resize(image: np.ndarray, size: int) -> np.ndarray:
   return np.asarray(Image.fromarray(image).resize((size, size), Image.BICUBIC))
 
 
+class ResizedPairs:
+  """A source whose A and B are resized to size×size, optionally kept in host memory.
+
+  Decoding and resizing are the expensive part of the input pipeline; both are deterministic, so
+  with `cache` each pair is done once and later epochs only crop and flip (maps at load_size 286:
+  1096 pairs, 538 MB).
+  """
+
+  def __init__(self, source, size: int, cache: bool = False):
+    self._source, self._size = source, size
+    self._cache = [None] * len(source) if cache else None
+
+  def __len__(self) -> int:
+    return len(self._source)
+
+  def __getitem__(self, index: int) -> dict:
+    index = int(index)
+    if self._cache is not None and self._cache[index] is not None:
+      return self._cache[index]
+    example = dict(self._source[index])
+    example['A'], example['B'] = resize(example['A'], self._size), resize(example['B'], self._size)
+    if self._cache is not None:
+      self._cache[index] = example
+    return example
+
+
+class NativePatches:
+  """Each pair becomes 4 crops of size×size at native resolution, at the corners of a 2×2 grid.
+
+  Seed 001's `patches` preprocessing: a 600×600 maps half gives crops at offsets 0 and 344, which
+  together cover the whole image, without the down-scaling to 256.
+  """
+
+  def __init__(self, source, size: int):
+    self._source, self._size = source, size
+
+  def __len__(self) -> int:
+    return 4 * len(self._source)
+
+  def __getitem__(self, index: int) -> dict:
+    example = dict(self._source[int(index) // 4])
+    height, width = example['A'].shape[:2]
+    if min(height, width) < self._size:
+      raise ValueError(f"config.data.preprocess='patches' needs images of at least {self._size} "
+                       f"pixels, but {example.get('file_name', index // 4)} is {width}×{height}")
+    row, col = divmod(int(index) % 4, 2)
+    top, left = row * (height - self._size), col * (width - self._size)
+    for key in ('A', 'B'):
+      example[key] = example[key][top:top + self._size, left:left + self._size]
+    return example
+
+
 def preprocess_pair(example: dict, rng: np.random.Generator | None, *, image_size: int,
-                    load_size: int, preprocess: str, flip: bool, direction: str) -> dict:
-  """Jitter and orient one pair; input and target always get the same crop and flip.
+                    flip: bool, direction: str) -> dict:
+  """Jitter and orient one resized pair; input and target always get the same crop and flip.
 
   Args:
-    example: {'A': uint8 (H, W, C), 'B': uint8 (H, W, C), ...}.
-    rng: augmentation randomness; None for deterministic eval preprocessing (resize only).
+    example: {'A': uint8 (S, S, C), 'B': uint8 (S, S, C), ...} with S >= image_size.
+    rng: augmentation randomness; None for deterministic (eval) preprocessing: a centre crop.
     image_size: output side.
-    load_size: side to resize to before the random crop ('resize_and_crop').
-    preprocess: 'resize_and_crop' (paper: resize to load_size, random crop) or 'resize'.
     flip: random horizontal flip (ignored when `rng` is None).
     direction: 'AtoB' (input = A) or 'BtoA' (input = B).
 
@@ -64,13 +140,10 @@ def preprocess_pair(example: dict, rng: np.random.Generator | None, *, image_siz
     {'input': uint8 (image_size, image_size, C), 'target': same}.
   """
   a, b = example['A'], example['B']
-  if rng is not None and preprocess == 'resize_and_crop':
-    a, b = resize(a, load_size), resize(b, load_size)
-    top, left = rng.integers(0, load_size - image_size + 1, size=2)
-    a = a[top:top + image_size, left:left + image_size]
-    b = b[top:top + image_size, left:left + image_size]
-  else:
-    a, b = resize(a, image_size), resize(b, image_size)
+  slack = a.shape[0] - image_size
+  top, left = rng.integers(0, slack + 1, size=2) if rng is not None else (slack // 2, slack // 2)
+  a = a[top:top + image_size, left:left + image_size]
+  b = b[top:top + image_size, left:left + image_size]
   if rng is not None and flip and rng.random() < 0.5:
     a, b = a[:, ::-1], b[:, ::-1]
   inputs, targets = (a, b) if direction == 'AtoB' else (b, a)
@@ -78,8 +151,7 @@ def preprocess_pair(example: dict, rng: np.random.Generator | None, *, image_siz
 
 
 def _preprocess_kwargs(data_config) -> dict:
-  return dict(image_size=data_config.image_size, load_size=data_config.load_size,
-              preprocess=data_config.preprocess, flip=data_config.flip,
+  return dict(image_size=data_config.image_size, flip=data_config.flip,
               direction=data_config.direction)
 
 
@@ -105,10 +177,18 @@ def train_dataset(source, data_config, *, batch_size: int, seed: int, process_in
 
 
 def train_iterator(dataset: grain.MapDataset, start_step: int, data_config) -> Iterator[dict]:
-  """Iterates `dataset` from the batch of step `start_step + 1`, prepared by host threads."""
+  """Iterates `dataset` from the batch of step `start_step + 1`.
+
+  Batches are prepared ahead by `data_config.num_threads` threads (PIL decodes and resizes with
+  the GIL released) and, if `data_config.num_workers` > 0, in that many worker processes, each
+  with its own threads and cache; the order is the same either way.
+  """
   options = grain.ReadOptions(num_threads=data_config.num_threads,
                               prefetch_buffer_size=data_config.prefetch)
-  return iter(dataset[start_step:].to_iter_dataset(options))
+  iterable = dataset[start_step:].to_iter_dataset(options)
+  if data_config.num_workers > 0:
+    iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(num_workers=data_config.num_workers))
+  return iter(iterable)
 
 
 def check_batch(batch: dict, config) -> None:

@@ -1,0 +1,446 @@
+"""Paired images from a folder of your own: a random-access source for the input pipeline.
+
+`PairedFolder(root, split)` has `len()` and `[i] -> {'A': uint8 (H, W, 3), 'B': uint8 (H, W, 3),
+'file_name': str}` like the other sources; the pipeline resizes, crops, flips and picks the
+direction. A and B may have any size (not necessarily square) but are equal in size within a pair.
+
+Two layouts are recognised, independently for each split:
+
+1. Side by side (the pix2pix format, what the reference's `datasets/combine_A_and_B.py` writes):
+   each image is A (left half) | B (right half), so its width must be even::
+
+     ROOT/
+     ├── train/
+     │   ├── 1.jpg          # 512×256 -> A = left 256×256, B = right 256×256
+     │   └── 2.jpg
+     ├── val/
+     └── test/              # optional
+
+2. Two folders with matching file names, either way round::
+
+     ROOT/                          ROOT/
+     ├── A/                         ├── train/
+     │   ├── train/1.jpg            │   ├── A/1.jpg
+     │   └── val/...                │   └── B/1.png
+     └── B/                         └── val/
+         ├── train/1.png                ├── A/...
+         └── val/...                    └── B/...
+
+   (the left one is the input layout of the reference's `combine_A_and_B.py`). Files are matched
+   by *stem*, the name without its extension, so `1.jpg` in A pairs with `1.png` in B (photos as
+   JPEG, masks or labels as PNG). Two files with the same stem in one folder are an error.
+   `file_name` is the A file's path relative to ROOT (`A/train/1.jpg`, `train/A/1.jpg`).
+
+A split matching more than one layout (say `ROOT/A/train/` and `ROOT/train/*.jpg`) is an error
+rather than a silent pick. Folders are not searched recursively. Pairs are in natural order by
+name (`2.jpg` before `10.jpg`), so the order is the same on every machine.
+
+How inputs are handled:
+
+* Listing, extensions and name matching are checked in the constructor, without opening any image
+  (10k files take milliseconds); problems raise `FolderLayoutError` naming the folder.
+* Hidden entries (`.DS_Store`, `._1.jpg`, `.git/`) and OS thumbnail files (`Thumbs.db`,
+  `desktop.ini`) are ignored silently. Other non-image files and subfolders are skipped with one
+  logged warning per `PairedFolder` giving their count and the first few names.
+* Decoding happens on access. A file that does not decode (corrupt, truncated, not really an
+  image), an odd-width side-by-side image or a pair of different sizes raises `BadImageError`
+  naming the file(s) then. PIL's `ImageFile.LOAD_TRUNCATED_IMAGES` must stay False (the default)
+  for truncated files to fail instead of being padded with grey; the constructor warns if
+  something set it.
+* EXIF orientation is applied (`ImageOps.exif_transpose`): phone photos come out the way a viewer
+  shows them, and the same way `cv2.imread` reads them in the reference's `combine_A_and_B.py`.
+* Every mode becomes 8-bit RGB (`to_rgb_uint8`): gray and 1-bit are replicated to three channels,
+  palette images are looked up, alpha is dropped (pixels keep their stored colour, as the
+  reference's `.convert('RGB')`), CMYK/YCbCr/LAB are converted by PIL, and 16-bit gray is scaled
+  to 8 bits (65535 -> 255, 32768 -> 128) where PIL would clip everything above 255 to white.
+"""
+
+import logging
+import operator
+import os
+import re
+
+import numpy as np
+from PIL import ExifTags, Image, ImageFile, ImageOps
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff', '.ppm')
+# Files the OS drops into image folders; skipping them is not worth a warning.
+_OS_JUNK = frozenset({'thumbs.db', 'ehthumbs.db', 'desktop.ini'})
+_SIXTEEN_BIT_MODES = ('I;16', 'I;16L', 'I;16B', 'I;16N')
+_MAX_LISTED = 10  # names shown per list in an error or warning
+_DIGITS = re.compile(r'([0-9]+)')
+
+SIDE_BY_SIDE, A_B_SPLIT, SPLIT_A_B = 'side_by_side', 'A|B/split', 'split/A|B'
+LAYOUT_HELP = (
+    'expected ROOT/SPLIT/*.jpg (A | B side by side), ROOT/A/SPLIT/ + ROOT/B/SPLIT/, or '
+    'ROOT/SPLIT/A/ + ROOT/SPLIT/B/ (A and B files matched by name without extension); image '
+    f'extensions: {" ".join(IMAGE_EXTENSIONS)}')
+
+_log = logging.getLogger(__name__)
+
+
+class FolderLayoutError(ValueError):
+  """The folder does not hold a split in a recognised layout (raised on construction)."""
+
+
+class BadImageError(ValueError):
+  """An image file cannot be used (raised on access); `paths` are the file(s) at fault."""
+
+  def __init__(self, message: str, *paths: str):
+    super().__init__(message)
+    self.paths = paths
+
+
+def _natural_key(name: str) -> tuple:
+  """Sort key with digit runs compared as numbers: '2.jpg' < '10.jpg'."""
+  # re.split with a group alternates text and digits, so positions always compare like with like.
+  parts = _DIGITS.split(name)
+  return tuple(int(p) if i % 2 else p.casefold() for i, p in enumerate(parts)), name
+
+
+def _listed(names, limit: int = _MAX_LISTED) -> str:
+  """'a, b, c' with at most `limit` names and '...' after them."""
+  names = list(names)
+  return ', '.join(names[:limit]) + (', ...' if len(names) > limit else '')
+
+
+def _is_image(name: str) -> bool:
+  return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _ignored(name: str) -> bool:
+  return name.startswith('.') or name.lower() in _OS_JUNK
+
+
+def _scan(folder: str) -> tuple[list[str], list[str], list[str]]:
+  """Lists one folder (not recursively).
+
+  Returns:
+    (image file names, subfolder names, other file names), hidden and OS junk entries left out.
+  """
+  images, subdirs, others = [], [], []
+  with os.scandir(folder) as entries:
+    for entry in entries:
+      if _ignored(entry.name):
+        continue
+      if entry.is_dir():
+        subdirs.append(entry.name)
+      elif _is_image(entry.name):
+        images.append(entry.name)
+      else:
+        others.append(entry.name)
+  return images, subdirs, others
+
+
+def _has_image(folder: str) -> bool:
+  with os.scandir(folder) as entries:
+    return any(_is_image(e.name) and not _ignored(e.name) and not e.is_dir() for e in entries)
+
+
+def _visible_subdirs(folder: str) -> list[str]:
+  with os.scandir(folder) as entries:
+    return [e.name for e in entries if e.is_dir() and not e.name.startswith('.')]
+
+
+def _check_root(root: str) -> str:
+  root = os.path.expanduser(os.fspath(root))
+  if not os.path.isdir(root):
+    what = 'is not a folder' if os.path.exists(root) else 'does not exist'
+    raise FolderLayoutError(f'dataset root {root} {what}; {LAYOUT_HELP}')
+  return root
+
+
+def _has_ab_folders(path: str) -> bool:
+  return os.path.isdir(os.path.join(path, 'A')) and os.path.isdir(os.path.join(path, 'B'))
+
+
+def available_splits(root: str) -> list[str]:
+  """Splits of `root` in any recognised layout, in natural order.
+
+  Only folder names are looked at (plus, for the side-by-side layout, whether the folder holds
+  an image), so a split listed here can still fail `PairedFolder` (e.g. mismatched names).
+
+  Args:
+    root: dataset folder.
+
+  Returns:
+    Split names such as ['test', 'train', 'val'].
+
+  Raises:
+    FolderLayoutError: if `root` is not a folder.
+  """
+  root = _check_root(root)
+  splits = set()
+  top_ab = _has_ab_folders(root)
+  if top_ab:
+    splits.update(set(_visible_subdirs(os.path.join(root, 'A')))
+                  & set(_visible_subdirs(os.path.join(root, 'B'))))
+  for name in _visible_subdirs(root):
+    if top_ab and name in ('A', 'B'):
+      continue  # ROOT/A and ROOT/B are the two halves, not splits
+    path = os.path.join(root, name)
+    if _has_ab_folders(path) or _has_image(path):
+      splits.add(name)
+  return sorted(splits, key=_natural_key)
+
+
+def to_rgb_uint8(image: Image.Image, path) -> np.ndarray:
+  """Converts a decoded PIL image of any common mode to 8-bit RGB.
+
+  Gray ('L', '1') is replicated to three channels; palette ('P') images are looked up; alpha
+  ('RGBA', 'LA', 'PA') is dropped, leaving transparent pixels their stored colour as the reference's
+  `.convert('RGB')` does; 16-bit gray ('I;16*', and 'I', which holds 16-bit PNGs in older Pillow,
+  clipped to 0..65535) is scaled by 255/65535 with rounding, so 65535 -> 255 and 32768 -> 128,
+  rather than clipped at 255 as PIL's convert would. Other modes (CMYK, YCbCr, LAB, ...) are
+  converted by PIL.
+
+  Args:
+    image: a loaded PIL image.
+    path: the file it came from, for error messages.
+
+  Returns:
+    uint8 (H, W, 3), C-contiguous and writable.
+
+  Raises:
+    BadImageError: for float ('F') images, whose range is unknown, and modes PIL cannot convert.
+  """
+  mode = image.mode
+  if mode == 'RGB':
+    return np.array(image)
+  if mode in _SIXTEEN_BIT_MODES or mode == 'I':
+    gray = np.clip(np.asarray(image), 0, 65535).astype(np.uint32)
+    gray = ((gray * 255 + 32767) // 65535).astype(np.uint8)  # round(v * 255 / 65535)
+    return np.repeat(gray[:, :, None], 3, axis=2)
+  if mode == 'F':
+    raise BadImageError(f'{path}: 32-bit float images (mode F) are not supported, because their '
+                        'value range is unknown; save it as 8- or 16-bit', str(path))
+  try:
+    return np.array(image.convert('RGB'))
+  except ValueError as e:
+    raise BadImageError(f'{path}: cannot convert image mode {mode} to RGB: {e}', str(path)) from e
+
+
+def _exif_upright(image: Image.Image) -> Image.Image:
+  """Applies the EXIF orientation tag, if there is one other than 1 (upright)."""
+  try:
+    orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+  except Exception:  # pylint: disable=broad-except
+    # Broken metadata in an otherwise fine image: the pixels are still usable, as viewers show.
+    return image
+  return ImageOps.exif_transpose(image) if orientation in range(2, 9) else image
+
+
+def load_rgb(path: str) -> np.ndarray:
+  """Decodes an image file to upright 8-bit RGB.
+
+  Args:
+    path: image file.
+
+  Returns:
+    uint8 (H, W, 3), EXIF orientation applied.
+
+  Raises:
+    BadImageError: naming `path` if the file is missing, corrupt, truncated or of an unusable mode.
+  """
+  try:
+    with Image.open(path) as image:
+      image.load()  # decode fully now: a truncated file raises here instead of later
+      return to_rgb_uint8(_exif_upright(image), path)
+  except BadImageError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    # PIL signals bad data with many types (OSError, SyntaxError, ValueError, EOFError, ...).
+    raise BadImageError(f'cannot decode image {path}: {type(e).__name__}: {e}', path) from e
+
+
+def _size(image: np.ndarray) -> str:
+  return f'{image.shape[1]}×{image.shape[0]}'
+
+
+def split_side_by_side(image: np.ndarray, path: str) -> tuple[np.ndarray, np.ndarray]:
+  """Splits an A | B image into its left (A) and right (B) halves.
+
+  Args:
+    image: uint8 (H, W, 3) with W even.
+    path: the file it came from, for error messages.
+
+  Returns:
+    (A, B), each uint8 (H, W / 2, 3), C-contiguous.
+
+  Raises:
+    BadImageError: if W is odd, since the halves would differ in size.
+  """
+  width = image.shape[1]
+  if width % 2:
+    raise BadImageError(
+        f'{path} is {_size(image)}: a side-by-side A|B image needs an even width, so that A (left '
+        'half) and B (right half) are the same size', path)
+  half = width // 2
+  return np.ascontiguousarray(image[:, :half]), np.ascontiguousarray(image[:, half:])
+
+
+def _stems(folder: str, names: list[str], rel: str) -> dict[str, str]:
+  """Maps stem -> file name; two files with one stem would make the pairing ambiguous."""
+  stems = {}
+  for name in names:
+    stem = os.path.splitext(name)[0]
+    if stem in stems:
+      raise FolderLayoutError(
+          f'{folder} has both {stems[stem]} and {name}: A and B files are matched by name without '
+          f'extension, so {rel}/{stem}.* must be unique')
+    stems[stem] = name
+  return stems
+
+
+def _mismatch_message(dir_a: str, dir_b: str, only_a: list[str], only_b: list[str]) -> str:
+  lines = [f'A and B files do not match (matched by name without extension) in {dir_a} and '
+           f'{dir_b}:']
+  if only_a:
+    lines.append(f'  {len(only_a)} only in A: {_listed(only_a)}')
+  if only_b:
+    lines.append(f'  {len(only_b)} only in B: {_listed(only_b)}')
+  return '\n'.join(lines)
+
+
+class PairedFolder:
+  """Random-access (A, B) pairs from a folder in one of the layouts of the module docstring.
+
+  Attributes:
+    root: the dataset folder.
+    split: the split, e.g. 'train'.
+    layout: SIDE_BY_SIDE, A_B_SPLIT (ROOT/A/SPLIT/) or SPLIT_A_B (ROOT/SPLIT/A/).
+  """
+
+  def __init__(self, root: str, split: str):
+    """Lists and pairs the files of `split`; no image is opened.
+
+    Args:
+      root: dataset folder ('~' is expanded).
+      split: split folder name, e.g. 'train', 'val' or 'test'.
+
+    Raises:
+      FolderLayoutError: naming the folder, if the split is missing, empty, ambiguous, or its A
+        and B names do not match.
+    """
+    self.root, self.split = _check_root(root), split
+    self.layout = self._detect_layout()
+    skipped = []
+    if self.layout == SIDE_BY_SIDE:
+      self._items = self._list_side_by_side(skipped)
+    else:
+      self._items = self._list_two_folders(skipped)
+    if skipped:
+      _log.warning('%r: skipped %d non-image entries (image extensions: %s): %s', self,
+                   len(skipped), ' '.join(IMAGE_EXTENSIONS), _listed(skipped, 5))
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+      _log.warning('PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True (set by some other code): '
+                   'truncated images in %s will be padded with grey instead of raising', self.root)
+
+  def _dirs(self, layout: str) -> tuple[str, ...]:
+    """The folder(s) a layout reads for this split: (SPLIT,) or (A folder, B folder)."""
+    join = os.path.join
+    if layout == SIDE_BY_SIDE:
+      return (join(self.root, self.split),)
+    if layout == A_B_SPLIT:
+      return join(self.root, 'A', self.split), join(self.root, 'B', self.split)
+    return join(self.root, self.split, 'A'), join(self.root, self.split, 'B')
+
+  def _detect_layout(self) -> str:
+    split_dir = os.path.join(self.root, self.split)
+    found = [layout for layout in (A_B_SPLIT, SPLIT_A_B)
+             if all(map(os.path.isdir, self._dirs(layout)))]
+    if os.path.isdir(split_dir) and _has_image(split_dir):
+      found.append(SIDE_BY_SIDE)
+    if len(found) > 1:
+      dirs = '; '.join(' + '.join(self._dirs(layout)) for layout in found)
+      raise FolderLayoutError(f'split {self.split!r} of {self.root} is ambiguous: it exists in '
+                              f'{len(found)} layouts ({dirs}); keep one')
+    if not found:
+      raise FolderLayoutError(self._not_found_message())
+    return found[0]
+
+  def _not_found_message(self) -> str:
+    """Says what is missing, preferring the layout the folder seems to be in."""
+    for layout in (A_B_SPLIT, SPLIT_A_B):
+      dir_a, dir_b = self._dirs(layout)
+      if os.path.isdir(dir_a) != os.path.isdir(dir_b):
+        present, missing = (dir_a, dir_b) if os.path.isdir(dir_a) else (dir_b, dir_a)
+        return f'found {present} but not {missing}; {LAYOUT_HELP}'
+    if _has_ab_folders(self.root) and _has_image(os.path.join(self.root, 'A')):
+      return (f'{self.root}/A holds images directly, without split folders: move them into '
+              f'{self.root}/A/{self.split}/ (and B likewise); {LAYOUT_HELP}')
+    split_dir = os.path.join(self.root, self.split)
+    if os.path.isdir(split_dir):
+      _, subdirs, others = _scan(split_dir)
+      found = sorted(others + [d + '/' for d in subdirs], key=_natural_key)
+      return (f'no image files in {split_dir} (found {len(found)} other entries'
+              f'{": " + _listed(found) if found else ""}); {LAYOUT_HELP}')
+    try:
+      available = available_splits(self.root)
+    except OSError:
+      available = []
+    top = sorted(_visible_subdirs(self.root), key=_natural_key)
+    return (f'split {self.split!r} not found in {self.root} (available splits: {available}; '
+            f'folders there: {_listed(top)}); {LAYOUT_HELP}')
+
+  def _rel(self, path: str) -> str:
+    return os.path.relpath(path, self.root).replace(os.sep, '/')
+
+  def _list_images(self, folder: str, skipped: list[str]) -> list[str]:
+    """Image names in `folder`; adds the other entries, relative to the root, to `skipped`."""
+    images, subdirs, others = _scan(folder)
+    rel = self._rel(folder)
+    skipped.extend(f'{rel}/{name}' for name in sorted(others + [d + '/' for d in subdirs],
+                                                      key=_natural_key))
+    return images
+
+  def _list_side_by_side(self, skipped: list[str]) -> list[tuple[str, ...]]:
+    (folder,) = self._dirs(SIDE_BY_SIDE)
+    names = sorted(self._list_images(folder, skipped), key=_natural_key)
+    return [(os.path.join(folder, name),) for name in names]
+
+  def _list_two_folders(self, skipped: list[str]) -> list[tuple[str, ...]]:
+    dir_a, dir_b = self._dirs(self.layout)
+    names_a, names_b = self._list_images(dir_a, skipped), self._list_images(dir_b, skipped)
+    if not names_a and not names_b:
+      raise FolderLayoutError(f'no image files in {dir_a} or {dir_b}; {LAYOUT_HELP}')
+    stems_a = _stems(dir_a, names_a, self._rel(dir_a))
+    stems_b = _stems(dir_b, names_b, self._rel(dir_b))
+    only_a = sorted((stems_a[s] for s in stems_a.keys() - stems_b.keys()), key=_natural_key)
+    only_b = sorted((stems_b[s] for s in stems_b.keys() - stems_a.keys()), key=_natural_key)
+    if only_a or only_b:
+      raise FolderLayoutError(_mismatch_message(dir_a, dir_b, only_a, only_b))
+    return [(os.path.join(dir_a, stems_a[s]), os.path.join(dir_b, stems_b[s]))
+            for s in sorted(stems_a, key=_natural_key)]
+
+  def __len__(self) -> int:
+    return len(self._items)
+
+  def __getitem__(self, index) -> dict:
+    """Decodes pair `index` (python or numpy int; negatives wrap).
+
+    Returns:
+      {'A': uint8 (H, W, 3), 'B': uint8 (H, W, 3), 'file_name': str}; `file_name` is relative to
+      the root: the image for side by side, the A file otherwise.
+
+    Raises:
+      BadImageError: naming the file(s), if one does not decode, a side-by-side image has an odd
+        width or A and B differ in size.
+    """
+    i = operator.index(index)
+    if i < 0:
+      i += len(self._items)
+    if not 0 <= i < len(self._items):
+      raise IndexError(f'index {index} out of range for {len(self._items)} pairs in {self!r}')
+    paths = self._items[i]
+    if len(paths) == 1:
+      a, b = split_side_by_side(load_rgb(paths[0]), paths[0])
+    else:
+      a, b = load_rgb(paths[0]), load_rgb(paths[1])
+      if a.shape != b.shape:
+        raise BadImageError(f'A and B differ in size: {paths[0]} is {_size(a)}, {paths[1]} is '
+                            f'{_size(b)}', *paths)
+    return {'A': a, 'B': b, 'file_name': self._rel(paths[0])}
+
+  def __repr__(self) -> str:
+    return f'PairedFolder({self.root!r}, {self.split!r})'
