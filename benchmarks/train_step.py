@@ -7,7 +7,6 @@ Measures compile time and steady-state steps/s of `train.train_step` on a fixed 
 (no input pipeline), with the config's model, batch size and image size.
 """
 
-import functools
 import json
 import pathlib
 import sys
@@ -19,7 +18,7 @@ import jax
 import numpy as np
 from ml_collections import config_flags
 
-from pix2pix_jax import models, train, train_state
+from pix2pix_jax import train
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # For configs/.
 
@@ -31,19 +30,9 @@ FLAGS = flags.FLAGS
 def main(_):
   config = FLAGS.config
   size = config.data.image_size
-  generator = models.create_generator(config.model, size, config.data.channels)
-  discriminator = models.create_discriminator(config.model)
-  schedule = train_state.create_learning_rate_schedule(config.optim, 1, 1)
-  g_opt = train_state.create_optimizer(config.optim, schedule)
-  d_opt = train_state.create_optimizer(config.optim, schedule)
-  state = jax.jit(functools.partial(
-      train_state.create_train_state, generator=generator, discriminator=discriminator,
-      g_optimizer=g_opt, d_optimizer=d_opt, image_size=size, channels=config.data.channels))(
-          jax.random.PRNGKey(0))
-  step = jax.jit(functools.partial(
-      train.train_step, generator=generator, discriminator=discriminator, g_optimizer=g_opt,
-      d_optimizer=d_opt, schedule=schedule, lambda_l1=config.loss.lambda_l1,
-      gan_mode=config.loss.gan_mode), donate_argnums=0)
+  _, init_fn, step_fn = train.create_train_functions(config, steps_per_epoch=1, num_train_steps=1)
+  state = jax.jit(init_fn)(jax.random.PRNGKey(0))
+  step = jax.jit(step_fn, donate_argnums=0)
   rng = np.random.default_rng(0)
   shape = (config.batch_size, size, size, config.data.channels)
   batch = jax.device_put({'input': rng.integers(0, 256, shape, np.uint8),

@@ -211,6 +211,34 @@ def evaluate_in_training(state, eval_fn, eval_source, config, data_sharding, rng
   return {'eval_l1': float(total) / max(float(count), 1.0)}, panel
 
 
+def create_train_functions(config: ml_collections.ConfigDict, steps_per_epoch: int,
+                           num_train_steps: int):
+  """The networks and optimizers a config describes, as pure functions to jit.
+
+  Args:
+    config: the run's config.
+    steps_per_epoch: for the learning-rate schedule.
+    num_train_steps: for the learning-rate schedule.
+
+  Returns:
+    (generator, init_fn(rng) -> TrainState, step_fn(state, batch) -> (state, metrics)).
+  """
+  generator = models.create_generator(config.model, config.data.image_size, config.data.channels)
+  discriminator = models.create_discriminator(config.model)
+  schedule = train_state.create_learning_rate_schedule(config.optim, steps_per_epoch, num_train_steps)
+  g_optimizer = train_state.create_optimizer(config.optim, schedule)
+  d_optimizer = train_state.create_optimizer(config.optim, schedule)
+  init_fn = functools.partial(
+      train_state.create_train_state, generator=generator, discriminator=discriminator,
+      g_optimizer=g_optimizer, d_optimizer=d_optimizer, image_size=config.data.image_size,
+      channels=config.data.channels)
+  step_fn = functools.partial(
+      train_step, generator=generator, discriminator=discriminator, g_optimizer=g_optimizer,
+      d_optimizer=d_optimizer, schedule=schedule, lambda_l1=config.loss.lambda_l1,
+      gan_mode=config.loss.gan_mode)
+  return generator, init_fn, step_fn
+
+
 def create_sources(config: ml_collections.ConfigDict):
   """The train and eval sources; process 0 prepares the dataset while the others wait."""
 
@@ -254,15 +282,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   num_train_steps = (config.num_train_steps if config.num_train_steps > 0
                      else config.num_epochs * steps_per_epoch)
 
-  generator = models.create_generator(config.model, config.data.image_size, config.data.channels)
-  discriminator = models.create_discriminator(config.model)
-  schedule = train_state.create_learning_rate_schedule(config.optim, steps_per_epoch, num_train_steps)
-  g_optimizer = train_state.create_optimizer(config.optim, schedule)
-  d_optimizer = train_state.create_optimizer(config.optim, schedule)
-  init_fn = functools.partial(
-      train_state.create_train_state, generator=generator, discriminator=discriminator,
-      g_optimizer=g_optimizer, d_optimizer=d_optimizer, image_size=config.data.image_size,
-      channels=config.data.channels)
+  generator, init_fn, train_step_fn = create_train_functions(config, steps_per_epoch, num_train_steps)
   rng = jax.random.PRNGKey(config.seed)
 
   manager = checkpointing.create_checkpoint_manager(workdir / 'checkpoints', config.keep_checkpoints)
@@ -281,12 +301,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   logging.info('%d steps (%d per epoch, global batch %d, %d device(s))', num_train_steps,
                steps_per_epoch, config.batch_size, jax.device_count())
 
-  step_fn = jax.jit(
-      functools.partial(train_step, generator=generator, discriminator=discriminator,
-                        g_optimizer=g_optimizer, d_optimizer=d_optimizer, schedule=schedule,
-                        lambda_l1=config.loss.lambda_l1, gan_mode=config.loss.gan_mode),
-      in_shardings=(replicated, data_sharding), out_shardings=(replicated, replicated),
-      donate_argnums=0)
+  step_fn = jax.jit(train_step_fn, in_shardings=(replicated, data_sharding),
+                    out_shardings=(replicated, replicated), donate_argnums=0)
   eval_fn = jax.jit(functools.partial(eval_step, generator=generator, train_mode=config.eval.train_mode),
                     in_shardings=(replicated, data_sharding, replicated))
   eval_rng = jax.random.fold_in(rng, 0x5eed)

@@ -1,34 +1,17 @@
 """The train step and the driver, in process, on tiny configs."""
 
-import functools
-import json
-
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from configs import test as test_config
-from pix2pix_jax import checkpointing, models, train, train_state
+from pix2pix_jax import checkpointing, train, train_state
 from pix2pix_jax.data import pipeline
 
 
 def make_step(config):
-  generator = models.create_generator(config.model, config.data.image_size)
-  discriminator = models.create_discriminator(config.model)
-  schedule = train_state.create_learning_rate_schedule(config.optim, 8, 100)
-  g_opt = train_state.create_optimizer(config.optim, schedule)
-  d_opt = train_state.create_optimizer(config.optim, schedule)
-  state = jax.jit(functools.partial(
-      train_state.create_train_state, generator=generator, discriminator=discriminator,
-      g_optimizer=g_opt, d_optimizer=d_opt, image_size=config.data.image_size, channels=3))(
-          jax.random.PRNGKey(0))
-  step = jax.jit(functools.partial(
-      train.train_step, generator=generator, discriminator=discriminator, g_optimizer=g_opt,
-      d_optimizer=d_opt, schedule=schedule, lambda_l1=config.loss.lambda_l1,
-      gan_mode=config.loss.gan_mode), donate_argnums=0)
-  return state, step
+  _, init_fn, step_fn = train.create_train_functions(config, steps_per_epoch=8, num_train_steps=100)
+  return jax.jit(init_fn)(jax.random.PRNGKey(0)), jax.jit(step_fn, donate_argnums=0)
 
 
 def fixed_batch(config):
