@@ -1,7 +1,10 @@
 """pix2pix_jax entry point: flags in, one driver per mode.
 
-  python main.py --config=configs/maps.py --workdir=/tmp/run
-  python main.py --config=configs/demo.py --workdir=/tmp/demo --config.num_train_steps=500
+  python main.py --config=configs/maps.py --workdir=/tmp/run                      # train / resume
+  python main.py --config=configs/maps.py --workdir=/tmp/run --mode=evaluate      # metrics + report
+  python main.py --config=configs/maps.py --workdir=/tmp/run --mode=predict --input=DIR --output=OUT
+  python main.py --config=configs/maps.py --workdir=/tmp/run --mode=export
+  python main.py --config=configs/maps.py --workdir=/tmp/ablation --mode=ablation # patch sizes
 """
 
 import logging as std_logging
@@ -12,13 +15,21 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from pix2pix_jax import train
-
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file (e.g. configs/maps.py).',
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and outputs.')
-flags.DEFINE_enum('mode', 'train', ['train'], 'What to do.')
+flags.DEFINE_enum('mode', 'train', ['train', 'evaluate', 'predict', 'export', 'ablation'],
+                  'train (resumes if WORKDIR has a checkpoint), evaluate (metrics over the eval '
+                  'split + WORKDIR/report), predict (translate --input), export (jax.export the '
+                  'generator), ablation (train + evaluate each of --patch_sizes).')
+flags.DEFINE_integer('step', None, 'evaluate/predict/export: checkpoint step (default: latest).')
+flags.DEFINE_string('input', None, 'predict: an image file or a folder of images.')
+flags.DEFINE_string('output', None, 'predict: output folder; export: default WORKDIR/export.')
+flags.DEFINE_bool('pairs', False, 'predict: inputs are side-by-side A|B pairs; the input half '
+                  'follows config.data.direction.')
+flags.DEFINE_bool('side_by_side', False, 'predict: write [input | output] images.')
+flags.DEFINE_list('patch_sizes', ['1', '16', '70', '286'], 'ablation: PatchGAN sizes to compare.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -35,8 +46,23 @@ def main(argv):
   logging.get_absl_handler().python_handler.addFilter(_QuietLibraries())
   logging.info('JAX %s, process %d/%d, devices: %s', jax.__version__, jax.process_index(),
                jax.process_count(), jax.devices())
+  # Drivers are imported here so that `--help` and flag errors come before JAX's set-up.
+  from pix2pix_jax import ablation, evaluation, export, inference, report, train  # pylint: disable=g-import-not-at-top
+  config, workdir = FLAGS.config, FLAGS.workdir
   if FLAGS.mode == 'train':
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    train.train_and_evaluate(config, workdir)
+  elif FLAGS.mode == 'evaluate':
+    evaluation.evaluate(config, workdir, FLAGS.step)
+    logging.info('Report: %s', report.write_report(workdir))
+  elif FLAGS.mode == 'predict':
+    if not FLAGS.input or not FLAGS.output:
+      raise app.UsageError('--mode=predict needs --input=FILE_OR_DIR and --output=DIR')
+    inference.predict(config, workdir, FLAGS.input, FLAGS.output, step=FLAGS.step,
+                      pairs=FLAGS.pairs, side_by_side=FLAGS.side_by_side)
+  elif FLAGS.mode == 'export':
+    export.export_generator(config, workdir, FLAGS.output, FLAGS.step)
+  elif FLAGS.mode == 'ablation':
+    ablation.run_patch_size_ablation(config, workdir, [int(p) for p in FLAGS.patch_sizes])
 
 
 if __name__ == '__main__':

@@ -85,6 +85,11 @@ def get_config() -> ml_collections.ConfigDict:
   eval_config.num_examples = -1  # Eval examples scored during training; -1: the whole eval split.
   eval_config.every_steps = 5000  # Eval L1 and image panel (0: only at the end).
   eval_config.num_panel_images = 4  # Rows of the [input | generated | target] panel.
+  # --mode=evaluate: FID and KID (InceptionV3 pool3) and LPIPS, when the `metrics` extra is
+  # installed (pip install -e '.[metrics]'); L1, PSNR, SSIM and HP-L1 are always computed.
+  eval_config.perceptual = True
+  eval_config.lpips_net = 'alex'  # LPIPS backbone: 'alex' (the LPIPS paper's default) or 'vgg'.
+  eval_config.kid_subset_size = 1000  # KID subsets of this many images (fewer if the split is smaller).
 
   config.log_every_steps = 100  # Losses, learning rate, steps/s and a progress line.
   config.checkpoint_every_steps = 5000  # The last step is always checkpointed too.

@@ -12,10 +12,11 @@ import orbax.checkpoint as ocp
 # Config keys that change the networks (parameter shapes or the function they compute). Other
 # keys (learning rate, data, logging, model.compute_dtype, model.upsample_impl) may change between
 # runs of the same checkpoint.
-ARCHITECTURE_KEYS = (
-    'data.image_size', 'data.channels', 'model.ngf', 'model.ndf', 'model.patch_size',
-    'model.norm', 'model.bottleneck_norm', 'model.leaky_relu_slope', 'model.dropout_rate',
-    'model.num_dropout_layers', 'model.dropout_skip_innermost', 'loss.gan_mode')
+GENERATOR_KEYS = (
+    'data.image_size', 'data.channels', 'model.ngf', 'model.norm', 'model.bottleneck_norm',
+    'model.leaky_relu_slope', 'model.dropout_rate', 'model.num_dropout_layers',
+    'model.dropout_skip_innermost')
+ARCHITECTURE_KEYS = GENERATOR_KEYS + ('model.ndf', 'model.patch_size', 'loss.gan_mode')
 
 
 class CheckpointMismatchError(ValueError):
@@ -44,26 +45,42 @@ def _lookup(tree: dict, dotted: str):
   return tree
 
 
-def check_architecture(saved_config: dict, config: ml_collections.ConfigDict, where: str) -> None:
+def check_architecture(saved_config: dict, config: ml_collections.ConfigDict, where: str,
+                       keys: tuple[str, ...] = ARCHITECTURE_KEYS) -> None:
   """Raises CheckpointMismatchError naming every architecture key that differs.
 
   Args:
     saved_config: the config stored with the checkpoint.
     config: the current config.
     where: the checkpoint's path, for the message.
+    keys: the keys to compare (GENERATOR_KEYS when only the generator is restored).
   """
   current = config.to_dict()
   diffs = [f'  {key}: checkpoint {_lookup(saved_config, key)!r}, config {_lookup(current, key)!r}'
-           for key in ARCHITECTURE_KEYS if _lookup(saved_config, key) != _lookup(current, key)]
+           for key in keys if _lookup(saved_config, key) != _lookup(current, key)]
   if diffs:
     raise CheckpointMismatchError(
         f'checkpoint {where} was made with a different architecture:\n' + '\n'.join(diffs) +
         '\nUse another --workdir, or override these keys to match the checkpoint.')
 
 
+def _checked_step(manager: ocp.CheckpointManager, config: ml_collections.ConfigDict,
+                  step: int | None, keys: tuple[str, ...]) -> tuple[int | None, str]:
+  """The step to restore (None: no checkpoint) after checking its config's `keys`."""
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    return None, ''
+  where = str(manager.directory / str(step))
+  if step not in manager.all_steps():
+    raise FileNotFoundError(f'no checkpoint {where}; available steps: {list(manager.all_steps())}')
+  saved_config = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))['config']
+  check_architecture(saved_config, config, where, keys)
+  return step, where
+
+
 def restore(manager: ocp.CheckpointManager, target, config: ml_collections.ConfigDict,
             step: int | None = None):
-  """Restores checkpoint `step` (default: the latest), after checking its architecture.
+  """Restores the full TrainState of checkpoint `step` (default: the latest).
 
   Args:
     manager: the workdir's checkpoint manager.
@@ -74,16 +91,43 @@ def restore(manager: ocp.CheckpointManager, target, config: ml_collections.Confi
   Returns:
     (state, step), or (None, 0) when there is no checkpoint and `step` is None.
   """
-  step = manager.latest_step() if step is None else step
+  step, where = _checked_step(manager, config, step, ARCHITECTURE_KEYS)
   if step is None:
     return None, 0
-  where = str(manager.directory / str(step))
-  if step not in manager.all_steps():
-    raise FileNotFoundError(f'no checkpoint {where}; available steps: {list(manager.all_steps())}')
-  saved_config = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))['config']
-  check_architecture(saved_config, config, where)
   try:
     restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
   except ValueError as error:
-    raise CheckpointMismatchError(f'checkpoint {where} cannot be restored into this model on these devices: {error}') from error
+    raise CheckpointMismatchError(
+        f'checkpoint {where} cannot be restored into this model on these devices: {error}') from error
   return restored['state'], step
+
+
+def restore_generator(manager: ocp.CheckpointManager, target: dict,
+                      config: ml_collections.ConfigDict, step: int | None = None):
+  """Reads only the generator's params and batch_stats (no discriminator, no optimizer state).
+
+  Args:
+    manager: the workdir's checkpoint manager.
+    target: {'params': ..., 'batch_stats': ...} of ShapeDtypeStructs with shardings.
+    config: the current config; only the generator's keys must match the checkpoint's.
+    step: a specific checkpoint step, or None for the latest.
+
+  Returns:
+    ({'params', 'batch_stats'}, step).
+
+  Raises:
+    FileNotFoundError: there is no checkpoint (or none at `step`).
+  """
+  step, where = _checked_step(manager, config, step, GENERATOR_KEYS)
+  if step is None:
+    raise FileNotFoundError(f'no checkpoint in {manager.directory}: train first (--mode=train)')
+  target = {'generator': target}
+  # Explicit restore args carry the target's shardings, so a checkpoint written on other devices
+  # (8 GPUs, say) restores onto these.
+  args = ocp.args.PyTreeRestore(item=target, partial_restore=True,
+                                restore_args=ocp.checkpoint_utils.construct_restore_args(target))
+  try:
+    restored = manager.restore(step, args=ocp.args.Composite(state=args))
+  except ValueError as error:
+    raise CheckpointMismatchError(f'checkpoint {where}: cannot restore the generator: {error}') from error
+  return restored['state']['generator'], step

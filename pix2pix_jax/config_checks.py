@@ -59,3 +59,9 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
       raise ValueError(f'config.{key}={_get(config, key)} must be >= 1')
   if config.eval.every_steps < 0:
     raise ValueError(f'config.eval.every_steps={config.eval.every_steps} must be >= 0')
+  strided = models.PATCH_SIZE_TO_STRIDED_LAYERS[config.model.patch_size]
+  if strided and config.data.image_size // 2**strided - 2 < 1:
+    raise ValueError(
+        f'config.model.patch_size={config.model.patch_size} needs config.data.image_size >= '
+        f'{3 * 2**strided} (its {strided} stride-2 convolutions leave no patch logit at '
+        f'{config.data.image_size}×{config.data.image_size})')

@@ -45,11 +45,6 @@ class SummaryWriter:
       self._writer.close()
 
 
-def to_uint8(images: np.ndarray) -> np.ndarray:
-  """[-1, 1] floats -> uint8 [0, 255]."""
-  return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
 def image_panel(inputs: np.ndarray, generated: np.ndarray, targets: np.ndarray) -> np.ndarray:
   """Rows of [input | generated | target] for a batch of uint8 (N, H, W, C) images."""
   rows = [np.concatenate([i, g, t], axis=1) for i, g, t in zip(inputs, generated, targets)]

@@ -21,23 +21,10 @@ import ml_collections
 import numpy as np
 import optax
 
-from pix2pix_jax import checkpointing, config_checks, losses, models, summary, train_state
+from pix2pix_jax import checkpointing, config_checks, inference, losses, models, summary, train_state
 from pix2pix_jax.data import pipeline
 
 LOSS_NAMES = ('g_total', 'g_gan', 'g_l1', 'd_total', 'd_real', 'd_fake')
-
-
-def to_float(images: jax.Array) -> jax.Array:
-  """uint8 [0, 255] -> float32 [-1, 1] (on the device)."""
-  return images.astype(jnp.float32) / 127.5 - 1.0
-
-
-def _apply(module: nn.Module, params, batch_stats, x, rng=None):
-  """Train-mode forward pass; returns (output, updated batch_stats)."""
-  rngs = {'dropout': rng} if rng is not None else {}
-  out, updates = module.apply({'params': params, 'batch_stats': batch_stats}, x, train=True,
-                              rngs=rngs, mutable=['batch_stats'])
-  return out, updates.get('batch_stats', batch_stats)
 
 
 def _mean_output(logits: jax.Array, gan_mode: str) -> jax.Array:
@@ -68,16 +55,16 @@ def train_step(state: train_state.TrainState, batch: dict, *, generator: nn.Modu
     (new state, metrics): the six losses, mean D outputs on real and fake, and the learning rate.
   """
   step_rng = jax.random.fold_in(state.rng, state.step)
-  inputs, targets = to_float(batch['input']), to_float(batch['target'])
+  inputs, targets = inference.to_float(batch['input']), inference.to_float(batch['target'])
   g, d = state.generator, state.discriminator
 
   def run_generator(params):
-    return _apply(generator, params, g.batch_stats, inputs, step_rng)
+    return inference.apply_train_mode(generator, params, g.batch_stats, inputs, step_rng)
 
   fake, generator_vjp, g_batch_stats = jax.vjp(run_generator, g.params, has_aux=True)
 
   def run_discriminator(params, batch_stats, outputs):
-    return _apply(discriminator, params, batch_stats, jnp.concatenate([inputs, outputs], axis=-1))
+    return inference.apply_train_mode(discriminator, params, batch_stats, jnp.concatenate([inputs, outputs], axis=-1))
 
   def d_loss_fn(params):
     # Fake first, then real, each its own BatchNorm call, as the reference's backward_D.
@@ -111,37 +98,13 @@ def train_step(state: train_state.TrainState, batch: dict, *, generator: nn.Modu
   return new_state, metrics
 
 
-def generate(generator: nn.Module, network: train_state.NetworkState, inputs: jax.Array,
-             rng: jax.Array, train_mode: bool) -> jax.Array:
-  """Translates uint8 inputs to float images in [-1, 1].
-
-  Args:
-    generator: the U-Net.
-    network: its NetworkState.
-    inputs: uint8 (B, H, W, C).
-    rng: dropout key (used in train mode).
-    train_mode: the paper's test-time behaviour: dropout on and BatchNorm with each image's own
-      statistics (the paper tests at batch 1; vmapping over single images keeps that whatever
-      the eval batch size). False: running averages, no dropout.
-  """
-  variables = {'params': network.params, 'batch_stats': network.batch_stats}
-  images = to_float(inputs)
-  if not train_mode:
-    return generator.apply(variables, images, train=False)
-
-  def one(image, key):
-    return _apply(generator, network.params, network.batch_stats, image[None], key)[0][0]
-
-  return jax.vmap(one)(images, jax.random.split(rng, images.shape[0]))
-
-
 def eval_step(network: train_state.NetworkState, batch: dict, rng: jax.Array, *,
               generator: nn.Module, train_mode: bool) -> dict:
   """Generates a padded eval batch; returns the L1 sum (images in [0, 1]) over real examples."""
-  generated = generate(generator, network, batch['input'], rng, train_mode)
-  per_example = jnp.mean(jnp.abs(generated - to_float(batch['target'])), axis=(1, 2, 3)) / 2.0
+  generated = inference.generate(generator, network, batch['input'], rng, train_mode)
+  per_example = jnp.mean(jnp.abs(generated - inference.to_float(batch['target'])), axis=(1, 2, 3)) / 2
   return {'l1_sum': jnp.sum(per_example * batch['mask']), 'count': jnp.sum(batch['mask']),
-          'generated': generated}
+          'generated': inference.to_uint8(generated)}
 
 
 def prefetch_to_device(iterator, sharding: jax.sharding.Sharding, size: int = 2):
@@ -197,6 +160,7 @@ def evaluate_in_training(state, eval_fn, eval_source, config, data_sharding, rng
       num_examples=config.eval.num_examples, process_index=jax.process_index(),
       process_count=jax.process_count())
   for index, host_batch in enumerate(batches):
+    host_batch.pop('file_name')
     batch = _global_arrays(host_batch, data_sharding)
     out = eval_fn(state.generator, batch, jax.random.fold_in(rng, index))
     sums.append(out['l1_sum'])
@@ -205,7 +169,7 @@ def evaluate_in_training(state, eval_fn, eval_source, config, data_sharding, rng
       gathered = multihost_utils.process_allgather(
           {'input': batch['input'], 'generated': out['generated'], 'target': batch['target']}, tiled=True)
       n = config.eval.num_panel_images
-      panel = summary.image_panel(gathered['input'][:n], summary.to_uint8(gathered['generated'][:n]),
+      panel = summary.image_panel(gathered['input'][:n], gathered['generated'][:n],
                                   gathered['target'][:n])
   total, count = jax.device_get((sum(sums), sum(counts)))
   return {'eval_l1': float(total) / max(float(count), 1.0)}, panel

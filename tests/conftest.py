@@ -13,3 +13,17 @@ os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import pytest  # pylint: disable=g-import-not-at-top,g-bad-import-order
+
+
+@pytest.fixture(scope='session')
+def trained_workdir(tmp_path_factory):
+  """A workdir with a 2-step checkpoint of configs/test.py (shared: treat it as read-only)."""
+  from configs import test as test_config  # pylint: disable=g-import-not-at-top
+  from pix2pix_jax import train  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path_factory.mktemp('trained')
+  config = test_config.get_config()
+  config.num_train_steps = 2
+  train.train_and_evaluate(config, str(workdir))
+  return workdir

@@ -126,3 +126,36 @@ def test_maps_from_a_manual_dir(tmp_path):
   result = run_main(tmp_path / 'strict', *overrides[:3])
   assert result.returncode != 0
   assert 'verify' in result.stderr and not (tmp_path / 'strict' / 'checkpoints').exists()
+
+
+def test_ablation_mode(tmp_path):
+  bad = run_main(tmp_path, '--mode=ablation', '--patch_sizes=70,286')
+  assert bad.returncode != 0
+  assert 'config.model.patch_size=286 needs config.data.image_size >= 96' in bad.stderr
+  assert not (tmp_path / 'patch_70').exists()  # Checked before anything trains.
+  result = run_main(tmp_path, '--mode=ablation', '--patch_sizes=1,16,70',
+                    '--config.num_train_steps=2', '--config.eval.perceptual=false')
+  assert result.returncode == 0, result.stderr[-3000:]
+  table = (tmp_path / 'ablation.md').read_text()
+  for size in (1, 16, 70):
+    assert f'| {size}×{size} | 4 |' in table
+    assert (tmp_path / f'patch_{size}' / 'eval' / 'metrics.json').exists()
+  assert 'PatchGAN receptive field' in (tmp_path / 'report' / 'index.html').read_text()
+
+
+def test_evaluate_predict_export_modes(trained_workdir, tmp_path):
+  workdir = tmp_path / 'run'
+  import shutil
+  shutil.copytree(trained_workdir, workdir)
+  result = run_main(workdir, '--mode=evaluate', '--config.eval.perceptual=false')
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert '| L1 |' in result.stderr and 'test mode: paper' in result.stderr
+  assert (workdir / 'eval' / 'metrics.json').exists() and (workdir / 'report' / 'index.html').exists()
+  usage = run_main(workdir, '--mode=predict')
+  assert usage.returncode != 0 and '--mode=predict needs --input' in usage.stderr
+  missing = run_main(tmp_path / 'nothing', '--mode=evaluate')
+  assert missing.returncode != 0 and 'no checkpoints in' in missing.stderr
+  wrong_step = run_main(workdir, '--mode=export', '--step=3')
+  assert wrong_step.returncode != 0 and 'available steps: [2]' in wrong_step.stderr
+  exported = run_main(workdir, '--mode=export')
+  assert exported.returncode == 0 and (workdir / 'export' / 'generator.jaxexport').exists()

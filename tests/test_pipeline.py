@@ -111,6 +111,8 @@ def test_eval_batches_cover_every_example_once_with_padding():
   source = pipeline.create_source(config, 'eval', seed=0)
   batches = list(pipeline.eval_batches(source, config, batch_size=3))
   assert [b['mask'].tolist() for b in batches] == [[1, 1, 1], [1, 0, 0]]
+  assert [b['index'].tolist() for b in batches] == [[0, 1, 2], [3, -1, -1]]
+  assert list(batches[1]['file_name']) == ['synthetic/eval/3.png', '', '']
   np.testing.assert_array_equal(batches[1]['input'][0], source[3]['B'])  # BtoA: input = B.
   assert not batches[1]['input'][1:].any()
 

@@ -203,25 +203,31 @@ def check_batch(batch: dict, config) -> None:
           '(config.batch_size, config.data.image_size, config.data.channels)')
 
 
+def _eval_example(index: int, *, source, total: int, data_config) -> dict:
+  if index >= total:  # Padding of the last batch.
+    shape = (data_config.image_size, data_config.image_size, data_config.channels)
+    return {'input': np.zeros(shape, np.uint8), 'target': np.zeros(shape, np.uint8),
+            'mask': np.float32(0), 'index': np.int32(-1), 'file_name': ''}
+  example = source[index]
+  out = preprocess_pair(example, None, **_preprocess_kwargs(data_config))
+  return out | {'mask': np.float32(1), 'index': np.int32(index),
+                'file_name': str(example.get('file_name', index))}
+
+
 def eval_batches(source, data_config, *, batch_size: int, num_examples: int = -1,
                  process_index: int = 0, process_count: int = 1) -> Iterator[dict]:
-  """Every eval example once, in order, resized (no jitter), in fixed-size padded batches.
+  """Every eval example once, resized (no jitter), in fixed-size padded batches.
 
-  Batches hold {'input', 'target', 'mask'}; `mask` is 0 for padding, so metrics can count only
-  real examples while every batch keeps a shape that compiles once and shards over devices.
+  Batches hold {'input', 'target', 'mask', 'index', 'file_name'}; `mask` is 0 (and `index` -1)
+  for the padding of the last batch, so metrics count only real examples while every batch keeps
+  a shape that compiles once and shards over devices. `file_name` (strings) stays on the host.
+  Examples are read by `data_config.num_threads` threads.
   """
   total = len(source) if num_examples < 0 else min(num_examples, len(source))
-  local_batch = batch_size // process_count
-  for start in range(0, total, batch_size):
-    indices = range(start + process_index, min(start + batch_size, total), process_count)
-    examples = [preprocess_pair(source[i], None, **_preprocess_kwargs(data_config)) for i in indices]
-    mask = np.zeros(local_batch, np.float32)
-    mask[:len(examples)] = 1.0
-    pad = local_batch - len(examples)
-    batch = {k: np.stack([e[k] for e in examples] + [np.zeros_like(examples[0][k])] * pad)
-             for k in ('input', 'target')} if examples else None
-    if batch is None:  # This process has nothing left in a final partial batch.
-      shape = (local_batch, data_config.image_size, data_config.image_size, data_config.channels)
-      batch = {'input': np.zeros(shape, np.uint8), 'target': np.zeros(shape, np.uint8)}
-    batch['mask'] = mask
-    yield batch
+  num_batches = -(-total // batch_size)
+  ds = grain.MapDataset.range(num_batches * batch_size)[process_index::process_count]
+  ds = ds.map(functools.partial(_eval_example, source=source, total=total, data_config=data_config))
+  ds = ds.batch(batch_size // process_count)
+  options = grain.ReadOptions(num_threads=data_config.num_threads,
+                              prefetch_buffer_size=data_config.prefetch)
+  return iter(ds.to_iter_dataset(options))

@@ -1,0 +1,48 @@
+"""Loads a generator exported by `--mode=export`: needs jax and numpy only, not this project's
+model code (no Flax, no configs).
+
+  from pix2pix_jax.serving import load_generator
+  translate = load_generator('/tmp/run/export')
+  outputs = translate(images)  # uint8 (N, S, S, 3) -> uint8 (N, S, S, 3); S = signature['image_size']
+
+This file can be copied next to an export and used on its own.
+"""
+
+import json
+import pathlib
+
+import jax
+from jax import export
+import numpy as np
+
+
+def load_generator(export_dir: str, seed: int = 0):
+  """Returns translate(images uint8 (N, S, S, C)) -> uint8 (N, S, S, C) and its signature.
+
+  Args:
+    export_dir: the folder `--mode=export` wrote (generator.jaxexport, weights.npz,
+      signature.json).
+    seed: dropout seed, used when the export is in the paper's test mode (dropout on).
+
+  Returns:
+    A callable with a `signature` attribute (dict: image_size, channels, direction, step, ...).
+  """
+  path = pathlib.Path(export_dir)
+  signature = json.loads((path / 'signature.json').read_text())
+  exported = export.deserialize(bytearray((path / 'generator.jaxexport').read_bytes()))
+  with np.load(path / 'weights.npz') as archive:
+    weights = [archive[f'w{i}'] for i in range(len(archive.files))]
+  weights = jax.device_put(weights)
+  counter = iter(range(2**31))
+
+  def translate(images: np.ndarray) -> np.ndarray:
+    images = np.asarray(images)
+    size, channels = signature['image_size'], signature['channels']
+    if images.ndim != 4 or images.shape[1:] != (size, size, channels) or images.dtype != np.uint8:
+      raise ValueError(f'expected uint8 images of shape (N, {size}, {size}, {channels}), got '
+                       f'{images.dtype} {images.shape}')
+    key = np.array([seed, next(counter)], np.uint32)
+    return np.asarray(exported.call(weights, images, key))
+
+  translate.signature = signature
+  return translate
