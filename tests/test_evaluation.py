@@ -75,3 +75,16 @@ def test_other_generator_architecture_is_named(evaluated):
   config.model.ngf = 16
   with pytest.raises(checkpointing.CheckpointMismatchError, match='model.ngf: checkpoint 8, config 16'):
     evaluation.evaluate(config, str(workdir))
+
+
+def test_fid_kid_lpips_with_the_metrics_extra(evaluated):
+  perceptual = pytest.importorskip('pix2pix_jax.perceptual')
+  if not perceptual.available()[0]:
+    pytest.skip(perceptual.available()[1])
+  workdir, config, _ = evaluated
+  config.eval.perceptual = True
+  report = evaluation.evaluate(config, str(workdir))
+  assert {'fid', 'kid', 'lpips'} <= set(report['metrics'])
+  assert report['metrics']['fid'] > 0 and np.isfinite(report['metrics']['kid']['mean'])
+  assert 0 < report['metrics']['lpips']['mean'] < 1
+  assert 'FID' in evaluation.format_table(report['metrics'])

@@ -1,4 +1,4 @@
-"""Image metrics against independent implementations (scikit-image, scipy.ndimage) and hand values."""
+"""Image metrics against independent references (scikit-image, scipy.ndimage) and hand values."""
 
 import math
 
@@ -11,8 +11,12 @@ from scipy import ndimage
 from pix2pix_jax import metrics
 from pix2pix_jax.data import synthetic
 
-skimage_metrics = pytest.importorskip(
-    'skimage.metrics', reason="scikit-image is the SSIM/PSNR reference: pip install -e '.[test]'")
+
+@pytest.fixture(name='skimage_metrics')
+def _skimage_metrics():
+  # Only the comparisons need it; the hand-value tests run without the `test` extra.
+  return pytest.importorskip(
+      'skimage.metrics', reason="scikit-image is the SSIM/PSNR reference: pip install -e '.[test]'")
 
 
 def _smooth_images(rng, n, h, w, c):
@@ -53,7 +57,7 @@ def _f32(x):
 
 
 @pytest.mark.parametrize('name,generated,target', CASES, ids=CASE_IDS)
-def test_ssim_matches_scikit_image(name, generated, target):
+def test_ssim_matches_scikit_image(skimage_metrics, name, generated, target):
   del name
   expected = [
       skimage_metrics.structural_similarity(
@@ -66,7 +70,7 @@ def test_ssim_matches_scikit_image(name, generated, target):
   np.testing.assert_allclose(np.asarray(got), expected, rtol=0, atol=1e-5)
 
 
-def test_ssim_data_range_matches_scikit_image():
+def test_ssim_data_range_matches_scikit_image(skimage_metrics):
   rng = np.random.default_rng(1)
   target = _smooth_images(rng, 2, 40, 40, 3) * 255
   generated = np.clip(target + rng.normal(0, 8, target.shape), 0, 255)
@@ -90,7 +94,7 @@ def test_ssim_rejects_images_smaller_than_its_window():
 
 
 @pytest.mark.parametrize('name,generated,target', CASES, ids=CASE_IDS)
-def test_psnr_matches_scikit_image(name, generated, target):
+def test_psnr_matches_scikit_image(skimage_metrics, name, generated, target):
   del name
   expected = [skimage_metrics.peak_signal_noise_ratio(t, g, data_range=1.0)
               for g, t in zip(generated, target)]
@@ -145,7 +149,7 @@ def test_metrics_reject_mismatched_shapes():
       fn(jnp.zeros((1, 16, 16, 3)), jnp.zeros((1, 16, 16, 1)))
 
 
-def test_metrics_accept_uint8_and_work_under_an_outer_jit():
+def test_metrics_accept_uint8_and_work_under_an_outer_jit(skimage_metrics):
   x = np.random.default_rng(4).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
   y = np.clip(x.astype(np.int32) + 3, 0, 255).astype(np.uint8)
   # Integers are promoted to float; data_range must then say 255.

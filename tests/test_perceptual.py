@@ -147,7 +147,8 @@ def _reference_fid(a, b):
   return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * linalg.sqrtm(s1 @ s2).real))
 
 
-@pytest.mark.parametrize('na,nb', [(40, 50), (30, 400), (300, 400)], ids=['both<D', 'mixed', 'both>D'])
+@pytest.mark.parametrize('na,nb', [(40, 50), (30, 400), (300, 400)],
+                         ids=['both<D', 'mixed', 'both>D'])
 def test_fid_methods_agree_with_a_straightforward_reimplementation(na, nb):
   rng = np.random.default_rng(1)
   d = 128
