@@ -11,12 +11,17 @@ from configs import test as test_config
 from pix2pix_jax import evaluation, metrics, checkpointing
 
 
+def eval_config():
+  config = test_config.get_config()
+  config.eval.perceptual = False  # FID/KID/LPIPS: the last test and tests/test_perceptual.py.
+  return config
+
+
 @pytest.fixture(scope='module')
 def evaluated(trained_workdir, tmp_path_factory):
   workdir = tmp_path_factory.mktemp('evaluated')
   shutil.copytree(trained_workdir, workdir, dirs_exist_ok=True)
-  config = test_config.get_config()
-  config.eval.perceptual = False  # FID/KID/LPIPS are tested in test_perceptual.py.
+  config = eval_config()
   return workdir, config, evaluation.evaluate(config, str(workdir))
 
 
@@ -55,7 +60,7 @@ def test_table_has_every_metric(evaluated):
 
 
 def test_deterministic_test_mode_is_reproducible(evaluated):
-  workdir, config, _ = evaluated
+  workdir, config = evaluated[0], eval_config()
   config.eval.train_mode = False
   first = evaluation.evaluate(config, str(workdir))
   assert first['test_mode'].startswith('deterministic')
@@ -63,7 +68,7 @@ def test_deterministic_test_mode_is_reproducible(evaluated):
 
 
 def test_missing_checkpoint_and_wrong_step_are_named(evaluated, tmp_path):
-  workdir, config, _ = evaluated
+  workdir, config = evaluated[0], eval_config()
   with pytest.raises(FileNotFoundError, match=f'no checkpoints in {tmp_path}'):
     evaluation.evaluate(config, str(tmp_path))
   with pytest.raises(FileNotFoundError, match=r'checkpoints/7; available steps: \[2\]'):
@@ -71,7 +76,7 @@ def test_missing_checkpoint_and_wrong_step_are_named(evaluated, tmp_path):
 
 
 def test_other_generator_architecture_is_named(evaluated):
-  workdir, config, _ = evaluated
+  workdir, config = evaluated[0], eval_config()
   config.model.ngf = 16
   with pytest.raises(checkpointing.CheckpointMismatchError, match='model.ngf: checkpoint 8, config 16'):
     evaluation.evaluate(config, str(workdir))
@@ -81,8 +86,7 @@ def test_fid_kid_lpips_with_the_metrics_extra(evaluated):
   perceptual = pytest.importorskip('pix2pix_jax.perceptual')
   if not perceptual.available()[0]:
     pytest.skip(perceptual.available()[1])
-  workdir, config, _ = evaluated
-  config.eval.perceptual = True
+  workdir, config = evaluated[0], test_config.get_config()
   report = evaluation.evaluate(config, str(workdir))
   assert {'fid', 'kid', 'lpips'} <= set(report['metrics'])
   assert report['metrics']['fid'] > 0 and np.isfinite(report['metrics']['kid']['mean'])
