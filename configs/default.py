@@ -91,6 +91,9 @@ def get_config() -> ml_collections.ConfigDict:
   eval_config.lpips_net = 'alex'  # LPIPS backbone: 'alex' (the LPIPS paper's default) or 'vgg'.
   eval_config.kid_subset_size = 1000  # KID subsets of this many images (fewer if the split is smaller).
 
+  # A non-finite loss: 'stop' (raise, naming the step and the loss; only finite states are ever
+  # checkpointed) or 'skip' (drop that step's updates and go on; skipped steps are logged).
+  config.on_nonfinite = 'stop'
   config.log_every_steps = 100  # Losses, learning rate, steps/s and a progress line.
   config.checkpoint_every_steps = 5000  # The last step is always checkpointed too.
   config.keep_checkpoints = 3  # Most recent checkpoints kept.

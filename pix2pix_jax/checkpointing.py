@@ -23,18 +23,49 @@ class CheckpointMismatchError(ValueError):
   """A checkpoint does not fit the current config."""
 
 
+class CheckpointSaveError(OSError):
+  """Writing a checkpoint failed (full disk, lost permissions, ...); older ones are intact."""
+
+
 def create_checkpoint_manager(checkpoint_dir: pathlib.Path, max_to_keep: int) -> ocp.CheckpointManager:
-  """A manager saving asynchronously and keeping the newest `max_to_keep` checkpoints."""
+  """A manager saving asynchronously and keeping the newest `max_to_keep` checkpoints.
+
+  Orbax writes each checkpoint into a temporary folder and renames it when complete, so a run
+  killed mid-save leaves only that temporary folder, which `latest_step` never returns and which
+  is deleted when the next manager starts.
+  """
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=True,
-                                         create=True)
+                                         create=True, cleanup_tmp_directories=True)
   return ocp.CheckpointManager(checkpoint_dir.absolute(), options=options,
                                item_names=('state', 'config'))
 
 
+def _save_failed(manager: ocp.CheckpointManager, error: Exception) -> CheckpointSaveError:
+  return CheckpointSaveError(
+      f'writing a checkpoint in {manager.directory} failed ({type(error).__name__}: {error}). '
+      f'The complete checkpoints are intact (steps {list(manager.all_steps())}); unfinished '
+      'writes are ignored. Free disk space or fix the folder, then run again to resume.')
+
+
 def save(manager: ocp.CheckpointManager, step: int, state, config: ml_collections.ConfigDict) -> None:
-  """Starts an asynchronous save of `state` (and `config`) as checkpoint `step`."""
-  manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                             config=ocp.args.JsonSave(config.to_dict())))
+  """Starts an asynchronous save of `state` (and `config`) as checkpoint `step`.
+
+  Raises:
+    CheckpointSaveError: this save, or the previous asynchronous one, failed.
+  """
+  try:
+    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                               config=ocp.args.JsonSave(config.to_dict())))
+  except Exception as error:  # pylint: disable=broad-except
+    raise _save_failed(manager, error) from error
+
+
+def wait(manager: ocp.CheckpointManager) -> None:
+  """Waits for the pending asynchronous save; raises CheckpointSaveError if it failed."""
+  try:
+    manager.wait_until_finished()
+  except Exception as error:  # pylint: disable=broad-except
+    raise _save_failed(manager, error) from error
 
 
 def _lookup(tree: dict, dotted: str):

@@ -16,6 +16,7 @@ _CHOICES = {
     'model.compute_dtype': ('float32', 'bfloat16', 'float16'),
     'loss.gan_mode': losses.GAN_MODES,
     'optim.schedule': train_state.SCHEDULES,
+    'on_nonfinite': ('stop', 'skip'),
 }
 
 

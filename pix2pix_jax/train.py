@@ -10,6 +10,8 @@ import itertools
 import json
 import logging
 import pathlib
+import signal
+import threading
 import time
 
 from clu import parameter_overview
@@ -35,7 +37,7 @@ def _mean_output(logits: jax.Array, gan_mode: str) -> jax.Array:
 def train_step(state: train_state.TrainState, batch: dict, *, generator: nn.Module,
                discriminator: nn.Module, g_optimizer: optax.GradientTransformation,
                d_optimizer: optax.GradientTransformation, schedule: optax.Schedule,
-               lambda_l1: float, gan_mode: str):
+               lambda_l1: float, gan_mode: str, skip_nonfinite: bool = False):
   """One pix2pix iteration in the reference's order: G forward, D update, G update.
 
   G runs forward once (with this step's dropout noise); D is updated on (input, target) vs the
@@ -50,6 +52,9 @@ def train_step(state: train_state.TrainState, batch: dict, *, generator: nn.Modu
     schedule: the learning-rate schedule (logged only; the optimizers hold it too).
     lambda_l1: weight of the L1 term.
     gan_mode: 'vanilla' or 'lsgan'.
+    skip_nonfinite: if any loss is not finite, keep the networks, batch statistics and
+      optimizer states as they were (the step counter still advances, so the data moves on);
+      metrics['skipped'] is 1 for such a step.
 
   Returns:
     (new state, metrics): the six losses, mean D outputs on real and fake, and the learning rate.
@@ -88,14 +93,15 @@ def train_step(state: train_state.TrainState, batch: dict, *, generator: nn.Modu
   (g_grads,) = generator_vjp(fake_grads)
   g_updates, g_opt_state = g_optimizer.update(g_grads, g.opt_state, g.params)
 
-  new_state = state.replace(
-      step=state.step + 1,
-      generator=train_state.NetworkState(optax.apply_updates(g.params, g_updates), g_batch_stats,
-                                         g_opt_state),
-      discriminator=train_state.NetworkState(d_params, d_batch_stats, d_opt_state),
-  )
+  networks = (train_state.NetworkState(optax.apply_updates(g.params, g_updates), g_batch_stats,
+                                      g_opt_state),
+              train_state.NetworkState(d_params, d_batch_stats, d_opt_state))
   metrics = g_metrics | d_metrics | {'learning_rate': schedule(state.step)}
-  return new_state, metrics
+  if skip_nonfinite:
+    finite = jnp.all(jnp.isfinite(jnp.stack([metrics[name] for name in LOSS_NAMES])))
+    networks = jax.tree.map(lambda new, old: jnp.where(finite, new, old), networks, (g, d))
+    metrics['skipped'] = 1.0 - finite.astype(jnp.float32)
+  return state.replace(step=state.step + 1, generator=networks[0], discriminator=networks[1]), metrics
 
 
 def eval_step(network: train_state.NetworkState, batch: dict, rng: jax.Array, *,
@@ -122,26 +128,90 @@ def prefetch_to_device(iterator, sharding: jax.sharding.Sharding, size: int = 2)
 
 
 def check_finite(history: list[dict], first_step: int) -> None:
-  """Raises FloatingPointError naming the first step and loss that is not finite."""
+  """Raises FloatingPointError naming the first step and loss that is not finite.
+
+  Steps whose updates the train step already skipped (`config.on_nonfinite='skip'`) are logged
+  instead.
+  """
   for offset, metrics in enumerate(history):
     bad = [f'{name}={float(metrics[name])}' for name in LOSS_NAMES if not np.isfinite(metrics[name])]
-    if bad:
+    if bad and metrics.get('skipped'):
+      logging.warning('step %d: non-finite loss (%s): update skipped', first_step + offset, ', '.join(bad))
+    elif bad:
       raise FloatingPointError(f'non-finite loss at step {first_step + offset}: {", ".join(bad)}')
 
 
+class StopRequest:
+  """SIGTERM / SIGINT (preemption, Ctrl-C): finish the step, checkpoint it, exit cleanly.
+
+  A second SIGINT interrupts at once. With several processes, the stop step is agreed through
+  Orbax's preemption sync point (JAX's coordination service notices the SIGTERM), so every
+  process checkpoints the same step.
+  """
+
+  def __init__(self):
+    self.signal_name, self._previous = None, {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():  # Python only allows it there.
+      for signum in (signal.SIGTERM, signal.SIGINT):
+        self._previous[signum] = signal.signal(signum, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+
+  def _handle(self, signum, frame):
+    if self.signal_name and signum == signal.SIGINT:
+      raise KeyboardInterrupt
+    self.signal_name = signal.Signals(signum).name
+    logging.warning('%s received: stopping after this step with a checkpoint (again with SIGINT '
+                    'to stop at once)', self.signal_name)
+
+  def requested(self, manager, step: int) -> bool:
+    if jax.process_count() > 1:
+      return manager.reached_preemption(step)
+    return self.signal_name is not None
+
+
+def _check_writable(workdir: pathlib.Path) -> None:
+  """Fails at start, naming the workdir, if it cannot be created or written."""
+  probe = workdir / '.write_test'
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+    probe.write_bytes(b'pix2pix_jax')
+    probe.unlink()
+  except OSError as error:
+    raise OSError(f'cannot write to --workdir {workdir}: {error}') from error
+
+
 class Progress:
-  """Steps/s over the last interval and an ETA for the log line."""
+  """Steps/s, the share of time spent waiting for input batches, and an ETA for the log line.
+
+  The loop never waits for the device except when metrics are fetched, so time blocked in
+  `next(batches)` is time the input pipeline (not the device) held training up.
+  """
 
   def __init__(self, start_step: int, num_train_steps: int):
     self.num_train_steps = num_train_steps
-    self.last_step, self.last_time = start_step, time.perf_counter()
+    self.last_step, self.last_time, self.data_wait = start_step, time.perf_counter(), 0.0
 
-  def update(self, step: int) -> tuple[float, str]:
+  def next_batch(self, batches):
+    start = time.perf_counter()
+    batch = next(batches)
+    self.data_wait += time.perf_counter() - start
+    return batch
+
+  def update(self, step: int) -> tuple[float, float, str]:
+    """Returns (steps/s, data-wait fraction, ETA) since the last call."""
     now = time.perf_counter()
-    rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
-    self.last_step, self.last_time = step, now
+    elapsed = max(now - self.last_time, 1e-9)
+    rate, wait = (step - self.last_step) / elapsed, self.data_wait / elapsed
+    self.last_step, self.last_time, self.data_wait = step, now, 0.0
     eta = (self.num_train_steps - step) / max(rate, 1e-9)
-    return rate, time.strftime('%H:%M:%S', time.gmtime(eta)) if eta < 86400 else f'{eta / 86400:.1f}d'
+    return rate, wait, (time.strftime('%H:%M:%S', time.gmtime(eta)) if eta < 86400
+                        else f'{eta / 86400:.1f}d')
 
 
 def _global_arrays(batch: dict, sharding) -> dict:
@@ -199,7 +269,7 @@ def create_train_functions(config: ml_collections.ConfigDict, steps_per_epoch: i
   step_fn = functools.partial(
       train_step, generator=generator, discriminator=discriminator, g_optimizer=g_optimizer,
       d_optimizer=d_optimizer, schedule=schedule, lambda_l1=config.loss.lambda_l1,
-      gan_mode=config.loss.gan_mode)
+      gan_mode=config.loss.gan_mode, skip_nonfinite=config.on_nonfinite == 'skip')
   return generator, init_fn, step_fn
 
 
@@ -232,8 +302,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
     The final TrainState.
   """
   config_checks.validate_config(config, jax.device_count())
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+  # Signals are caught from here on: a SIGTERM during start-up stops after the first step.
+  with StopRequest() as stop:
+    return _train(config, pathlib.Path(workdir), stop)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
+           stop: StopRequest) -> train_state.TrainState:
+  """The body of `train_and_evaluate`, once the config is valid and signals are caught."""
+  _check_writable(workdir)
   mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ('data',))
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   data_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
@@ -282,12 +359,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   def flush_metrics(step):
     host = jax.device_get(history)
     check_finite(host, step - len(host) + 1)
-    means = {f'train_{k}': float(np.mean([m[k] for m in host])) for k in host[0]}
-    rate, eta = progress.update(step)
-    writer.write_scalars(step, means | {'steps_per_second': rate})
-    logging.info('step %d/%d epoch %.2f | %.2f steps/s | ETA %s | G %.3f (GAN %.3f, L1 %.4f) '
-                 'D %.3f | D(real) %.2f D(fake) %.2f', step, num_train_steps,
-                 step / steps_per_epoch, rate, eta, means['train_g_total'], means['train_g_gan'],
+    # Means over the finite steps (all of them, unless updates were skipped).
+    means = {f'train_{k}': float(np.mean([m[k] for m in host if not m.get('skipped')] or [np.nan]))
+             for k in host[0] if k != 'skipped'}
+    if 'skipped' in host[0]:
+      means['train_skipped_steps'] = float(sum(m['skipped'] for m in host))
+    rate, wait, eta = progress.update(step)
+    writer.write_scalars(step, means | {'steps_per_second': rate, 'data_wait_fraction': wait})
+    logging.info('step %d/%d epoch %.2f | %.2f steps/s, data wait %.0f%% | ETA %s | G %.3f '
+                 '(GAN %.3f, L1 %.4f) D %.3f | D(real) %.2f D(fake) %.2f', step, num_train_steps,
+                 step / steps_per_epoch, rate, 100 * wait, eta, means['train_g_total'], means['train_g_gan'],
                  means['train_g_l1'], means['train_d_total'], means['train_d_real_output'],
                  means['train_d_fake_output'])
     history.clear()
@@ -302,22 +383,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
       if jax.process_index() == 0:
         summary.save_png(panel, workdir / 'images' / f'step_{step:08d}.png')
 
+  step = start_step
   try:
-    if start_step == 0 and config.eval.every_steps:
+    if start_step == 0 and config.eval.every_steps and not stop.requested(manager, 0):
       evaluate(0)  # The untrained baseline, for the curves and panels.
     for step in range(start_step + 1, num_train_steps + 1):
-      state, metrics = step_fn(state, next(batches))
+      state, metrics = step_fn(state, progress.next_batch(batches))
       history.append(metrics)
-      last = step == num_train_steps
+      stopping = stop.requested(manager, step)
+      last = step == num_train_steps or stopping
       if step % config.log_every_steps == 0 or step % config.checkpoint_every_steps == 0 or last:
         flush_metrics(step)  # Also the non-finite check before any checkpoint is written.
-      if (config.eval.every_steps and step % config.eval.every_steps == 0) or last:
+      if not stopping and ((config.eval.every_steps and step % config.eval.every_steps == 0) or last):
         evaluate(step)
       if step % config.checkpoint_every_steps == 0 or last:
         checkpointing.save(manager, step, state, config)
         logging.info('Saving checkpoint %s', manager.directory / str(step))
+      if stopping:
+        break
   finally:
-    manager.wait_until_finished()  # An interrupted run still completes the last good save.
+    # An interrupted run still completes the last good save (or names why it failed).
+    checkpointing.wait(manager)
     writer.close()
-  logging.info('Finished at step %d; checkpoints in %s', num_train_steps, manager.directory)
+  if stop.signal_name:
+    logging.warning('Stopped by %s at step %d of %d; checkpoint %s saved. Run the same command '
+                    'to resume.', stop.signal_name, step, num_train_steps, manager.directory / str(step))
+  else:
+    logging.info('Finished at step %d; checkpoints in %s', num_train_steps, manager.directory)
   return state

@@ -41,7 +41,7 @@ def test_train_then_resume(tmp_path):
   assert (tmp_path / 'images' / 'step_00000004.png').exists()
   events = read_events(tmp_path)
   for name in [f'train_{loss}' for loss in train.LOSS_NAMES] + ['train_learning_rate',
-                                                                'steps_per_second', 'eval_l1']:
+                                                                'steps_per_second', 'data_wait_fraction', 'eval_l1']:
     assert name in events.Tags()['scalars'], name
   assert [e.step for e in events.Scalars('train_g_l1')] == [2, 4]
   assert events.Tags()['images'] == ['eval_panel']

@@ -1,0 +1,180 @@
+"""Faults: signals, kill -9 at random moments, partial checkpoints, NaN batches, disk failures."""
+
+import os
+import pathlib
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from configs import test as test_config
+from pix2pix_jax import checkpointing, train
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def start_main(workdir, *overrides, prefix=()):
+  command = [*prefix, sys.executable, 'main.py', '--config=configs/test.py', f'--workdir={workdir}',
+             *overrides]
+  return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, env=os.environ)
+
+
+def steps(workdir):
+  directory = pathlib.Path(workdir) / 'checkpoints'
+  return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) if directory.exists() else []
+
+
+def final_state(config, workdir):
+  """The TrainState a completed run left in `workdir` (resuming restores it; nothing trains)."""
+  return train.train_and_evaluate(config, str(workdir))
+
+
+def assert_same_state(a, b):
+  equal = jax.tree.map(np.array_equal, jax.device_get(a), jax.device_get(b))
+  assert all(jax.tree.leaves(equal))
+
+
+def wait_for_line(process, text, timeout=120):
+  """Reads the child's output until a line contains `text`; returns what was read."""
+  deadline, lines = time.monotonic() + timeout, []
+  while time.monotonic() < deadline:
+    line = process.stdout.readline()
+    if not line:
+      break
+    lines.append(line)
+    if text in line:
+      return ''.join(lines)
+  raise AssertionError(f'{text!r} never appeared:\n' + ''.join(lines)[-3000:])
+
+
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+def test_signal_checkpoints_exits_zero_and_resumes_exactly(tmp_path, signum):
+  long_run = ['--config.num_train_steps=100000', '--config.checkpoint_every_steps=100000',
+              '--config.log_every_steps=1']
+  process = start_main(tmp_path / 'run', *long_run)
+  wait_for_line(process, 'step 3/100000')
+  sent = time.monotonic()
+  process.send_signal(signum)
+  output = process.communicate(timeout=60)[0]
+  assert process.returncode == 0, output[-3000:]
+  assert time.monotonic() - sent < 10
+  stopped = [line for line in output.splitlines() if 'Stopped by' in line]
+  assert stopped and signal.Signals(signum).name in stopped[0], output[-3000:]
+  (stop_step,) = steps(tmp_path / 'run')
+  assert f'step {stop_step} of 100000' in stopped[0]
+  # Resuming to a fixed step equals an uninterrupted run to that step, bit for bit.
+  config = test_config.get_config()
+  config.num_train_steps = stop_step + 3
+  resumed = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  uninterrupted = train.train_and_evaluate(config, str(tmp_path / 'straight'))
+  assert_same_state(resumed, uninterrupted)
+
+
+def test_kill_9_at_random_moments(tmp_path):
+  """10 SIGKILLs: half at a random moment after start (start-up, compilation, steps), half just
+  after a checkpoint write began. Every restart resumes from the last complete checkpoint, and
+  the run ends bit-identical to an uninterrupted one."""
+  overrides = ['--config.num_train_steps=200', '--config.checkpoint_every_steps=2',
+               '--config.log_every_steps=2', '--config.keep_checkpoints=2']
+  rng, mid_save = random.Random(0), 0
+  for kill in range(10):
+    before = steps(tmp_path)
+    process = start_main(tmp_path, *overrides)
+    if kill % 2:
+      output = wait_for_line(process, 'Saving checkpoint')
+      time.sleep(rng.uniform(0.0, 0.05))  # The asynchronous write is under way.
+    else:
+      output = ''
+      time.sleep(rng.uniform(0.5, 5.0))
+    assert process.poll() is None, 'the run ended before it could be killed'
+    process.kill()
+    output += process.communicate(timeout=60)[0]
+    checkpoint_dir = tmp_path / 'checkpoints'
+    mid_save += checkpoint_dir.exists() and any('tmp' in p.name for p in checkpoint_dir.iterdir())
+    assert 'Traceback' not in output, output[-3000:]  # Each restart got going cleanly...
+    if before and 'Resuming' in output:  # ... from the last complete checkpoint.
+      assert f'Resuming from checkpoint at step {before[-1]} ' in output, output[-3000:]
+  assert mid_save >= 3, f'only {mid_save} kills interrupted a checkpoint write'
+  finish = start_main(tmp_path, *overrides)
+  output = finish.communicate(timeout=300)[0]
+  assert finish.returncode == 0, output[-3000:]
+  assert not any('tmp' in p.name for p in (tmp_path / 'checkpoints').iterdir())
+  config = test_config.get_config()
+  config.num_train_steps, config.checkpoint_every_steps, config.log_every_steps = 200, 2, 2
+  resumed = final_state(config, tmp_path)
+  config.checkpoint_every_steps = 200  # Checkpoint frequency does not change the maths.
+  assert_same_state(resumed, train.train_and_evaluate(config, str(tmp_path / 'straight')))
+
+
+def test_unfinished_checkpoint_write_is_never_restored(tmp_path):
+  config = test_config.get_config()
+  train.train_and_evaluate(config, str(tmp_path))  # Checkpoints 2 and 4.
+  # What a kill -9 during the save of step 6 leaves: a temporary folder, never committed.
+  partial = tmp_path / 'checkpoints' / '6.orbax-checkpoint-tmp-1234567'
+  shutil.copytree(tmp_path / 'checkpoints' / '4', partial)
+  (partial / 'commit_success.txt').unlink(missing_ok=True)
+  config.num_train_steps = 6
+  resumed = train.train_and_evaluate(config, str(tmp_path))
+  assert int(resumed.step) == 6 and steps(tmp_path) == [2, 4, 6]
+  assert not partial.exists()  # Cleaned up when the manager started.
+  assert_same_state(resumed, train.train_and_evaluate(config, str(tmp_path / 'straight')))
+
+
+def test_nan_batch_is_skipped_when_configured():
+  config = test_config.get_config()
+  config.on_nonfinite = 'skip'
+  _, init_fn, step_fn = train.create_train_functions(config, steps_per_epoch=8, num_train_steps=10)
+  state = jax.jit(init_fn)(jax.random.PRNGKey(0))
+  step = jax.jit(step_fn)
+  images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype(np.float32)
+  poisoned = images.copy()
+  poisoned[0, 0, 0, 0] = np.nan  # A NaN batch: the input scaling keeps the NaN.
+  after, metrics = step(state, {'input': poisoned, 'target': images})
+  assert float(metrics['skipped']) == 1.0 and not np.isfinite(float(metrics['g_total']))
+  assert int(after.step) == 1
+  assert_same_state((after.generator, after.discriminator), (state.generator, state.discriminator))
+  after, metrics = step(after, {'input': images, 'target': images})
+  assert float(metrics['skipped']) == 0.0
+  changed = jax.tree.map(lambda a, b: not np.array_equal(a, b), after.generator.params,
+                         state.generator.params)
+  assert any(jax.tree.leaves(changed))
+  with pytest.raises(FloatingPointError, match='step 7'):
+    train.check_finite([{name: float('nan') for name in train.LOSS_NAMES}], first_step=7)
+  train.check_finite([{name: float('nan') for name in train.LOSS_NAMES} | {'skipped': 1.0}], 7)
+
+
+def test_unwritable_workdir_fails_at_start(tmp_path):
+  blocker = tmp_path / 'file'
+  blocker.write_text('a file where a folder should be')
+  with pytest.raises(OSError, match=f'cannot write to --workdir {blocker}/run'):
+    train.train_and_evaluate(test_config.get_config(), str(blocker / 'run'))
+  assert blocker.read_text() == 'a file where a folder should be'
+
+
+# A 'full disk' for the child: no file can grow past 256 kB, and writes fail with EFBIG (SIGXFSZ
+# is ignored rather than killing the process). Set in a tiny launcher that then execs main.py.
+SMALL_DISK = (sys.executable, '-c', 'import os, resource, signal, sys; '
+              'signal.signal(signal.SIGXFSZ, signal.SIG_IGN); '
+              'resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024)); '
+              'os.execv(sys.argv[1], sys.argv[1:])')
+
+
+def test_full_disk_at_save_keeps_the_previous_checkpoint(tmp_path):
+  config = test_config.get_config()
+  config.num_train_steps = 2
+  train.train_and_evaluate(config, str(tmp_path))
+  process = start_main(tmp_path, '--config.num_train_steps=4', '--config.checkpoint_every_steps=4',
+                       prefix=SMALL_DISK)
+  output = process.communicate(timeout=300)[0]
+  assert process.returncode != 0
+  assert 'CheckpointSaveError' in output and 'steps [2]' in output, output[-3000:]
+  assert steps(tmp_path) == [2]
+  config.num_train_steps = 4  # With room again, the run resumes from the intact checkpoint.
+  assert int(train.train_and_evaluate(config, str(tmp_path)).step) == 4
