@@ -5,9 +5,17 @@
   python main.py --config=configs/maps.py --workdir=/tmp/run --mode=predict --input=DIR --output=OUT
   python main.py --config=configs/maps.py --workdir=/tmp/run --mode=export
   python main.py --config=configs/maps.py --workdir=/tmp/ablation --mode=ablation # patch sizes
+
+Several processes (hosts, or processes on one machine) run the same command with the same
+workdir; each adds where to meet:
+
+  python main.py ... --coordinator_address=HOST0:1234 --num_processes=2 --process_id=0  # on HOST0
+  python main.py ... --coordinator_address=HOST0:1234 --num_processes=2 --process_id=1  # elsewhere
+  srun python main.py ... --distributed     # SLURM, Open MPI, Cloud TPU pods: JAX detects them
 """
 
 import logging as std_logging
+import os
 
 from absl import app
 from absl import flags
@@ -30,7 +38,20 @@ flags.DEFINE_bool('pairs', False, 'predict: inputs are side-by-side A|B pairs; t
                   'follows config.data.direction.')
 flags.DEFINE_bool('side_by_side', False, 'predict: write [input | output] images.')
 flags.DEFINE_list('patch_sizes', ['1', '16', '70', '286'], 'ablation: PatchGAN sizes to compare.')
+flags.DEFINE_bool('distributed', False,
+                  'Join a multi-process run: jax.distributed.initialize() before anything else. '
+                  'On SLURM, Open MPI and Cloud TPU pods it finds the other processes itself; '
+                  'elsewhere give --coordinator_address, --num_processes and --process_id (or '
+                  'JAX_COORDINATOR_ADDRESS). Implied by any of those three flags.')
+flags.DEFINE_string('coordinator_address', None, 'HOST:PORT of process 0, where it serves the '
+                    'coordinator (implies --distributed).')
+flags.DEFINE_integer('num_processes', None, 'Number of processes (implies --distributed).',
+                     lower_bound=1)
+flags.DEFINE_integer('process_id', None, 'This process: 0 .. num_processes - 1 (implies '
+                     '--distributed).', lower_bound=0)
 flags.mark_flags_as_required(['config', 'workdir'])
+
+_DISTRIBUTED_ARGS = ('coordinator_address', 'num_processes', 'process_id')
 
 
 class _QuietLibraries:
@@ -40,9 +61,32 @@ class _QuietLibraries:
     return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
 
 
+def initialize_distributed() -> None:
+  """Joins the other processes if asked to; a single-process run touches nothing.
+
+  Must run before anything asks JAX for its devices: the backends are created once, and only
+  a backend created after `jax.distributed.initialize` sees the other processes' devices.
+  """
+  given = {name: FLAGS[name].value for name in _DISTRIBUTED_ARGS if FLAGS[name].value is not None}
+  if not (FLAGS.distributed or given):
+    return
+  if 'JAX_CPU_COLLECTIVES_IMPLEMENTATION' not in os.environ:
+    # CPU processes need a cross-process implementation of the step's all-reduces; gloo (TCP)
+    # needs no MPI. jax 0.10 defaults to it, older versions to none; GPUs and TPUs ignore it.
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  # Arguments left out are auto-detected (SLURM, Open MPI, TPU pods) or, for the address, read
+  # from JAX_COORDINATOR_ADDRESS.
+  try:
+    jax.distributed.initialize(**given)
+  except ValueError as error:  # jax names its own argument; say which flags give it.
+    raise ValueError(f'{error} Outside SLURM, Open MPI and Cloud TPU pods, give --coordinator_'
+                     'address=HOST:PORT, --num_processes and --process_id.') from error
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  initialize_distributed()
   logging.get_absl_handler().python_handler.addFilter(_QuietLibraries())
   logging.info('JAX %s, process %d/%d, devices: %s', jax.__version__, jax.process_index(),
                jax.process_count(), jax.devices())

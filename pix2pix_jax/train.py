@@ -144,17 +144,18 @@ def check_finite(history: list[dict], first_step: int) -> None:
 class StopRequest:
   """SIGTERM / SIGINT (preemption, Ctrl-C): finish the step, checkpoint it, exit cleanly.
 
-  A second SIGINT interrupts at once. With several processes, the stop step is agreed through
-  Orbax's preemption sync point (JAX's coordination service notices the SIGTERM), so every
-  process checkpoints the same step.
+  A second SIGINT interrupts at once. With several processes, SIGTERM is left to JAX's
+  preemption notifier and the stop step comes from Orbax's preemption sync point, so every
+  process checkpoints the same step; a Ctrl-C on any process is agreed at the next log step.
   """
 
   def __init__(self):
     self.signal_name, self._previous = None, {}
 
   def __enter__(self):
+    signals = [signal.SIGINT] + ([signal.SIGTERM] if jax.process_count() == 1 else [])
     if threading.current_thread() is threading.main_thread():  # Python only allows it there.
-      for signum in (signal.SIGTERM, signal.SIGINT):
+      for signum in signals:
         self._previous[signum] = signal.signal(signum, self._handle)
     return self
 
@@ -169,15 +170,22 @@ class StopRequest:
     logging.warning('%s received: stopping after this step with a checkpoint (again with SIGINT '
                     'to stop at once)', self.signal_name)
 
-  def requested(self, manager, step: int) -> bool:
-    if jax.process_count() > 1:
-      return manager.reached_preemption(step)
-    return self.signal_name is not None
+  def requested(self, manager, step: int, agree_now: bool = True) -> bool:
+    """Whether to stop after `step`; `agree_now` allows a cross-process check (a host sync)."""
+    if jax.process_count() == 1:
+      return self.signal_name is not None
+    if manager.reached_preemption(step):
+      self.signal_name = self.signal_name or 'SIGTERM'
+      return True
+    if agree_now and np.any(multihost_utils.process_allgather(np.int32(self.signal_name is not None))):
+      self.signal_name = self.signal_name or 'SIGINT'
+      return True
+    return False
 
 
 def _check_writable(workdir: pathlib.Path) -> None:
   """Fails at start, naming the workdir, if it cannot be created or written."""
-  probe = workdir / '.write_test'
+  probe = workdir / f'.write_test.{jax.process_index()}'  # One per process: no race.
   try:
     workdir.mkdir(parents=True, exist_ok=True)
     probe.write_bytes(b'pix2pix_jax')
@@ -390,7 +398,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
     for step in range(start_step + 1, num_train_steps + 1):
       state, metrics = step_fn(state, progress.next_batch(batches))
       history.append(metrics)
-      stopping = stop.requested(manager, step)
+      stopping = stop.requested(manager, step, agree_now=step % config.log_every_steps == 0)
       last = step == num_train_steps or stopping
       if step % config.log_every_steps == 0 or step % config.checkpoint_every_steps == 0 or last:
         flush_metrics(step)  # Also the non-finite check before any checkpoint is written.

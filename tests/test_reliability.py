@@ -178,3 +178,19 @@ def test_full_disk_at_save_keeps_the_previous_checkpoint(tmp_path):
   assert steps(tmp_path) == [2]
   config.num_train_steps = 4  # With room again, the run resumes from the intact checkpoint.
   assert int(train.train_and_evaluate(config, str(tmp_path)).step) == 4
+
+
+def test_corrupt_image_in_a_dataset_names_the_file(tmp_path):
+  from PIL import Image
+  for split in ('train', 'val'):
+    (tmp_path / 'data' / split).mkdir(parents=True)
+    for i in range(4):
+      pair = np.random.default_rng(i).integers(0, 256, (32, 64, 3), np.uint8)
+      Image.fromarray(pair).save(tmp_path / 'data' / split / f'{i}.jpg')
+  broken = tmp_path / 'data' / 'train' / '2.jpg'
+  broken.write_bytes(broken.read_bytes()[:200])  # Truncated.
+  config = test_config.get_config()
+  config.data.name, config.data.folder_dir = 'folder', str(tmp_path / 'data')
+  with pytest.raises(Exception, match=str(broken)):
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert steps(tmp_path / 'run') == []  # Nothing was checkpointed from a run that read bad data.

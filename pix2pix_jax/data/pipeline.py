@@ -171,8 +171,10 @@ def train_dataset(source, data_config, *, batch_size: int, seed: int, process_in
     process_count: number of JAX processes.
   """
   ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat(None)
-  ds = ds[process_index::process_count]
   ds = ds.random_map(functools.partial(preprocess_pair, **_preprocess_kwargs(data_config)), seed=seed)
+  # Sliced after the augmentation, whose randomness follows the *global* example index: every
+  # process count sees the same crops and flips.
+  ds = ds[process_index::process_count]
   return ds.batch(batch_size // process_count, drop_remainder=True)
 
 
