@@ -127,3 +127,15 @@ def test_bad_config_fails_before_anything_is_written(tmp_path, key, value, messa
   with pytest.raises(ValueError, match=message):
     train.train_and_evaluate(config, str(tmp_path / 'run'))
   assert not (tmp_path / 'run').exists()
+
+
+@pytest.mark.parametrize('norm', ['batch', 'instance'])
+def test_bfloat16_compute_keeps_float32_params_and_trains(norm):
+  config = test_config.get_config()
+  config.model.compute_dtype, config.model.norm = 'bfloat16', norm
+  state, step = make_step(config)
+  assert all(x.dtype == np.float32 for x in jax.tree.leaves(state.generator.params))
+  batch = fixed_batch(config)
+  state, metrics = step(state, {'input': batch['input'], 'target': batch['target']})
+  assert all(np.isfinite(v) for v in jax.device_get(metrics).values())
+  assert all(x.dtype == np.float32 for x in jax.tree.leaves(state.generator.params))
