@@ -96,12 +96,13 @@ def torch_conv_transpose(x, kernel):
 
 
 @pytest.mark.parametrize('impl', models.UPSAMPLE_IMPLS)
-def test_transposed_conv_is_the_pytorch_linear_map(impl):
+@pytest.mark.parametrize('c_out', [3, 8])  # The subpixel form has a variant for C_out < 8.
+def test_transposed_conv_is_the_pytorch_linear_map(impl, c_out):
   keys = jax.random.split(jax.random.PRNGKey(0), 2)
   x = jax.random.normal(keys[0], (2, 5, 7, 3))
-  kernel = jax.random.normal(keys[1], (4, 4, 3, 4))
+  kernel = jax.random.normal(keys[1], (4, 4, 3, c_out))
   out = models.conv_transpose_4x4_stride2(x, kernel, impl)
-  assert out.shape == (2, 10, 14, 4)
+  assert out.shape == (2, 10, 14, c_out)
   np.testing.assert_allclose(out, torch_conv_transpose(x, kernel), rtol=1e-5, atol=1e-5)
 
 
