@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from configs import test as test_config
-from pix2pix_jax import checkpointing, train
+from pix2pix_jax import train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
