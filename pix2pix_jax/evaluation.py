@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 
 from pix2pix_jax import config_checks, inference, metrics, summary
+from pix2pix_jax import sharding as sharding_lib
 from pix2pix_jax.data import pipeline
 
 PIXEL_METRICS = ('l1', 'psnr', 'ssim', 'hp_l1')
@@ -97,9 +98,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, step: int | None =
     The contents written to WORKDIR/eval/metrics.json.
   """
   config_checks.validate_config(config, jax.device_count())
-  mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ('data',))
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  data_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+  replicated, data_sharding = sharding_lib.data_parallel_shardings()
   generator, network, step = inference.restore_trained_generator(config, workdir, step, replicated)
   source = pipeline.create_source(config.data, 'eval', config.seed)
   logging.info('Evaluating step %d on %d %s examples; test mode: %s', step, len(source),
@@ -114,7 +113,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, step: int | None =
                                   process_index=jax.process_index(), process_count=jax.process_count())
   for index, host_batch in enumerate(batches):
     names = host_batch.pop('file_name')
-    batch = jax.tree.map(lambda x: jax.make_array_from_process_local_data(data_sharding, x), host_batch)
+    batch = sharding_lib.to_global(host_batch, data_sharding)
     out = multihost_utils.process_allgather(
         score(network, batch, jax.random.fold_in(rng, index)) | batch, tiled=True)
     names = multihost_utils.process_allgather(names, tiled=True) if jax.process_count() > 1 else names

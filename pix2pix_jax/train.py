@@ -24,6 +24,7 @@ import numpy as np
 import optax
 
 from pix2pix_jax import checkpointing, config_checks, inference, losses, models, summary, train_state
+from pix2pix_jax import sharding as sharding_lib
 from pix2pix_jax.data import pipeline
 
 LOSS_NAMES = ('g_total', 'g_gan', 'g_l1', 'd_total', 'd_real', 'd_fake')
@@ -119,7 +120,7 @@ def prefetch_to_device(iterator, sharding: jax.sharding.Sharding, size: int = 2)
 
   def enqueue(n):
     for batch in itertools.islice(iterator, n):
-      queue.append(jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch))
+      queue.append(sharding_lib.to_global(batch, sharding))
 
   enqueue(size)
   while queue:
@@ -222,10 +223,6 @@ class Progress:
                         else f'{eta / 86400:.1f}d')
 
 
-def _global_arrays(batch: dict, sharding) -> dict:
-  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
-
-
 def evaluate_in_training(state, eval_fn, eval_source, config, data_sharding, rng):
   """Eval L1 over the eval split and the image panel of its first examples.
 
@@ -239,7 +236,7 @@ def evaluate_in_training(state, eval_fn, eval_source, config, data_sharding, rng
       process_count=jax.process_count())
   for index, host_batch in enumerate(batches):
     host_batch.pop('file_name')
-    batch = _global_arrays(host_batch, data_sharding)
+    batch = sharding_lib.to_global(host_batch, data_sharding)
     out = eval_fn(state.generator, batch, jax.random.fold_in(rng, index))
     sums.append(out['l1_sum'])
     counts.append(out['count'])
@@ -319,9 +316,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
            stop: StopRequest) -> train_state.TrainState:
   """The body of `train_and_evaluate`, once the config is valid and signals are caught."""
   _check_writable(workdir)
-  mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ('data',))
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  data_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
+  replicated, data_sharding = sharding_lib.data_parallel_shardings()
 
   train_source, eval_source = create_sources(config)
   steps_per_epoch = len(train_source) // config.batch_size
