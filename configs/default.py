@@ -64,6 +64,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Transposed convs as four stride-1 convs + depth-to-space: the same linear map, and 10-30× faster
   # gradients on XLA:CPU. 'conv_transpose' uses XLA's transposed convolution.
   model.upsample_impl = 'subpixel'
+  # Levels of at most this many pixels per image (256²: the 8×8 ... 1×1 levels) compute their
+  # convolutions as matrix products on the weights' own layout: same values; on XLA:CPU it avoids
+  # copying each multi-MB kernel into a transposed layout for every gradient. 0: never.
+  model.matmul_max_pixels = 64
   model.compute_dtype = 'float32'  # Activations/conv dtype ('bfloat16' for speed); params stay float32.
 
   config.loss = loss = ml_collections.ConfigDict()

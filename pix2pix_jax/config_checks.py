@@ -55,6 +55,8 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
                      'or -1 to train for config.num_epochs')
   if config.num_train_steps == -1 and config.num_epochs < 1:
     raise ValueError(f'config.num_epochs={config.num_epochs} must be >= 1')
+  if config.model.matmul_max_pixels < 0:
+    raise ValueError(f'config.model.matmul_max_pixels={config.model.matmul_max_pixels} must be >= 0')
   for key in ('log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints'):
     if _get(config, key) < 1:
       raise ValueError(f'config.{key}={_get(config, key)} must be >= 1')

@@ -17,7 +17,7 @@ from jax import lax
 # 0 means the 1×1 "PixelGAN" discriminator.
 PATCH_SIZE_TO_STRIDED_LAYERS = {1: 0, 16: 1, 70: 3, 286: 5}
 NORMS = ('batch', 'instance')
-UPSAMPLE_IMPLS = ('subpixel', 'conv_transpose')
+UPSAMPLE_IMPLS = ('subpixel', 'conv_transpose', 'matmul')
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
 
 
@@ -70,6 +70,8 @@ def conv_transpose_4x4_stride2(x: jax.Array, kernel: jax.Array, impl: str = 'sub
   Returns:
     (N, 2H, 2W, C_out).
   """
+  if impl == 'matmul':
+    return _conv_transpose_matmul(x, kernel)
   if impl == 'conv_transpose':
     return lax.conv_transpose(x, jnp.swapaxes(kernel, 2, 3), (2, 2), ((2, 2), (2, 2)),
                               dimension_numbers=_NHWC, transpose_kernel=True)
@@ -103,6 +105,79 @@ def conv_transpose_4x4_stride2(x: jax.Array, kernel: jax.Array, impl: str = 'sub
   return out.reshape(n, 2 * h, 2 * w, c_out)
 
 
+def conv_4x4_matmul(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+  """A 4×4 convolution with padding 1 (PyTorch's), as one matrix product of im2col patches.
+
+  The same linear map as `lax.conv_general_dilated`; its gradients are matrix products that read
+  `kernel` in its own (4, 4, C_in, C_out) layout, where XLA:CPU's convolution gradients first
+  copy the kernel into a transposed, flipped layout. For small images (the U-Net's deep levels:
+  a few pixels and up to 4M weights) those copies dominate, so there this form is faster.
+
+  Args:
+    x: (N, H, W, C_in).
+    kernel: (4, 4, C_in, C_out).
+    stride: 1 or 2.
+
+  Returns:
+    (N, H', W', C_out), H' = (H + 2 - 4) // stride + 1.
+  """
+  n, h, w, c_in = x.shape
+  c_out = kernel.shape[-1]
+  h_out, w_out = (h - 2) // stride + 1, (w - 2) // stride + 1
+  padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  taps = [padded[:, ky:ky + stride * (h_out - 1) + 1:stride, kx:kx + stride * (w_out - 1) + 1:stride]
+          for ky in range(4) for kx in range(4)]
+  patches = jnp.stack(taps, axis=3).reshape(n * h_out * w_out, 16 * c_in)
+  return (patches @ kernel.reshape(16 * c_in, c_out)).reshape(n, h_out, w_out, c_out)
+
+
+_BATCHED = (((2,), (1,)), ((0,), (0,)))  # dot_general: (T, M, K) × (T, K, N) -> (T, M, N).
+
+
+@jax.custom_vjp
+def _tap_products(rows: jax.Array, taps_kernel: jax.Array) -> jax.Array:
+  """(M, C_in) × (T, C_in, C_out) -> (T, M, C_out): `rows @ taps_kernel[t]` for every tap t.
+
+  A batched product over the taps, so neither it nor its gradients copy the kernel out of its own
+  layout. The input gradient is summed over taps after the batched product: left to itself XLA:CPU
+  fuses that sum into the product, which then runs ~3× slower.
+  """
+  t = taps_kernel.shape[0]
+  return lax.dot_general(jnp.broadcast_to(rows, (t,) + rows.shape), taps_kernel, _BATCHED)
+
+
+def _tap_products_fwd(rows, taps_kernel):
+  return _tap_products(rows, taps_kernel), (rows, taps_kernel)
+
+
+def _tap_products_bwd(residuals, grad):
+  rows, taps_kernel = residuals
+  t = taps_kernel.shape[0]
+  # (T, M, C_out) × (T, C_in, C_out) contracting C_out -> (T, M, C_in), then the sum over taps.
+  grad_rows = lax.dot_general(grad, taps_kernel, (((2,), (2,)), ((0,), (0,))))
+  grad_rows = lax.optimization_barrier(grad_rows).sum(0)
+  # (T, M, C_in) × (T, M, C_out) contracting M -> (T, C_in, C_out): the kernel's own layout.
+  grad_kernel = lax.dot_general(jnp.broadcast_to(rows, (t,) + rows.shape), grad, (((1,), (1,)), ((0,), (0,))))
+  return grad_rows, grad_kernel
+
+
+_tap_products.defvjp(_tap_products_fwd, _tap_products_bwd)
+
+
+def _conv_transpose_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """`conv_transpose_4x4_stride2` as 16 matrix products (one per tap) plus overlap-add."""
+  n, h, w, c_in = x.shape
+  c_out = kernel.shape[-1]
+  taps = _tap_products(x.reshape(n * h * w, c_in), kernel.reshape(16, c_in, c_out))
+  # Output pixel 2i + k - 1 gets tap k of input pixel i. With k = 2q + a that is row i + q, phase a
+  # of the padded output (H + 1 rows of 2 phases): sum the four (q, p) shifts, then interleave.
+  taps = taps.reshape(2, 2, 2, 2, n, h, w, c_out)  # (q, a, p, b, ...)
+  out = sum(jnp.pad(taps[q, :, p], ((0, 0),) * 3 + ((q, 1 - q), (p, 1 - p), (0, 0)))
+            for q in (0, 1) for p in (0, 1))  # (a, b, N, H + 1, W + 1, C)
+  out = out.transpose(2, 3, 0, 4, 1, 5).reshape(n, 2 * h + 2, 2 * w + 2, c_out)
+  return out[:, 1:-1, 1:-1]
+
+
 class UpConv(nn.Module):
   """4×4 stride-2 transposed convolution (PyTorch padding=1), see `conv_transpose_4x4_stride2`."""
   features: int
@@ -115,6 +190,30 @@ class UpConv(nn.Module):
   def __call__(self, x):
     kernel = self.param('kernel', normal_init(self.init_std), (4, 4, x.shape[-1], self.features))
     y = conv_transpose_4x4_stride2(x.astype(self.dtype), kernel.astype(self.dtype), self.impl)
+    if self.use_bias:
+      y = y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
+    return y
+
+
+class DownConv(nn.Module):
+  """4×4 stride-2 convolution with padding 1, as `nn.Conv` (same parameters) or as a matrix product.
+
+  `matmul` picks `conv_4x4_matmul`, which computes the same values (see there for when it is faster).
+  """
+  features: int
+  use_bias: bool
+  init_std: float = 0.02
+  matmul: bool = False
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param('kernel', normal_init(self.init_std), (4, 4, x.shape[-1], self.features))
+    x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    if self.matmul:
+      y = conv_4x4_matmul(x, kernel, 2)
+    else:
+      y = lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)), dimension_numbers=_NHWC)
     if self.use_bias:
       y = y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
     return y
@@ -159,6 +258,10 @@ class UNetGenerator(nn.Module):
   dropout_skip_innermost: bool = False
   init_std: float = 0.02
   upsample_impl: str = 'subpixel'
+  # Levels whose small side (encoder output, decoder input) has at most this many pixels per image
+  # use the matrix-product forms (`conv_4x4_matmul`, upsample 'matmul'): same values, faster
+  # gradients where the weights outweigh the activations.
+  matmul_max_pixels: int = 0
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -181,20 +284,22 @@ class UNetGenerator(nn.Module):
       normed = 0 < i < levels - 1 or (i == levels - 1 and self.bottleneck_norm)
       # The reference gives every down conv a bias with InstanceNorm and none with BatchNorm
       # (whose shift replaces it), even where no norm follows (outermost, innermost).
-      h = _conv(features[i], 2, not batch_norm, self.init_std, self.dtype, f'down{i}')(h)
+      small = (x.shape[1] >> (i + 1)) * (x.shape[2] >> (i + 1)) <= self.matmul_max_pixels
+      h = DownConv(features[i], not batch_norm, self.init_std, small, self.dtype, name=f'down{i}')(h)
       if normed:
         h = _norm_layer(self.norm, train, self.init_std, self.dtype, f'down{i}_norm')(h)
       skips.append(h)
 
     for i in reversed(range(levels)):
+      small = h.shape[1] * h.shape[2] <= self.matmul_max_pixels
+      upsample = 'matmul' if small else self.upsample_impl
       if i < levels - 1:
         h = jnp.concatenate([skips[i], h], axis=-1)  # Reference order: skip first.
       h = nn.relu(h)
       if i == 0:
-        h = UpConv(self.out_channels, True, self.init_std, self.upsample_impl, self.dtype, name='up0')(h)
+        h = UpConv(self.out_channels, True, self.init_std, upsample, self.dtype, name='up0')(h)
         return jnp.tanh(h).astype(jnp.float32)
-      h = UpConv(features[i - 1], not batch_norm, self.init_std, self.upsample_impl, self.dtype,
-                 name=f'up{i}')(h)
+      h = UpConv(features[i - 1], not batch_norm, self.init_std, upsample, self.dtype, name=f'up{i}')(h)
       h = _norm_layer(self.norm, train, self.init_std, self.dtype, f'up{i}_norm')(h)
       if i in dropout_levels:
         h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
@@ -251,6 +356,7 @@ def create_generator(model_config, image_size: int, channels: int = 3) -> UNetGe
       dropout_skip_innermost=model_config.dropout_skip_innermost,
       init_std=model_config.init_std,
       upsample_impl=model_config.upsample_impl,
+      matmul_max_pixels=model_config.matmul_max_pixels,
       dtype=jnp.dtype(model_config.compute_dtype),
   )
 

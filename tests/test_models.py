@@ -106,6 +106,54 @@ def test_transposed_conv_is_the_pytorch_linear_map(impl, c_out):
   np.testing.assert_allclose(out, torch_conv_transpose(x, kernel), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize('stride', [1, 2])
+def test_matmul_conv_is_the_convolution_with_the_same_gradients(stride):
+  keys = jax.random.split(jax.random.PRNGKey(0), 3)
+  x = jax.random.normal(keys[0], (2, 6, 9, 5))
+  kernel = jax.random.normal(keys[1], (4, 4, 5, 7))
+
+  def conv(x, kernel):
+    return lax.conv_general_dilated(x, kernel, (stride, stride), ((1, 1), (1, 1)),
+                                    dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+  expected, expected_vjp = jax.vjp(conv, x, kernel)
+  out, vjp = jax.vjp(lambda x, k: models.conv_4x4_matmul(x, k, stride), x, kernel)
+  np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+  cotangent = jax.random.normal(keys[2], out.shape)
+  for got, want in zip(vjp(cotangent), expected_vjp(cotangent)):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_matmul_transposed_conv_has_the_pytorch_gradients():
+  # 'matmul' has a hand-written VJP: check it against autodiff of the definition.
+  keys = jax.random.split(jax.random.PRNGKey(1), 3)
+  x = jax.random.normal(keys[0], (2, 3, 4, 6))
+  kernel = jax.random.normal(keys[1], (4, 4, 6, 5))
+  cotangent = jax.random.normal(keys[2], (2, 6, 8, 5))
+  _, vjp = jax.vjp(lambda x, k: models.conv_transpose_4x4_stride2(x, k, 'matmul'), x, kernel)
+  _, expected_vjp = jax.vjp(torch_conv_transpose, x, kernel)
+  for got, want in zip(vjp(cotangent), expected_vjp(cotangent)):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_generator_matmul_levels_compute_the_same_function():
+  x = jax.random.uniform(jax.random.PRNGKey(0), (2, 32, 32, 3), minval=-1, maxval=1)
+  convs = models.UNetGenerator(num_levels=5, base_features=4, matmul_max_pixels=0)
+  matmuls = convs.clone(matmul_max_pixels=16 * 16)  # All but the outermost level.
+  variables = convs.init(jax.random.PRNGKey(0), x, train=True)
+
+  def loss_and_grads(generator):
+    def loss(params):
+      out, _ = generator.apply({**variables, 'params': params}, x, train=True,
+                               rngs={'dropout': jax.random.PRNGKey(3)}, mutable=['batch_stats'])
+      return jnp.sum(out * x)
+    return jax.value_and_grad(loss)(variables['params'])
+
+  (loss_a, grads_a), (loss_b, grads_b) = loss_and_grads(convs), loss_and_grads(matmuls)
+  np.testing.assert_allclose(loss_a, loss_b, rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5), grads_a, grads_b)
+
+
 def test_generator_output_range_noise_and_init():
   generator = models.UNetGenerator(num_levels=6, base_features=8)
   x = jax.random.uniform(jax.random.PRNGKey(0), (2, 64, 64, 3), minval=-1, maxval=1)

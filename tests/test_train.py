@@ -119,6 +119,7 @@ def test_checkpoint_of_another_architecture_is_a_clear_error(tmp_path):
     ('batch_size', 0, 'config.batch_size=0'),
     ('data.direction', 'AB', "config.data.direction='AB'"),
     ('model.norm', 'layer', "config.model.norm='layer'"),
+    ('model.matmul_max_pixels', -1, 'config.model.matmul_max_pixels=-1'),
 ])
 def test_bad_config_fails_before_anything_is_written(tmp_path, key, value, message):
   config = test_config.get_config()
