@@ -17,6 +17,8 @@ Settings (applied on top of `--config`, default configs/maps.py, and its overrid
   b16_instance_bf16   batch 16, instance norm, `model.compute_dtype=bfloat16`
   b64_instance_fp32   batch 64, instance norm, float32
   b64_instance_bf16   batch 64, instance norm, bfloat16
+  paper_device_loop   paper, 100 steps per device call (`lax.scan`) on device-resident data
+                      (`steps_per_call=100`, `data.on_device=True`): how a GPU run trains
 `--compare_upsample` adds `paper_conv_transpose` (`model.upsample_impl=conv_transpose`, XLA's
 transposed convolution instead of our sub-pixel formulation).
 
@@ -75,6 +77,9 @@ SETTINGS = {
     'b16_instance_bf16': {'batch_size': 16, 'model.norm': 'instance', 'model.compute_dtype': 'bfloat16'},
     'b64_instance_fp32': {'batch_size': 64, 'model.norm': 'instance', 'model.compute_dtype': 'float32'},
     'b64_instance_bf16': {'batch_size': 64, 'model.norm': 'instance', 'model.compute_dtype': 'bfloat16'},
+    # The paper setting as a GPU run should train: 100 steps per device call on device-resident data.
+    'paper_device_loop': {'batch_size': 1, 'model.norm': 'batch', 'model.compute_dtype': 'float32',
+                          'steps_per_call': 100, 'data.on_device': True},
 }
 UPSAMPLE_SETTING = ('paper_conv_transpose', 'paper', {'model.upsample_impl': 'conv_transpose'})
 DEFAULT_STEPS = {'cpu': 5}  # Timed steps per repeat by backend; accelerators: 50.
@@ -141,6 +146,13 @@ def _random_batch(config) -> dict:
                          'target': rng.integers(0, 256, shape, np.uint8)})
 
 
+def _random_images(config):
+  """Random device-resident train pairs (64, load_size², 2C) for `config.data.on_device`."""
+  size = config.data.image_size if config.data.preprocess == 'resize' else config.data.load_size
+  shape = (64, size, size, 2 * config.data.channels)
+  return jax.device_put(np.random.default_rng(0).integers(0, 256, shape, np.uint8))
+
+
 _VERSIONED = ('jaxlib', 'flax', 'jax-cuda12-plugin', 'jax-cuda13-plugin')
 
 
@@ -169,33 +181,43 @@ def _peak_memory_bytes():
 class JaxStepTimer:
   """Our jitted train step for a config on the default device, compiled and timed in blocks.
 
+  Runs `train.run_steps` as training does: `config.steps_per_call` steps per device call, fed a
+  fixed random batch or, with `config.data.on_device`, cropping and flipping random device images.
+
   Args:
-    config: the full config (model, batch size, image size).
+    config: the full config (model, batch size, image size, steps per call, on-device data).
   """
 
   def __init__(self, config):
     self.config = config
+    self.steps_per_call = config.steps_per_call
     _, init_fn, step_fn = train.create_train_functions(config, steps_per_epoch=1, num_train_steps=1)
     self.state = jax.jit(init_fn)(jax.random.PRNGKey(0))
-    step = jax.jit(step_fn, donate_argnums=0)
-    self.batch = _random_batch(config)
+    if config.data.on_device:
+      self.data = _random_images(config)
+      batch_fn = train.device_batch_fn(config, jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+    else:
+      self.data, batch_fn = (_random_batch(config),) * self.steps_per_call, None
+    steps = jax.jit(functools.partial(train.run_steps, step_fn=step_fn, num_steps=self.steps_per_call,
+                                      batch_fn=batch_fn), donate_argnums=0)
     start = time.perf_counter()
-    self.compiled = step.lower(self.state, self.batch).compile()
+    self.compiled = steps.lower(self.state, self.data).compile()
     self.compile_s = time.perf_counter() - start
     self.metrics = None
 
   def run(self, steps: int) -> float:
-    """Seconds per step of a block of `steps` steps (the first call is the warm-up)."""
+    """Seconds per step of a block of at least `steps` steps, whole calls (the first call warms up)."""
+    calls = -(-steps // self.steps_per_call)
     start = time.perf_counter()
-    for _ in range(steps):
-      self.state, self.metrics = self.compiled(self.state, self.batch)
+    for _ in range(calls):
+      self.state, self.metrics = self.compiled(self.state, self.data)
     jax.block_until_ready((self.state, self.metrics))
-    return (time.perf_counter() - start) / steps
+    return (time.perf_counter() - start) / (calls * self.steps_per_call)
 
   def result(self, per_step: list[float], steps: int) -> dict:
     """The JSON-ready result for timed blocks of `steps` steps (`per_step`: seconds per step)."""
     config = self.config
-    if not all(np.isfinite(float(self.metrics[name])) for name in train.LOSS_NAMES):
+    if not all(np.all(np.isfinite(self.metrics[name])) for name in train.LOSS_NAMES):
       raise FloatingPointError(f'non-finite loss: {jax.device_get(self.metrics)}')
     seconds = _median(per_step)
     memory = self.compiled.memory_analysis()
@@ -203,7 +225,8 @@ class JaxStepTimer:
         'impl': 'jax', 'image_size': config.data.image_size, 'batch_size': config.batch_size,
         'norm': config.model.norm, 'patch_size': config.model.patch_size, 'ngf': config.model.ngf,
         'ndf': config.model.ndf, 'upsample_impl': config.model.upsample_impl,
-        'compute_dtype': config.model.compute_dtype, 'compile_s': round(self.compile_s, 2),
+        'compute_dtype': config.model.compute_dtype, 'steps_per_call': self.steps_per_call,
+        'on_device_data': config.data.on_device, 'compile_s': round(self.compile_s, 2),
         'seconds_per_step': round(seconds, 4), 'steps_per_s': round(1 / seconds, 3),
         'images_per_s': round(config.batch_size / seconds, 2),
         'repeat_seconds_per_step': [round(s, 4) for s in per_step], 'steps': steps,
@@ -420,8 +443,8 @@ def _report(name: str, lines: list[dict], backend: str | None, steps: int | None
     print(json.dumps(line), flush=True)
   if not FLAGS.peer or backend is None:
     return
-  # paper_conv_transpose is the same PyTorch model as paper: compare it with paper's peer.
-  peer_key = UPSAMPLE_SETTING[1] if name == UPSAMPLE_SETTING[0] else name
+  # Settings that only change how our step runs compare with the peer of the setting they vary.
+  peer_key = {UPSAMPLE_SETTING[0]: UPSAMPLE_SETTING[1], 'paper_device_loop': 'paper'}.get(name, name)
   if peer_key not in peers:
     config = apply_overrides(FLAGS.config, setting_overrides(peer_key))
     peers[peer_key] = time_peer(config, peer_key, backend,

@@ -12,6 +12,7 @@ _CHOICES = {
     'data.verify': pipeline.VERIFY_MODES,
     'model.patch_size': tuple(models.PATCH_SIZE_TO_STRIDED_LAYERS),
     'model.norm': models.NORMS,
+    'model.batch_norm_stats': models.BATCH_NORM_STATS,
     'model.upsample_impl': models.UPSAMPLE_IMPLS,
     'model.compute_dtype': ('float32', 'bfloat16', 'float16'),
     'loss.gan_mode': losses.GAN_MODES,
@@ -55,6 +56,8 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
                      'or -1 to train for config.num_epochs')
   if config.num_train_steps == -1 and config.num_epochs < 1:
     raise ValueError(f'config.num_epochs={config.num_epochs} must be >= 1')
+  if config.steps_per_call < 1:
+    raise ValueError(f'config.steps_per_call={config.steps_per_call} must be >= 1')
   if config.model.matmul_max_pixels < 0:
     raise ValueError(f'config.model.matmul_max_pixels={config.model.matmul_max_pixels} must be >= 0')
   for key in ('log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints'):

@@ -219,7 +219,51 @@ class DownConv(nn.Module):
     return y
 
 
-def _norm_layer(norm: str, train: bool, init_std: float, dtype, name: str) -> nn.Module:
+class GroupedBatchNorm(nn.Module):
+  """BatchNorm whose batch statistics are taken over `groups` equal, consecutive parts of the batch.
+
+  With the batch split over devices in that order, groups = device count gives per-device
+  statistics (PyTorch DataParallel/DDP without SyncBatchNorm); XLA then needs no cross-device
+  reduction for them. Same parameters and running statistics as `nn.BatchNorm`, which is the
+  groups = 1 case (statistics over the global batch); running statistics are updated with the mean
+  of the groups' statistics.
+  """
+  groups: int
+  use_running_average: bool
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+  scale_init: Any = nn.initializers.ones
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    features = x.shape[-1]
+    ra_mean = self.variable('batch_stats', 'mean', lambda: jnp.zeros((features,), jnp.float32))
+    ra_var = self.variable('batch_stats', 'var', lambda: jnp.ones((features,), jnp.float32))
+    scale = self.param('scale', self.scale_init, (features,))
+    bias = self.param('bias', nn.initializers.zeros, (features,))
+    if self.use_running_average:
+      return ((x - ra_mean.value) * (jax.lax.rsqrt(ra_var.value + self.epsilon) * scale) + bias).astype(self.dtype)
+    groups = 1 if x.shape[0] == 1 else self.groups  # One example (init, per-image inference).
+    if x.shape[0] % groups:
+      raise ValueError(f'a batch of {x.shape[0]} does not split into {groups} BatchNorm groups '
+                       '(config.model.batch_norm_stats=per_device: one group per device)')
+    grouped = x.reshape((groups, -1) + x.shape[1:]).astype(jnp.float32)
+    axes = tuple(range(1, grouped.ndim - 1))
+    mean = jnp.mean(grouped, axes, keepdims=True)  # (groups, 1, 1, 1, C)
+    var = jnp.maximum(jnp.mean(jnp.square(grouped), axes, keepdims=True) - jnp.square(mean), 0.0)
+    if not self.is_initializing():
+      ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean.reshape(-1, features).mean(0)
+      ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var.reshape(-1, features).mean(0)
+    y = (grouped - mean) * (jax.lax.rsqrt(var + self.epsilon) * scale) + bias
+    return y.reshape(x.shape).astype(self.dtype)
+
+
+def _norm_layer(norm: str, train: bool, init_std: float, dtype, name: str,
+                batch_norm_groups: int = 1) -> nn.Module:
+  if norm == 'batch' and batch_norm_groups > 1:
+    return GroupedBatchNorm(batch_norm_groups, use_running_average=not train, momentum=0.9,
+                            epsilon=1e-5, scale_init=normal_scale_init(init_std), dtype=dtype, name=name)
   if norm == 'batch':
     # PyTorch momentum 0.1 == Flax momentum 0.9. In train mode the batch's own statistics are used.
     return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
@@ -262,6 +306,7 @@ class UNetGenerator(nn.Module):
   # use the matrix-product forms (`conv_4x4_matmul`, upsample 'matmul'): same values, faster
   # gradients where the weights outweigh the activations.
   matmul_max_pixels: int = 0
+  batch_norm_groups: int = 1  # See GroupedBatchNorm: 1 = statistics over the global batch.
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -287,7 +332,8 @@ class UNetGenerator(nn.Module):
       small = (x.shape[1] >> (i + 1)) * (x.shape[2] >> (i + 1)) <= self.matmul_max_pixels
       h = DownConv(features[i], not batch_norm, self.init_std, small, self.dtype, name=f'down{i}')(h)
       if normed:
-        h = _norm_layer(self.norm, train, self.init_std, self.dtype, f'down{i}_norm')(h)
+        h = _norm_layer(self.norm, train, self.init_std, self.dtype, f'down{i}_norm',
+                        self.batch_norm_groups)(h)
       skips.append(h)
 
     for i in reversed(range(levels)):
@@ -300,7 +346,7 @@ class UNetGenerator(nn.Module):
         h = UpConv(self.out_channels, True, self.init_std, upsample, self.dtype, name='up0')(h)
         return jnp.tanh(h).astype(jnp.float32)
       h = UpConv(features[i - 1], not batch_norm, self.init_std, upsample, self.dtype, name=f'up{i}')(h)
-      h = _norm_layer(self.norm, train, self.init_std, self.dtype, f'up{i}_norm')(h)
+      h = _norm_layer(self.norm, train, self.init_std, self.dtype, f'up{i}_norm', self.batch_norm_groups)(h)
       if i in dropout_levels:
         h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
     raise AssertionError('unreachable')
@@ -318,6 +364,7 @@ class PatchDiscriminator(nn.Module):
   norm: str = 'batch'
   leaky_relu_slope: float = 0.2
   init_std: float = 0.02
+  batch_norm_groups: int = 1  # See GroupedBatchNorm: 1 = statistics over the global batch.
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -329,7 +376,8 @@ class PatchDiscriminator(nn.Module):
     if self.num_strided_layers == 0:
       h = nn.leaky_relu(_conv(ndf, 1, True, self.init_std, self.dtype, 'conv0', kernel_size=1)(h), slope)
       h = _conv(2 * ndf, 1, use_bias, self.init_std, self.dtype, 'conv1', kernel_size=1)(h)
-      h = nn.leaky_relu(_norm_layer(self.norm, train, self.init_std, self.dtype, 'conv1_norm')(h), slope)
+      h = _norm_layer(self.norm, train, self.init_std, self.dtype, 'conv1_norm', self.batch_norm_groups)(h)
+      h = nn.leaky_relu(h, slope)
       h = _conv(1, 1, use_bias, self.init_std, self.dtype, 'logits', kernel_size=1)(h)
       return h.astype(jnp.float32)
     h = nn.leaky_relu(_conv(ndf, 2, True, self.init_std, self.dtype, 'conv0')(h), slope)
@@ -337,9 +385,19 @@ class PatchDiscriminator(nn.Module):
       # The last feature layer has stride 1 (the reference's `n_layers`-th block).
       stride = 2 if n < self.num_strided_layers else 1
       h = _conv(ndf * min(2**n, 8), stride, use_bias, self.init_std, self.dtype, f'conv{n}')(h)
-      h = nn.leaky_relu(_norm_layer(self.norm, train, self.init_std, self.dtype, f'conv{n}_norm')(h), slope)
+      h = _norm_layer(self.norm, train, self.init_std, self.dtype, f'conv{n}_norm',
+                      self.batch_norm_groups)(h)
+      h = nn.leaky_relu(h, slope)
     h = _conv(1, 1, True, self.init_std, self.dtype, 'logits')(h)
     return h.astype(jnp.float32)
+
+
+BATCH_NORM_STATS = ('global', 'per_device')
+
+
+def batch_norm_groups(model_config) -> int:
+  """BatchNorm groups for `config.model.batch_norm_stats`: 1 (global) or the device count."""
+  return jax.device_count() if model_config.batch_norm_stats == 'per_device' else 1
 
 
 def create_generator(model_config, image_size: int, channels: int = 3) -> UNetGenerator:
@@ -357,6 +415,7 @@ def create_generator(model_config, image_size: int, channels: int = 3) -> UNetGe
       init_std=model_config.init_std,
       upsample_impl=model_config.upsample_impl,
       matmul_max_pixels=model_config.matmul_max_pixels,
+      batch_norm_groups=batch_norm_groups(model_config),
       dtype=jnp.dtype(model_config.compute_dtype),
   )
 
@@ -372,5 +431,6 @@ def create_discriminator(model_config) -> PatchDiscriminator:
       norm=model_config.norm,
       leaky_relu_slope=model_config.leaky_relu_slope,
       init_std=model_config.init_std,
+      batch_norm_groups=batch_norm_groups(model_config),
       dtype=jnp.dtype(model_config.compute_dtype),
   )

@@ -25,7 +25,7 @@ import optax
 
 from pix2pix_jax import checkpointing, config_checks, inference, losses, models, summary, train_state
 from pix2pix_jax import sharding as sharding_lib
-from pix2pix_jax.data import pipeline
+from pix2pix_jax.data import device_data, pipeline
 
 LOSS_NAMES = ('g_total', 'g_gan', 'g_l1', 'd_total', 'd_real', 'd_fake')
 
@@ -103,6 +103,48 @@ def train_step(state: train_state.TrainState, batch: dict, *, generator: nn.Modu
     networks = jax.tree.map(lambda new, old: jnp.where(finite, new, old), networks, (g, d))
     metrics['skipped'] = 1.0 - finite.astype(jnp.float32)
   return state.replace(step=state.step + 1, generator=networks[0], discriminator=networks[1]), metrics
+
+
+def run_steps(state: train_state.TrainState, data, *, step_fn, num_steps: int, batch_fn=None):
+  """`num_steps` train steps in one call (a `lax.scan` when there are several).
+
+  Args:
+    state: the TrainState (donated by the caller's jit).
+    data: a tuple of `num_steps` batches, or with `batch_fn` the device-resident train images.
+    step_fn: (state, batch) -> (state, metrics), e.g. `train_step` with its networks bound.
+    num_steps: steps to run (static).
+    batch_fn: (images, step) -> the batch of that step (1-based), made on the device.
+
+  Returns:
+    (state, metrics), every metric stacked over the steps: shape (num_steps,).
+  """
+  if batch_fn is None and num_steps == 1:
+    state, metrics = step_fn(state, data[0])
+    return state, jax.tree.map(lambda x: jnp.asarray(x)[None], metrics)
+  if batch_fn is None:
+    return jax.lax.scan(step_fn, state, jax.tree.map(lambda *xs: jnp.stack(xs), *data))
+  return jax.lax.scan(lambda state, _: step_fn(state, batch_fn(data, state.step + 1)), state,
+                      None, length=num_steps)
+
+
+def device_batch_fn(config: ml_collections.ConfigDict, data_sharding: jax.sharding.Sharding):
+  """(images, step) -> the global batch of `step` from device-resident images, split over devices."""
+
+  def batch_fn(images, step):
+    batch = device_data.batch_for_step(
+        images, step, seed=config.seed, batch_size=config.batch_size,
+        image_size=config.data.image_size, flip=config.data.flip, direction=config.data.direction)
+    return jax.lax.with_sharding_constraint(batch, data_sharding)
+
+  return batch_fn
+
+
+def next_call_end(step: int, config: ml_collections.ConfigDict, num_train_steps: int) -> int:
+  """The step the device call starting after `step` runs to: at most config.steps_per_call steps,
+  ending at the next log, eval, checkpoint or last step."""
+  periods = [config.log_every_steps, config.checkpoint_every_steps]
+  periods += [config.eval.every_steps] if config.eval.every_steps else []
+  return min([step + config.steps_per_call, num_train_steps] + [(step // p + 1) * p for p in periods])
 
 
 def eval_step(network: train_state.NetworkState, batch: dict, rng: jax.Array, *,
@@ -345,22 +387,34 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
   logging.info('%d steps (%d per epoch, global batch %d, %d device(s))', num_train_steps,
                steps_per_epoch, config.batch_size, jax.device_count())
 
-  step_fn = jax.jit(train_step_fn, in_shardings=(replicated, data_sharding),
-                    out_shardings=(replicated, replicated), donate_argnums=0)
+  if config.data.on_device:
+    images = device_data.put_replicated(device_data.load_images(train_source, config.data), replicated)
+    batch_fn, data_in_sharding = device_batch_fn(config, data_sharding), replicated
+  else:
+    dataset = pipeline.train_dataset(train_source, config.data, batch_size=config.batch_size,
+                                     seed=config.seed, process_index=jax.process_index(),
+                                     process_count=jax.process_count())
+    pipeline.check_batch(dataset[start_step], config)  # Before the step compiles.
+    batches = prefetch_to_device(pipeline.train_iterator(dataset, start_step, config.data), data_sharding)
+    batch_fn, data_in_sharding = None, data_sharding
+
+  @functools.cache
+  def compiled_steps(num_steps):  # One compilation per call length (usually one or two).
+    return jax.jit(functools.partial(run_steps, step_fn=train_step_fn, num_steps=num_steps,
+                                     batch_fn=batch_fn),
+                   in_shardings=(replicated, data_in_sharding), out_shardings=(replicated, replicated),
+                   donate_argnums=0)
+
   eval_fn = jax.jit(functools.partial(eval_step, generator=generator, train_mode=config.eval.train_mode),
                     in_shardings=(replicated, data_sharding, replicated))
   eval_rng = jax.random.fold_in(rng, 0x5eed)
-  dataset = pipeline.train_dataset(train_source, config.data, batch_size=config.batch_size,
-                                   seed=config.seed, process_index=jax.process_index(),
-                                   process_count=jax.process_count())
-  pipeline.check_batch(dataset[start_step], config)  # Before the step compiles.
-  batches = prefetch_to_device(pipeline.train_iterator(dataset, start_step, config.data), data_sharding)
   writer = summary.SummaryWriter(workdir)
   progress = Progress(start_step, num_train_steps)
   history = []  # Step metrics still on the device: fetched only when written.
 
   def flush_metrics(step):
-    host = jax.device_get(history)
+    host = [{k: v[i] for k, v in chunk.items()}  # Per step, from per-call stacks.
+            for chunk in jax.device_get(history) for i in range(len(chunk['g_total']))]
     check_finite(host, step - len(host) + 1)
     # Means over the finite steps (all of them, unless updates were skipped).
     means = {f'train_{k}': float(np.mean([m[k] for m in host if not m.get('skipped')] or [np.nan]))
@@ -390,8 +444,11 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
   try:
     if start_step == 0 and config.eval.every_steps and not stop.requested(manager, 0):
       evaluate(0)  # The untrained baseline, for the curves and panels.
-    for step in range(start_step + 1, num_train_steps + 1):
-      state, metrics = step_fn(state, progress.next_batch(batches))
+    while step < num_train_steps:
+      end = next_call_end(step, config, num_train_steps)
+      data = images if batch_fn else tuple(progress.next_batch(batches) for _ in range(end - step))
+      state, metrics = compiled_steps(end - step)(state, data)
+      step = end
       history.append(metrics)
       stopping = stop.requested(manager, step, agree_now=step % config.log_every_steps == 0)
       last = step == num_train_steps or stopping

@@ -11,7 +11,7 @@ import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
 from configs import test as test_config
-from pix2pix_jax import checkpointing, train
+from pix2pix_jax import checkpointing, models, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -159,3 +159,21 @@ def test_evaluate_predict_export_modes(trained_workdir, tmp_path):
   assert wrong_step.returncode != 0 and 'available steps: [2]' in wrong_step.stderr
   exported = run_main(workdir, '--mode=export')
   assert exported.returncode == 0 and (workdir / 'export' / 'generator.jaxexport').exists()
+
+
+def test_per_device_batch_norm_on_two_devices_is_two_groups(tmp_path, monkeypatch):
+  overrides = {'batch_size': 4, 'num_train_steps': 1, 'eval.batch_size': 4,
+               'model.batch_norm_stats': 'per_device'}
+  result = run_main(tmp_path / 'two', *[f'--config.{k}={v}' for k, v in overrides.items()],
+                    env={'XLA_FLAGS': '--xla_force_host_platform_device_count=2'})
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert '2 device(s)' in result.stderr
+  # On one device, the same BatchNorm groups (each device's half of the batch) give the same run.
+  monkeypatch.setattr(models, 'batch_norm_groups', lambda model_config: 2)
+  config = test_config.get_config()
+  config.batch_size, config.num_train_steps, config.eval.batch_size = 4, 1, 4
+  config.model.batch_norm_stats = 'per_device'
+  train.train_and_evaluate(config, str(tmp_path / 'one'))
+  for name in ('train_g_l1', 'train_g_gan', 'train_d_total'):
+    (ours,), (theirs,) = (read_events(tmp_path / d).Scalars(name) for d in ('one', 'two'))
+    assert theirs.value == pytest.approx(ours.value, rel=1e-5), name

@@ -1,5 +1,6 @@
 """Architecture tests: exact parameter counts (the PyTorch reference's), receptive fields, shapes."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -181,3 +182,23 @@ def test_instance_norm_has_no_running_stats_and_biased_convs():
   assert 'bias' in variables['params']['conv1']
   generator = models.create_generator(config, 64)
   assert not abstract_variables(generator, (1, 64, 64, 3)).get('batch_stats')
+
+
+def test_grouped_batch_norm_is_batch_norm_of_each_group():
+  x = jax.random.normal(jax.random.PRNGKey(0), (4, 3, 5, 6)) * 3 + 1
+  reference = nn.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5)
+  grouped = models.GroupedBatchNorm(2, use_running_average=False)
+  variables = reference.init(jax.random.PRNGKey(1), x)
+  # Same parameters and statistics as nn.BatchNorm: checkpoints work with either.
+  assert jax.tree.map(jnp.shape, variables) == jax.tree.map(jnp.shape, grouped.init(jax.random.PRNGKey(1), x))
+  out, updated = grouped.apply(variables, x, mutable=['batch_stats'])
+  halves = [reference.apply(variables, x[i:i + 2], mutable=['batch_stats']) for i in (0, 2)]
+  np.testing.assert_allclose(out, jnp.concatenate([h[0] for h in halves]), rtol=1e-4, atol=1e-4)
+  for name in ('mean', 'var'):  # Running statistics move by the groups' mean.
+    expected = (halves[0][1]['batch_stats'][name] + halves[1][1]['batch_stats'][name]) / 2
+    np.testing.assert_allclose(updated['batch_stats'][name], expected, rtol=1e-5, atol=1e-6)
+  one_group, _ = models.GroupedBatchNorm(1, use_running_average=False).apply(variables, x, mutable=['batch_stats'])
+  np.testing.assert_allclose(one_group, reference.apply(variables, x, mutable=['batch_stats'])[0],
+                             rtol=1e-4, atol=1e-4)
+  with pytest.raises(ValueError, match='does not split into 3 BatchNorm groups'):
+    models.GroupedBatchNorm(3, use_running_average=False).apply(variables, x, mutable=['batch_stats'])
