@@ -17,7 +17,8 @@ def get_config() -> ml_collections.ConfigDict:
   # Train steps per device call (one `lax.scan`): the host dispatches, and with data.on_device
   # feeds, once per call instead of once per step, which matters when a step takes a few ms (GPU,
   # batch 1). Calls end at log/eval/checkpoint steps; results equal steps_per_call=1 up to float
-  # rounding.
+  # rounding. On CPU the steps of a call are unrolled (XLA:CPU runs convolutions in loops slowly):
+  # keep it at 1 there.
   config.steps_per_call = 1
 
   config.data = data = ml_collections.ConfigDict()
