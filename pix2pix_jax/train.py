@@ -144,8 +144,11 @@ def device_batch_fn(config: ml_collections.ConfigDict, data_sharding: jax.shardi
 
 
 def next_call_end(step: int, config: ml_collections.ConfigDict, num_train_steps: int) -> int:
-  """The step the device call starting after `step` runs to: at most config.steps_per_call steps,
-  ending at the next log, eval, checkpoint or last step."""
+  """The last step of the device call that starts after `step`.
+
+  A call runs at most `config.steps_per_call` steps and ends at the next log, eval, checkpoint or
+  last step, where the host needs the state.
+  """
   periods = [config.log_every_steps, config.checkpoint_every_steps]
   periods += [config.eval.every_steps] if config.eval.every_steps else []
   return min([step + config.steps_per_call, num_train_steps] + [(step // p + 1) * p for p in periods])
