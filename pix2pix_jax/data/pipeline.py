@@ -62,8 +62,9 @@ def create_source(data_config, split: str, seed: int):
   if data_config.preprocess == 'patches':
     source = NativePatches(source, data_config.image_size)
   jitter = split == 'train' and data_config.preprocess != 'resize'
-  return ResizedPairs(source, data_config.load_size if jitter else data_config.image_size,
-                      cache=data_config.cache)
+  # With data.on_device the train pairs are read once into device memory: no host copy to keep.
+  cache = data_config.cache and not (split == 'train' and data_config.on_device)
+  return ResizedPairs(source, data_config.load_size if jitter else data_config.image_size, cache=cache)
 
 
 def resize(image: np.ndarray, size: int) -> np.ndarray:
