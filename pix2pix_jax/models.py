@@ -17,7 +17,7 @@ from jax import lax
 # 0 means the 1×1 "PixelGAN" discriminator.
 PATCH_SIZE_TO_STRIDED_LAYERS = {1: 0, 16: 1, 70: 3, 286: 5}
 NORMS = ('batch', 'instance')
-UPSAMPLE_IMPLS = ('subpixel', 'conv_transpose', 'matmul')
+UPSAMPLE_IMPLS = ('adjoint', 'subpixel', 'conv_transpose', 'matmul')
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
 
 
@@ -51,27 +51,33 @@ def num_unet_levels(image_size: int) -> int:
   return image_size.bit_length() - 1
 
 
-def conv_transpose_4x4_stride2(x: jax.Array, kernel: jax.Array, impl: str = 'subpixel') -> jax.Array:
+def conv_transpose_4x4_stride2(x: jax.Array, kernel: jax.Array, impl: str = 'adjoint') -> jax.Array:
   """PyTorch's `ConvTranspose2d(kernel_size=4, stride=2, padding=1)`: doubles H and W.
 
-  `kernel[ky, kx, c_in, c_out]` equals the PyTorch weight `W[c_in, c_out, ky, kx]`.
+  `kernel[ky, kx, c_in, c_out]` equals the PyTorch weight `W[c_in, c_out, ky, kx]`. All impls
+  compute the same linear map with the same kernel; they differ in speed, mostly of the gradients:
+  XLA:CPU differentiates its own transposed convolution ('conv_transpose') into kernels 10-18×
+  slower than the forward pass, which made the decoder dominate the step (see benchmarks/).
 
-  'subpixel' computes the same linear map as four 2×2 stride-1 convolutions of the *undilated*
-  input, one per output phase, interleaved by depth-to-space. Output pixel 2i+a only ever sees
-  kernel taps of parity a, so each phase is a small dense convolution and no zeros are inserted.
-  On XLA:CPU its gradient is 10-30× faster than that of the lhs-dilated transposed convolution
-  ('conv_transpose'), which made the decoder dominate the step (see benchmarks/).
+  'adjoint' (fastest on CPU) runs XLA's transposed convolution forward and a custom VJP: the input
+  gradient is the forward stride-2 convolution it is the adjoint of, the kernel gradient one
+  matrix product per tap. 'subpixel' computes four 2×2 stride-1 convolutions of the *undilated*
+  input, one per output phase, interleaved by depth-to-space (output pixel 2i+a only ever sees
+  kernel taps of parity a). 'matmul' is one batched matrix product over the 16 taps plus
+  overlap-add: the fastest for few pixels and large kernels (the U-Net's deep levels).
 
   Args:
     x: (N, H, W, C_in).
     kernel: (4, 4, C_in, C_out).
-    impl: 'subpixel' or 'conv_transpose' (XLA's transposed convolution).
+    impl: one of UPSAMPLE_IMPLS.
 
   Returns:
     (N, 2H, 2W, C_out).
   """
   if impl == 'matmul':
     return _conv_transpose_matmul(x, kernel)
+  if impl == 'adjoint':
+    return _conv_transpose_adjoint(x, kernel)
   if impl == 'conv_transpose':
     return lax.conv_transpose(x, jnp.swapaxes(kernel, 2, 3), (2, 2), ((2, 2), (2, 2)),
                               dimension_numbers=_NHWC, transpose_kernel=True)
@@ -139,8 +145,7 @@ def _tap_products(rows: jax.Array, taps_kernel: jax.Array) -> jax.Array:
   """(M, C_in) × (T, C_in, C_out) -> (T, M, C_out): `rows @ taps_kernel[t]` for every tap t.
 
   A batched product over the taps, so neither it nor its gradients copy the kernel out of its own
-  layout. The input gradient is summed over taps after the batched product: left to itself XLA:CPU
-  fuses that sum into the product, which then ran slower (24 ms for the 8×8 level at 256²).
+  layout.
   """
   t = taps_kernel.shape[0]
   return lax.dot_general(jnp.broadcast_to(rows, (t,) + rows.shape), taps_kernel, _BATCHED)
@@ -155,7 +160,9 @@ def _tap_products_bwd(residuals, grad):
   t = taps_kernel.shape[0]
   # (T, M, C_out) × (T, C_in, C_out) contracting C_out -> (T, M, C_in), then the sum over taps.
   grad_rows = lax.dot_general(grad, taps_kernel, (((2,), (2,)), ((0,), (0,))))
-  grad_rows = lax.optimization_barrier(grad_rows).sum(0)
+  # Summed as T slices: XLA:CPU fuses a reduce into the product, which then runs at ~half speed
+  # (28 ms instead of ~8 for the 8×8 level at 256²); XLA:CPU drops optimization barriers.
+  grad_rows = sum(grad_rows[i] for i in range(t))
   # (T, M, C_in) × (T, M, C_out) contracting M -> (T, C_in, C_out): the kernel's own layout.
   grad_kernel = lax.dot_general(jnp.broadcast_to(rows, (t,) + rows.shape), grad,
                                 (((1,), (1,)), ((0,), (0,))))
@@ -179,12 +186,50 @@ def _conv_transpose_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return out[:, 1:-1, 1:-1]
 
 
+def _adjoint_conv(z: jax.Array, kernel: jax.Array) -> jax.Array:
+  """The 4×4 stride-2 convolution whose input adjoint is `conv_transpose_4x4_stride2(·, kernel)`.
+
+  PyTorch's ConvTranspose2d is the input gradient of Conv2d with the same weight, read with the
+  in/out roles swapped: `kernel[ky, kx, c_in, c_out]` is this convolution's (4, 4, O, I) kernel.
+  """
+  return lax.conv_general_dilated(z, kernel, (2, 2), ((1, 1), (1, 1)),
+                                  dimension_numbers=('NHWC', 'HWOI', 'NHWC'))
+
+
+@jax.custom_vjp
+def _conv_transpose_adjoint(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """`conv_transpose_4x4_stride2` 'adjoint': XLA's transposed convolution with a custom VJP."""
+  n, h, w, _ = x.shape
+  z = jax.ShapeDtypeStruct((n, 2 * h, 2 * w, kernel.shape[-1]), x.dtype)
+  return jax.linear_transpose(lambda z: _adjoint_conv(z, kernel), z)(x)[0]
+
+
+def _conv_transpose_adjoint_fwd(x, kernel):
+  return _conv_transpose_adjoint(x, kernel), (x, kernel)
+
+
+def _conv_transpose_adjoint_bwd(residuals, grad):
+  x, kernel = residuals
+  # Kernel tap (ky, kx) joins input pixel i to output pixel 2i + k - 1: one (C_in, C_out) product
+  # per tap, stacked in the kernel's own layout. (XLA's kernel gradient of `_adjoint_conv` comes
+  # out as (C_out, 4, 4, C_in), and reading it transposed made Adam's update of the 16 MB 32×32
+  # kernel take 57 ms instead of ~7.)
+  h, w = x.shape[1:3]
+  padded = jnp.pad(grad, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  grad_kernel = jnp.stack([jnp.einsum('nhwi,nhwo->io', x, padded[:, ky:ky + 2 * h:2, kx:kx + 2 * w:2])
+                           for ky in range(4) for kx in range(4)])
+  return _adjoint_conv(grad, kernel), grad_kernel.reshape(kernel.shape)
+
+
+_conv_transpose_adjoint.defvjp(_conv_transpose_adjoint_fwd, _conv_transpose_adjoint_bwd)
+
+
 class UpConv(nn.Module):
   """4×4 stride-2 transposed convolution (PyTorch padding=1), see `conv_transpose_4x4_stride2`."""
   features: int
   use_bias: bool
   init_std: float = 0.02
-  impl: str = 'subpixel'
+  impl: str = 'adjoint'
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -303,7 +348,7 @@ class UNetGenerator(nn.Module):
   # The PyTorch reference puts them on the three decoder layers after the innermost one instead.
   dropout_skip_innermost: bool = False
   init_std: float = 0.02
-  upsample_impl: str = 'subpixel'
+  upsample_impl: str = 'adjoint'
   # Levels whose small side (encoder output, decoder input) has at most this many pixels per image
   # use the matrix-product forms (`conv_4x4_matmul`, upsample 'matmul'): same values, faster
   # gradients where the weights outweigh the activations.
@@ -354,6 +399,52 @@ class UNetGenerator(nn.Module):
     raise AssertionError('unreachable')
 
 
+def _conv_4x4_stride1(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  return lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=_NHWC)
+
+
+@jax.custom_vjp
+def conv_4x4_few_outputs(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """A 4×4 stride-1 convolution (padding 1) to a few output channels (PatchGAN's logits layer).
+
+  The same values as `lax.conv_general_dilated`; its kernel gradient is one contraction per tap.
+  XLA:CPU computes that gradient as a convolution with a 30×30 window over 512 channels: 13 ms each
+  at 256² (two per train step), against ~1 ms this way.
+  """
+  return _conv_4x4_stride1(x, kernel)
+
+
+def _conv_4x4_few_outputs_fwd(x, kernel):
+  return _conv_4x4_stride1(x, kernel), (x, kernel)
+
+
+def _conv_4x4_few_outputs_bwd(residuals, grad):
+  x, kernel = residuals
+  (grad_x,) = jax.linear_transpose(lambda x: _conv_4x4_stride1(x, kernel), x)(grad)
+  padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  h, w = grad.shape[1:3]
+  # (C_out, C_in) per tap: the few output channels lead, so no activation is transposed.
+  grad_kernel = jnp.stack([jnp.einsum('nhwo,nhwc->oc', grad, padded[:, ky:ky + h, kx:kx + w])
+                           for ky in range(4) for kx in range(4)])
+  return grad_x, jnp.swapaxes(grad_kernel, 1, 2).reshape(kernel.shape)
+
+
+conv_4x4_few_outputs.defvjp(_conv_4x4_few_outputs_fwd, _conv_4x4_few_outputs_bwd)
+
+
+class LogitsConv(nn.Module):
+  """PatchGAN's last layer, `nn.Conv(features, (4, 4), padding=1)` computed by `conv_4x4_few_outputs`."""
+  features: int
+  init_std: float = 0.02
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param('kernel', normal_init(self.init_std), (4, 4, x.shape[-1], self.features))
+    y = conv_4x4_few_outputs(x.astype(self.dtype), kernel.astype(self.dtype))
+    return y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
+
+
 class PatchDiscriminator(nn.Module):
   """PatchGAN (the reference's `NLayerDiscriminator` and `PixelDiscriminator`).
 
@@ -390,7 +481,7 @@ class PatchDiscriminator(nn.Module):
       h = _norm_layer(self.norm, train, self.init_std, self.dtype, f'conv{n}_norm',
                       self.batch_norm_groups)(h)
       h = nn.leaky_relu(h, slope)
-    h = _conv(1, 1, True, self.init_std, self.dtype, 'logits')(h)
+    h = LogitsConv(1, self.init_std, self.dtype, name='logits')(h)
     return h.astype(jnp.float32)
 
 

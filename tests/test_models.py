@@ -125,22 +125,44 @@ def test_matmul_conv_is_the_convolution_with_the_same_gradients(stride):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
-def test_matmul_transposed_conv_has_the_pytorch_gradients():
-  # 'matmul' has a hand-written VJP: check it against autodiff of the definition.
+@pytest.mark.parametrize('impl', ['matmul', 'adjoint'])
+def test_hand_written_transposed_conv_vjps_are_the_pytorch_gradients(impl):
+  # These impls have hand-written VJPs: check them against autodiff of the definition.
   keys = jax.random.split(jax.random.PRNGKey(1), 3)
   x = jax.random.normal(keys[0], (2, 3, 4, 6))
   kernel = jax.random.normal(keys[1], (4, 4, 6, 5))
   cotangent = jax.random.normal(keys[2], (2, 6, 8, 5))
-  _, vjp = jax.vjp(lambda x, k: models.conv_transpose_4x4_stride2(x, k, 'matmul'), x, kernel)
+  _, vjp = jax.vjp(lambda x, k: models.conv_transpose_4x4_stride2(x, k, impl), x, kernel)
   _, expected_vjp = jax.vjp(torch_conv_transpose, x, kernel)
   for got, want in zip(vjp(cotangent), expected_vjp(cotangent)):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
-def test_generator_matmul_levels_compute_the_same_function():
+@pytest.mark.parametrize('c_out', [1, 2])
+def test_few_output_conv_is_the_convolution_with_the_same_gradients(c_out):
+  keys = jax.random.split(jax.random.PRNGKey(2), 3)
+  x = jax.random.normal(keys[0], (2, 7, 5, 6))
+  kernel = jax.random.normal(keys[1], (4, 4, 6, c_out))
+
+  def conv(x, kernel):
+    return lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)),
+                                    dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+  expected, expected_vjp = jax.vjp(conv, x, kernel)
+  out, vjp = jax.vjp(models.conv_4x4_few_outputs, x, kernel)
+  assert out.shape == (2, 6, 4, c_out)
+  np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+  cotangent = jax.random.normal(keys[2], out.shape)
+  for got, want in zip(vjp(cotangent), expected_vjp(cotangent)):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('impl, matmul_max_pixels', [('adjoint', 0), ('subpixel', 0), ('adjoint', 16 * 16)])
+def test_generator_fast_forms_compute_the_same_function(impl, matmul_max_pixels):
+  # Against plain autodiff of XLA's convolutions; 16² matmul pixels: all but the outermost level.
   x = jax.random.uniform(jax.random.PRNGKey(0), (2, 32, 32, 3), minval=-1, maxval=1)
-  convs = models.UNetGenerator(num_levels=5, base_features=4, matmul_max_pixels=0)
-  matmuls = convs.clone(matmul_max_pixels=16 * 16)  # All but the outermost level.
+  convs = models.UNetGenerator(num_levels=5, base_features=4, upsample_impl='conv_transpose')
+  matmuls = convs.clone(upsample_impl=impl, matmul_max_pixels=matmul_max_pixels)
   variables = convs.init(jax.random.PRNGKey(0), x, train=True)
 
   def loss_and_grads(generator):
