@@ -114,7 +114,10 @@ def restore_state(workdir, config):
   return jax.device_get(state)
 
 
-def test_two_processes_match_one_process_with_two_devices(tmp_path):
+@pytest.mark.parametrize('on_device', [False, True])
+def test_two_processes_match_one_process_with_two_devices(tmp_path, on_device):
+  # on_device: each process holds the whole train set and cuts its shard of the batch on device.
+  data_flags = ['--config.data.on_device=True'] if on_device else []
   pair, single = tmp_path / 'pair', tmp_path / 'single'
   port = free_port()
   address = f'127.0.0.1:{port}'
@@ -124,19 +127,23 @@ def test_two_processes_match_one_process_with_two_devices(tmp_path):
   # All three at once: the single-process run compiles while the pair waits for each other.
   processes = {
       f'process_{i}': start(pair, logs[f'process_{i}'], f'--coordinator_address={address}',
-                            '--num_processes=2', f'--process_id={i}', env=pair_env)
+                            '--num_processes=2', f'--process_id={i}', *data_flags, env=pair_env)
       for i in range(2)}
-  processes['single'] = start(single, logs['single'], env={'XLA_FLAGS': XLA_FLAGS + '2'})
+  processes['single'] = start(single, logs['single'], *data_flags,
+                              env={'XLA_FLAGS': XLA_FLAGS + '2'})
   texts = wait_all(processes, logs)
   for i in range(2):
     assert f'process {i}/2' in texts[f'process_{i}'] and '2 device(s)' in texts[f'process_{i}']
   assert 'process 0/1' in texts['single'] and '2 device(s)' in texts['single']
 
-  # Each process read its own half of the global batch the single process read.
-  single_digests = first_batch_digests(texts['single'])
-  assert len(set(single_digests)) == 2
-  assert [first_batch_digests(texts[f'process_{i}']) for i in range(2)] == [
-      [single_digests[0]], [single_digests[1]]]
+  if on_device:
+    assert all('Train set in device memory' in text for text in texts.values())
+  else:
+    # Each process read its own half of the global batch the single process read.
+    single_digests = first_batch_digests(texts['single'])
+    assert len(set(single_digests)) == 2
+    assert [first_batch_digests(texts[f'process_{i}']) for i in range(2)] == [
+        [single_digests[0]], [single_digests[1]]]
 
   # One complete checkpoint, written together; events and config.json written once (process 0).
   assert sorted(p.name for p in (pair / 'checkpoints').iterdir()) == ['2']
