@@ -100,9 +100,15 @@ def test_eight_devices_match_one_device(tmp_path):
         # is rounding noise, which Adam's first steps scale to ±lr whatever the reduction order.
         continue
       diff = np.abs(ours - theirs)
-      # Adam does the same with the few kernel entries whose gradient is ~0, so: tiny on average
-      # and never more than one learning rate (2e-4) apart.
-      assert diff.mean() < 1e-6 and diff.max() < 2e-4, (network, jax.tree_util.keystr(path), diff.max())
+      # The gradients agree to ~3e-6 of each tensor's largest entry (8 one-example convolutions
+      # and 8-way sums round differently from one 8-example convolution), but Adam's first steps
+      # move an entry by ~±lr whatever its gradient's size: entries whose gradient is within
+      # rounding of 0 (here up to 2 % of the 2×2 level's kernel, under InstanceNorm) can end up
+      # to 2·lr per step apart. A wrong gradient moves most entries by a good part of lr.
+      lr, steps = config.optim.learning_rate, config.num_train_steps
+      apart = np.mean(diff > lr / 10)
+      assert apart < 0.05 and diff.max() <= 2 * lr * steps, (
+          network, jax.tree_util.keystr(path), apart, diff.max())
 
 
 def test_maps_from_a_manual_dir(tmp_path):
