@@ -77,9 +77,8 @@ def get_config() -> ml_collections.ConfigDict:
   model.init_std = 0.02  # Paper: weights N(0, 0.02); BatchNorm scales N(1, 0.02).
   # How the decoder's transposed convs are computed (all the same linear map and parameters; see
   # models.conv_transpose_4x4_stride2). 'adjoint': gradients written as the encoder-style stride-2
-  # convolution, the fastest on CPU (paper step 0.80 -> 0.72 s against 'subpixel'). 'subpixel':
-  # four stride-1 convs + depth-to-space. 'conv_transpose': XLA's own, whose gradient is 5× slower
-  # on XLA:CPU.
+  # convolution, the fastest on CPU (paper step 0.74 s against 0.82 with 'subpixel'). 'subpixel':
+  # four stride-1 convs + depth-to-space. 'conv_transpose': XLA's own, autodiff (step 3.2 s on CPU).
   model.upsample_impl = 'adjoint'
   # Levels of at most this many pixels per image (256²: the 8×8 ... 1×1 levels) compute their
   # convolutions as matrix products on the weights' own layout: same values; on XLA:CPU it avoids
