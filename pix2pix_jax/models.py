@@ -111,6 +111,24 @@ def conv_transpose_4x4_stride2(x: jax.Array, kernel: jax.Array, impl: str = 'adj
   return out.reshape(n, 2 * h, 2 * w, c_out)
 
 
+def _conv_4x4(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+  """XLA's 4×4 convolution with PyTorch's padding 1."""
+  return lax.conv_general_dilated(x, kernel, (stride, stride), ((1, 1), (1, 1)),
+                                  dimension_numbers=_NHWC)
+
+
+def _padded_taps(x: jax.Array, stride: int, h_out: int, w_out: int) -> list[jax.Array]:
+  """The 16 inputs of a 4×4 convolution with padding 1: tap (ky, kx) of every output pixel.
+
+  Returns:
+    16 arrays (N, h_out, w_out, C), in (ky, kx) row-major order: `x` padded by 1, from (ky, kx),
+    every `stride`-th row and column.
+  """
+  padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  return [padded[:, ky:ky + stride * (h_out - 1) + 1:stride, kx:kx + stride * (w_out - 1) + 1:stride]
+          for ky in range(4) for kx in range(4)]
+
+
 def conv_4x4_matmul(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
   """A 4×4 convolution with padding 1 (PyTorch's), as one matrix product of im2col patches.
 
@@ -130,10 +148,8 @@ def conv_4x4_matmul(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
   n, h, w, c_in = x.shape
   c_out = kernel.shape[-1]
   h_out, w_out = (h - 2) // stride + 1, (w - 2) // stride + 1
-  padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  taps = [padded[:, ky:ky + stride * (h_out - 1) + 1:stride, kx:kx + stride * (w_out - 1) + 1:stride]
-          for ky in range(4) for kx in range(4)]
-  patches = jnp.stack(taps, axis=3).reshape(n * h_out * w_out, 16 * c_in)
+  patches = jnp.stack(_padded_taps(x, stride, h_out, w_out), axis=3)
+  patches = patches.reshape(n * h_out * w_out, 16 * c_in)
   return (patches @ kernel.reshape(16 * c_in, c_out)).reshape(n, h_out, w_out, c_out)
 
 
@@ -214,10 +230,8 @@ def _conv_transpose_adjoint_bwd(residuals, grad):
   # per tap, stacked in the kernel's own layout. (XLA's kernel gradient of `_adjoint_conv` comes
   # out as (C_out, 4, 4, C_in), and reading it transposed made Adam's update of the 16 MB kernel
   # of the 16×16 -> 32×32 layer take 57 ms instead of ~7.)
-  h, w = x.shape[1:3]
-  padded = jnp.pad(grad, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  grad_kernel = jnp.stack([jnp.einsum('nhwi,nhwo->io', x, padded[:, ky:ky + 2 * h:2, kx:kx + 2 * w:2])
-                           for ky in range(4) for kx in range(4)])
+  grad_kernel = jnp.stack([jnp.einsum('nhwi,nhwo->io', x, tap)
+                           for tap in _padded_taps(grad, 2, *x.shape[1:3])])
   return _adjoint_conv(grad, kernel), grad_kernel.reshape(kernel.shape)
 
 
@@ -259,7 +273,7 @@ class DownConv(nn.Module):
     if self.matmul:
       y = conv_4x4_matmul(x, kernel, 2)
     else:
-      y = lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)), dimension_numbers=_NHWC)
+      y = _conv_4x4(x, kernel, 2)
     if self.use_bias:
       y = y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
     return y
@@ -399,10 +413,6 @@ class UNetGenerator(nn.Module):
     raise AssertionError('unreachable')
 
 
-def _conv_4x4_stride1(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  return lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)), dimension_numbers=_NHWC)
-
-
 @jax.custom_vjp
 def conv_4x4_few_outputs(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """A 4×4 stride-1 convolution (padding 1) to a few output channels (PatchGAN's logits layer).
@@ -411,21 +421,19 @@ def conv_4x4_few_outputs(x: jax.Array, kernel: jax.Array) -> jax.Array:
   XLA:CPU computes that gradient as a convolution with a 30×30 window over 512 channels: 13-25 ms
   each at 256² (two per train step), against 1.5 ms this way.
   """
-  return _conv_4x4_stride1(x, kernel)
+  return _conv_4x4(x, kernel, 1)
 
 
 def _conv_4x4_few_outputs_fwd(x, kernel):
-  return _conv_4x4_stride1(x, kernel), (x, kernel)
+  return _conv_4x4(x, kernel, 1), (x, kernel)
 
 
 def _conv_4x4_few_outputs_bwd(residuals, grad):
   x, kernel = residuals
-  (grad_x,) = jax.linear_transpose(lambda x: _conv_4x4_stride1(x, kernel), x)(grad)
-  padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  h, w = grad.shape[1:3]
+  (grad_x,) = jax.linear_transpose(lambda x: _conv_4x4(x, kernel, 1), x)(grad)
   # (C_out, C_in) per tap: the few output channels lead, so no activation is transposed.
-  grad_kernel = jnp.stack([jnp.einsum('nhwo,nhwc->oc', grad, padded[:, ky:ky + h, kx:kx + w])
-                           for ky in range(4) for kx in range(4)])
+  grad_kernel = jnp.stack([jnp.einsum('nhwo,nhwc->oc', grad, tap)
+                           for tap in _padded_taps(x, 1, *grad.shape[1:3])])
   return grad_x, jnp.swapaxes(grad_kernel, 1, 2).reshape(kernel.shape)
 
 
