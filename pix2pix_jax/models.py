@@ -417,9 +417,9 @@ class UNetGenerator(nn.Module):
 def conv_4x4_few_outputs(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """A 4×4 stride-1 convolution (padding 1) to a few output channels (PatchGAN's logits layer).
 
-  The same values as `lax.conv_general_dilated`; its kernel gradient is one contraction per tap.
-  XLA:CPU computes that gradient as a convolution with a 30×30 window over 512 channels: 13-25 ms
-  each at 256² (two per train step), against 1.5 ms this way.
+  The same values as `lax.conv_general_dilated`; its kernel gradient is one matrix product (see
+  the VJP). XLA:CPU computes that gradient as a convolution with a 30×30 window over 512 channels:
+  13-25 ms each at 256² (two per train step), against 0.35 ms this way.
   """
   return _conv_4x4(x, kernel, 1)
 
@@ -431,10 +431,14 @@ def _conv_4x4_few_outputs_fwd(x, kernel):
 def _conv_4x4_few_outputs_bwd(residuals, grad):
   x, kernel = residuals
   (grad_x,) = jax.linear_transpose(lambda x: _conv_4x4(x, kernel, 1), x)(grad)
-  # (C_out, C_in) per tap: the few output channels lead, so no activation is transposed.
-  grad_kernel = jnp.stack([jnp.einsum('nhwo,nhwc->oc', grad, tap)
-                           for tap in _padded_taps(x, 1, *grad.shape[1:3])])
-  return grad_x, jnp.swapaxes(grad_kernel, 1, 2).reshape(kernel.shape)
+  # Tap (ky, kx) joins input pixel (i + ky - 1, j + kx - 1) to output pixel (i, j), so its kernel
+  # gradient contracts the input with the output gradient shifted by (ky - 1, kx - 1). The 16
+  # shifted copies of the few-channel gradient are small, and the input is read in place: slicing
+  # the input per tap copied 16 activation-sized arrays (~20 ms per step at 256² on CPU).
+  zero = jnp.zeros((), grad.dtype)
+  shifted = jnp.stack([lax.pad(grad, zero, ((0, 0, 0), (ky - 1, 2 - ky, 0), (kx - 1, 2 - kx, 0), (0, 0, 0)))
+                       for ky in range(4) for kx in range(4)])  # (16, N, H, W, C_out)
+  return grad_x, jnp.einsum('tnhwo,nhwc->tco', shifted, x).reshape(kernel.shape)
 
 
 conv_4x4_few_outputs.defvjp(_conv_4x4_few_outputs_fwd, _conv_4x4_few_outputs_bwd)

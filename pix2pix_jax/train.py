@@ -131,6 +131,13 @@ def run_steps(state: train_state.TrainState, data, *, step_fn, num_steps: int, b
                       None, length=num_steps, unroll=unroll)
 
 
+def compiler_options(config: ml_collections.ConfigDict) -> dict:
+  """XLA options for compiling the train step on the default backend (`jax.jit(compiler_options=)`)."""
+  if jax.default_backend() == 'cpu' and config.xla_cpu_region_analysis:
+    return {'xla_cpu_copy_insertion_use_region_analysis': True}
+  return {}
+
+
 def device_batch_fn(config: ml_collections.ConfigDict, data_sharding: jax.sharding.Sharding):
   """(images, step) -> the global batch of `step` from device-resident images, split over devices."""
 
@@ -410,7 +417,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
     return jax.jit(functools.partial(run_steps, step_fn=train_step_fn, num_steps=num_steps,
                                      batch_fn=batch_fn),
                    in_shardings=(replicated, data_in_sharding), out_shardings=(replicated, replicated),
-                   donate_argnums=0)
+                   donate_argnums=0, compiler_options=compiler_options(config))
 
   eval_fn = jax.jit(functools.partial(eval_step, generator=generator, train_mode=config.eval.train_mode),
                     in_shardings=(replicated, data_sharding, replicated))
