@@ -21,7 +21,7 @@ def get_config() -> ml_collections.ConfigDict:
   # keep it at 1 there.
   config.steps_per_call = 1
   # XLA:CPU only (ignored on GPU/TPU): compile the train step with region analysis in XLA's copy
-  # insertion. Without it XLA:CPU copies each Adam moment before updating it in place, because the
+  # insertion. Without it XLA:CPU copies each Adam first moment before updating it in place, as the
   # moment's update is fused into both its own output and the parameter update. Same results;
   # the paper step on the 2-core CPU takes 0.65 s instead of 0.71 s.
   config.xla_cpu_region_analysis = True

@@ -82,7 +82,9 @@ def format_table(results: dict) -> str:
   if 'fid' in results:
     lines.append(f'| FID | {results["fid"]:.2f} | | | |')
   if 'kid' in results:
-    lines.append(f'| KID | {results["kid"]["mean"]:.4f} | | | {results["kid"]["std"]:.4f} |')
+    kid = results['kid']
+    title = f'KID (subsets of {kid["subset_size"]})' if 'subset_size' in kid else 'KID'
+    lines.append(f'| {title} | {kid["mean"]:.4f} | | | {kid["std"]:.4f} |')
   return '\n'.join(lines)
 
 

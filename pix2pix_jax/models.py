@@ -177,7 +177,8 @@ def _tap_products_bwd(residuals, grad):
   # (T, M, C_out) × (T, C_in, C_out) contracting C_out -> (T, M, C_in), then the sum over taps.
   grad_rows = lax.dot_general(grad, taps_kernel, (((2,), (2,)), ((0,), (0,))))
   # Summed as T slices: XLA:CPU fuses a reduce into the product, which then runs at ~half speed
-  # (28 ms instead of ~8 for the 8×8 level at 256²); XLA:CPU drops optimization barriers.
+  # (28 ms instead of ~8 for the 8×8 level at 256²). Slices work under any compile options: an
+  # optimization barrier holds on XLA:CPU only with config.xla_cpu_region_analysis.
   grad_rows = sum(grad_rows[i] for i in range(t))
   # (T, M, C_in) × (T, M, C_out) contracting M -> (T, C_in, C_out): the kernel's own layout.
   grad_kernel = lax.dot_general(jnp.broadcast_to(rows, (t,) + rows.shape), grad,

@@ -275,8 +275,10 @@ def kid(features_a, features_b, num_subsets: int = 100, subset_size: int = 1000,
       subsets with the same seed).
 
   Returns:
-    {'mean', 'std'} of the per-subset estimates (population std), Python floats. Unbiased, so
-    the mean can be slightly negative for two samples of one distribution.
+    {'mean', 'std'} of the per-subset estimates (population std), Python floats, and the
+    'subset_size' used. Unbiased, so the mean can be slightly negative for two samples of one
+    distribution. When the subset size reaches the smaller set, every subset of it is that whole
+    set, so 'std' is 0 (torch-fidelity's behaviour): it then says nothing about the spread.
   """
   a, b = _check_features(features_a, features_b, 2)
   dim = a.shape[1]
@@ -291,7 +293,7 @@ def kid(features_a, features_b, num_subsets: int = 100, subset_size: int = 1000,
     # Off-diagonal means of Kxx and Kyy (unbiased) minus twice the full mean of Kxy.
     mmds[i] = ((k_xx_yy.sum() - np.trace(k_xx_yy)) / (m * (m - 1))
                - 2 * k_xy.sum() / (m * m))
-  return {'mean': float(np.mean(mmds)), 'std': float(np.std(mmds))}
+  return {'mean': float(np.mean(mmds)), 'std': float(np.std(mmds)), 'subset_size': m}
 
 
 class LPIPS:

@@ -91,4 +91,5 @@ def test_fid_kid_lpips_with_the_metrics_extra(evaluated):
   assert {'fid', 'kid', 'lpips'} <= set(report['metrics'])
   assert report['metrics']['fid'] > 0 and np.isfinite(report['metrics']['kid']['mean'])
   assert 0 < report['metrics']['lpips']['mean'] < 1
-  assert 'FID' in evaluation.format_table(report['metrics'])
+  table = evaluation.format_table(report['metrics'])
+  assert 'FID' in table and f"KID (subsets of {report['metrics']['kid']['subset_size']})" in table

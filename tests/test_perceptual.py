@@ -103,7 +103,7 @@ def test_fid_and_kid_rank_distortions(features):
   assert 1 < fid_mild < fid_strong / 2
   kid_mild = perceptual.kid(ref, mild, num_subsets=20, subset_size=8)
   kid_strong = perceptual.kid(ref, strong, num_subsets=20, subset_size=8)
-  assert 0 < kid_mild['mean'] < kid_strong['mean'] / 2
+  assert 0 < kid_mild['mean'] < kid_strong['mean'] / 2 and kid_mild['subset_size'] == 8
   assert kid_strong['std'] > 0
 
 
@@ -115,6 +115,7 @@ def test_kid_of_a_set_with_itself_is_near_zero(features):
   # by O(1/subset_size) (negative); it is still tiny next to a real difference.
   assert abs(same['mean']) < 0.05 * scale
   # subset_size is clipped to the 16 available, so every subset is the whole set.
+  assert same['subset_size'] == 16
   assert same['std'] == pytest.approx(0, abs=1e-12)
 
 
