@@ -198,9 +198,7 @@ class JaxStepTimer:
       batch_fn = train.device_batch_fn(config, jax.sharding.SingleDeviceSharding(jax.devices()[0]))
     else:
       self.data, batch_fn = (_random_batch(config),) * self.steps_per_call, None
-    steps = jax.jit(functools.partial(train.run_steps, step_fn=step_fn, num_steps=self.steps_per_call,
-                                      batch_fn=batch_fn), donate_argnums=0,
-                    compiler_options=train.compiler_options(config))
+    steps = train.jit_run_steps(config, step_fn, self.steps_per_call, batch_fn)
     start = time.perf_counter()
     self.compiled = steps.lower(self.state, self.data).compile()
     self.compile_s = time.perf_counter() - start

@@ -239,45 +239,46 @@ def _conv_transpose_adjoint_bwd(residuals, grad):
 _conv_transpose_adjoint.defvjp(_conv_transpose_adjoint_fwd, _conv_transpose_adjoint_bwd)
 
 
-class UpConv(nn.Module):
-  """4×4 stride-2 transposed convolution (PyTorch padding=1), see `conv_transpose_4x4_stride2`."""
-  features: int
-  use_bias: bool
-  init_std: float = 0.02
-  impl: str = 'adjoint'
-  dtype: Any = jnp.float32
+class _Conv4x4(nn.Module):
+  """A 4×4 convolution layer: `op(x, kernel)` on a (4, 4, C_in, features) kernel, then a bias.
 
-  @nn.compact
-  def __call__(self, x):
-    kernel = self.param('kernel', normal_init(self.init_std), (4, 4, x.shape[-1], self.features))
-    y = conv_transpose_4x4_stride2(x.astype(self.dtype), kernel.astype(self.dtype), self.impl)
-    if self.use_bias:
-      y = y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
-    return y
-
-
-class DownConv(nn.Module):
-  """4×4 stride-2 convolution with padding 1, as `nn.Conv` (same parameters) or as a matrix product.
-
-  `matmul` picks `conv_4x4_matmul`, which computes the same values (see there for when it is faster).
+  Subclasses define `op`; the parameters ('kernel' N(0, init_std), optional zero 'bias') are those
+  of the `nn.Conv` / `nn.ConvTranspose` they stand for.
   """
   features: int
   use_bias: bool
   init_std: float = 0.02
-  matmul: bool = False
   dtype: Any = jnp.float32
+
+  def op(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
+    raise NotImplementedError
 
   @nn.compact
   def __call__(self, x):
     kernel = self.param('kernel', normal_init(self.init_std), (4, 4, x.shape[-1], self.features))
-    x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-    if self.matmul:
-      y = conv_4x4_matmul(x, kernel, 2)
-    else:
-      y = _conv_4x4(x, kernel, 2)
+    y = self.op(x.astype(self.dtype), kernel.astype(self.dtype))
     if self.use_bias:
       y = y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
     return y
+
+
+class UpConv(_Conv4x4):
+  """4×4 stride-2 transposed convolution (PyTorch padding=1), see `conv_transpose_4x4_stride2`."""
+  impl: str = 'adjoint'
+
+  def op(self, x, kernel):
+    return conv_transpose_4x4_stride2(x, kernel, self.impl)
+
+
+class DownConv(_Conv4x4):
+  """4×4 stride-2 convolution with padding 1, as `nn.Conv` (same parameters) or as a matrix product.
+
+  `matmul` picks `conv_4x4_matmul`, which computes the same values (see there for when it is faster).
+  """
+  matmul: bool = False
+
+  def op(self, x, kernel):
+    return conv_4x4_matmul(x, kernel, 2) if self.matmul else _conv_4x4(x, kernel, 2)
 
 
 class GroupedBatchNorm(nn.Module):
@@ -392,7 +393,7 @@ class UNetGenerator(nn.Module):
       # The reference gives every down conv a bias with InstanceNorm and none with BatchNorm
       # (whose shift replaces it), even where no norm follows (outermost, innermost).
       small = (x.shape[1] >> (i + 1)) * (x.shape[2] >> (i + 1)) <= self.matmul_max_pixels
-      h = DownConv(features[i], not batch_norm, self.init_std, small, self.dtype, name=f'down{i}')(h)
+      h = DownConv(features[i], not batch_norm, self.init_std, self.dtype, matmul=small, name=f'down{i}')(h)
       if normed:
         h = _norm_layer(self.norm, train, self.init_std, self.dtype, f'down{i}_norm',
                         self.batch_norm_groups)(h)
@@ -405,9 +406,10 @@ class UNetGenerator(nn.Module):
         h = jnp.concatenate([skips[i], h], axis=-1)  # Reference order: skip first.
       h = nn.relu(h)
       if i == 0:
-        h = UpConv(self.out_channels, True, self.init_std, upsample, self.dtype, name='up0')(h)
+        h = UpConv(self.out_channels, True, self.init_std, self.dtype, impl=upsample, name='up0')(h)
         return jnp.tanh(h).astype(jnp.float32)
-      h = UpConv(features[i - 1], not batch_norm, self.init_std, upsample, self.dtype, name=f'up{i}')(h)
+      h = UpConv(features[i - 1], not batch_norm, self.init_std, self.dtype, impl=upsample,
+                 name=f'up{i}')(h)
       h = _norm_layer(self.norm, train, self.init_std, self.dtype, f'up{i}_norm', self.batch_norm_groups)(h)
       if i in dropout_levels:
         h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
@@ -445,17 +447,11 @@ def _conv_4x4_few_outputs_bwd(residuals, grad):
 conv_4x4_few_outputs.defvjp(_conv_4x4_few_outputs_fwd, _conv_4x4_few_outputs_bwd)
 
 
-class LogitsConv(nn.Module):
+class LogitsConv(_Conv4x4):
   """PatchGAN's last layer, `nn.Conv(features, (4, 4), padding=1)` computed by `conv_4x4_few_outputs`."""
-  features: int
-  init_std: float = 0.02
-  dtype: Any = jnp.float32
 
-  @nn.compact
-  def __call__(self, x):
-    kernel = self.param('kernel', normal_init(self.init_std), (4, 4, x.shape[-1], self.features))
-    y = conv_4x4_few_outputs(x.astype(self.dtype), kernel.astype(self.dtype))
-    return y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
+  def op(self, x, kernel):
+    return conv_4x4_few_outputs(x, kernel)
 
 
 class PatchDiscriminator(nn.Module):
@@ -494,7 +490,7 @@ class PatchDiscriminator(nn.Module):
       h = _norm_layer(self.norm, train, self.init_std, self.dtype, f'conv{n}_norm',
                       self.batch_norm_groups)(h)
       h = nn.leaky_relu(h, slope)
-    h = LogitsConv(1, self.init_std, self.dtype, name='logits')(h)
+    h = LogitsConv(1, True, self.init_std, self.dtype, name='logits')(h)
     return h.astype(jnp.float32)
 
 

@@ -138,6 +138,16 @@ def compiler_options(config: ml_collections.ConfigDict) -> dict:
   return {}
 
 
+def jit_run_steps(config: ml_collections.ConfigDict, step_fn, num_steps: int, batch_fn=None,
+                  **shardings):
+  """`run_steps` jitted as training runs it: the state donated, `compiler_options(config)`.
+
+  `shardings`: `in_shardings` / `out_shardings` for `jax.jit` (none: the default device).
+  """
+  return jax.jit(functools.partial(run_steps, step_fn=step_fn, num_steps=num_steps, batch_fn=batch_fn),
+                 donate_argnums=0, compiler_options=compiler_options(config), **shardings)
+
+
 def device_batch_fn(config: ml_collections.ConfigDict, data_sharding: jax.sharding.Sharding):
   """(images, step) -> the global batch of `step` from device-resident images, split over devices."""
 
@@ -414,10 +424,9 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
 
   @functools.cache
   def compiled_steps(num_steps):  # One compilation per call length (usually one or two).
-    return jax.jit(functools.partial(run_steps, step_fn=train_step_fn, num_steps=num_steps,
-                                     batch_fn=batch_fn),
-                   in_shardings=(replicated, data_in_sharding), out_shardings=(replicated, replicated),
-                   donate_argnums=0, compiler_options=compiler_options(config))
+    return jit_run_steps(config, train_step_fn, num_steps, batch_fn,
+                         in_shardings=(replicated, data_in_sharding),
+                         out_shardings=(replicated, replicated))
 
   eval_fn = jax.jit(functools.partial(eval_step, generator=generator, train_mode=config.eval.train_mode),
                     in_shardings=(replicated, data_sharding, replicated))

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+
 def load_images(source, data_config) -> np.ndarray:
   """All train pairs of `source` (already resized), as uint8 (N, S, S, 2C): A then B on channels.
 
@@ -90,4 +91,3 @@ def batch_for_step(images: jax.Array, step: jax.Array, *, seed: int, batch_size:
   a, b = pairs[..., :channels], pairs[..., channels:]
   inputs, targets = (a, b) if direction == 'AtoB' else (b, a)
   return {'input': inputs, 'target': targets}
-
