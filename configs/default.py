@@ -89,6 +89,11 @@ def get_config() -> ml_collections.ConfigDict:
   # convolutions as matrix products on the weights' own layout: same values; on XLA:CPU it avoids
   # copying each multi-MB kernel into a transposed layout for every gradient. 0: never.
   model.matmul_max_pixels = 64
+  # How PatchGAN's stride-1 4×4 feature layer (~37% of the 70×70 step's FLOPs) is computed: 'xla'
+  # (lax.conv) or 'winograd' (Winograd F(2×2, 4×4): same parameters and linear map, 25/64 of the
+  # multiplications; float32 rounding ~5e-6 relative instead of ~5e-7). 'auto': 'winograd' on CPU
+  # in float32 (paper step 0.68 -> 0.61 s on the 2-core CPU), 'xla' elsewhere (cuDNN picks its own).
+  model.d_stride1_impl = 'auto'
   model.compute_dtype = 'float32'  # Activations/conv dtype ('bfloat16' for speed); params stay float32.
 
   config.loss = loss = ml_collections.ConfigDict()

@@ -157,6 +157,58 @@ def test_few_output_conv_is_the_convolution_with_the_same_gradients(c_out):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize('shape', [(2, 8, 6, 5, 7), (1, 9, 7, 3, 4), (1, 2, 3, 2, 1)])
+def test_winograd_conv_is_the_convolution_with_the_same_gradients(shape):
+  n, h, w, c_in, c_out = shape  # Even and odd sides: partial 2×2 output tiles at the edges.
+  keys = jax.random.split(jax.random.PRNGKey(3), 3)
+  x = jax.random.normal(keys[0], (n, h, w, c_in))
+  kernel = jax.random.normal(keys[1], (4, 4, c_in, c_out))
+
+  def conv(x, kernel):
+    return lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)),
+                                    dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+  expected, expected_vjp = jax.vjp(conv, x, kernel)
+  out, vjp = jax.vjp(models.conv_4x4_winograd, x, kernel)
+  assert out.shape == (n, h - 1, w - 1, c_out)
+  np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-4)
+  cotangent = jax.random.normal(keys[2], out.shape)
+  for got, want in zip(vjp(cotangent), expected_vjp(cotangent)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+def test_winograd_discriminator_is_the_same_function():
+  x = jax.random.uniform(jax.random.PRNGKey(0), (2, 32, 32, 6), minval=-1, maxval=1)
+  convs = models.PatchDiscriminator(base_features=8)
+  winograd = convs.clone(stride1_impl='winograd')
+  variables = convs.init(jax.random.PRNGKey(1), x, train=True)
+  assert (jax.tree.map(jnp.shape, winograd.init(jax.random.PRNGKey(1), x, train=True))
+          == jax.tree.map(jnp.shape, variables))
+
+  def loss_and_grads(discriminator):
+    def loss(params):
+      logits, _ = discriminator.apply({**variables, 'params': params}, x, train=True,
+                                      mutable=['batch_stats'])
+      return jnp.sum(logits * jnp.arange(logits.size).reshape(logits.shape))
+    return jax.value_and_grad(loss)(variables['params'])
+
+  (loss_a, grads_a), (loss_b, grads_b) = loss_and_grads(convs), loss_and_grads(winograd)
+  np.testing.assert_allclose(loss_a, loss_b, rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4), grads_a, grads_b)
+
+
+@pytest.mark.parametrize('setting, dtype, expected', [
+    ('auto', 'float32', 'winograd'), ('auto', 'bfloat16', 'xla'), ('xla', 'float32', 'xla')])
+def test_stride1_impl_from_config(setting, dtype, expected):
+  config = default_config.get_config().model
+  config.d_stride1_impl, config.compute_dtype = setting, dtype
+  assert jax.default_backend() == 'cpu'  # 'auto' picks Winograd on CPU only.
+  assert models.create_discriminator(config).stride1_impl == expected
+  config.d_stride1_impl = 'fft'
+  with pytest.raises(ValueError, match="config.model.d_stride1_impl='fft'"):
+    models.create_discriminator(config)
+
+
 @pytest.mark.parametrize('impl, matmul_max_pixels', [('adjoint', 0), ('subpixel', 0), ('adjoint', 16 * 16)])
 def test_generator_fast_forms_compute_the_same_function(impl, matmul_max_pixels):
   # Against plain autodiff of XLA's convolutions; 16² matmul pixels: all but the outermost level.
