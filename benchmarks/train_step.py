@@ -224,7 +224,7 @@ class JaxStepTimer:
         'impl': 'jax', 'image_size': config.data.image_size, 'batch_size': config.batch_size,
         'norm': config.model.norm, 'patch_size': config.model.patch_size, 'ngf': config.model.ngf,
         'ndf': config.model.ndf, 'upsample_impl': config.model.upsample_impl,
-        'd_stride1_impl': models.create_discriminator(config.model).stride1_impl,
+        'winograd_min_channels': models.winograd_min_channels(config.model),
         'compute_dtype': config.model.compute_dtype, 'steps_per_call': self.steps_per_call,
         'on_device_data': config.data.on_device, 'compile_s': round(self.compile_s, 2),
         'seconds_per_step': round(seconds, 4), 'steps_per_s': round(1 / seconds, 3),

@@ -89,11 +89,16 @@ def get_config() -> ml_collections.ConfigDict:
   # convolutions as matrix products on the weights' own layout: same values; on XLA:CPU it avoids
   # copying each multi-MB kernel into a transposed layout for every gradient. 0: never.
   model.matmul_max_pixels = 64
-  # How PatchGAN's stride-1 4×4 feature layer (~37% of the 70×70 step's FLOPs) is computed: 'xla'
-  # (lax.conv) or 'winograd' (Winograd F(2×2, 4×4): same parameters and linear map, 25/64 of the
-  # multiplications; float32 rounding ~5e-6 relative instead of ~5e-7). 'auto': 'winograd' on CPU
-  # in float32 (paper step 0.68 -> 0.61 s on the 2-core CPU), 'xla' elsewhere (cuDNN picks its own).
-  model.d_stride1_impl = 'auto'
+  # How 4×4 convolutions with at least `winograd_min_channels` input channels are computed (not
+  # those of `matmul_max_pixels` levels, nor PatchGAN's 1-channel logits): 'xla' (lax.conv) or
+  # 'winograd' (models.conv_4x4_winograd: same parameters and linear map with 25/64 (stride 1) or
+  # 9/16 (stride 2) of the multiplications; float32 rounding ~1e-6-5e-6 relative instead of ~5e-7).
+  # 'auto': 'winograd' on CPU in float32, 'xla' elsewhere (unmeasured on GPUs, where cuDNN picks its
+  # own algorithms). 64: all but the first layers (3 and 6 input channels); in the paper step on the
+  # 2-core CPU: 0.67 s/step with 'xla', 0.59 s Winograd on the ≥ 256-channel layers, 0.57 s ≥ 128,
+  # 0.55 s ≥ 64 (interleaved, one process).
+  model.conv_impl = 'auto'
+  model.winograd_min_channels = 64
   model.compute_dtype = 'float32'  # Activations/conv dtype ('bfloat16' for speed); params stay float32.
 
   config.loss = loss = ml_collections.ConfigDict()

@@ -11,7 +11,7 @@ import orbax.checkpoint as ocp
 
 # Config keys that change the networks (parameter shapes or the function they compute). Other
 # keys (learning rate, data, logging, model.compute_dtype, model.upsample_impl,
-# model.matmul_max_pixels, model.d_stride1_impl, model.batch_norm_stats) may change between runs of
+# model.matmul_max_pixels, model.conv_impl, model.batch_norm_stats) may change between runs of
 # the same checkpoint.
 GENERATOR_KEYS = (
     'data.image_size', 'data.channels', 'model.ngf', 'model.norm', 'model.bottleneck_norm',

@@ -14,7 +14,7 @@ _CHOICES = {
     'model.norm': models.NORMS,
     'model.batch_norm_stats': models.BATCH_NORM_STATS,
     'model.upsample_impl': models.UPSAMPLE_IMPLS,
-    'model.d_stride1_impl': models.D_STRIDE1_IMPLS + ('auto',),
+    'model.conv_impl': models.CONV_IMPLS,
     'model.compute_dtype': ('float32', 'bfloat16', 'float16'),
     'loss.gan_mode': losses.GAN_MODES,
     'optim.schedule': train_state.SCHEDULES,

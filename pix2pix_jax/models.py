@@ -19,7 +19,7 @@ import numpy as np
 PATCH_SIZE_TO_STRIDED_LAYERS = {1: 0, 16: 1, 70: 3, 286: 5}
 NORMS = ('batch', 'instance')
 UPSAMPLE_IMPLS = ('adjoint', 'subpixel', 'conv_transpose', 'matmul')
-D_STRIDE1_IMPLS = ('xla', 'winograd')
+CONV_IMPLS = ('xla', 'winograd', 'auto')
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
 
 
@@ -275,12 +275,16 @@ class UpConv(_Conv4x4):
 class DownConv(_Conv4x4):
   """4×4 stride-2 convolution with padding 1, as `nn.Conv` (same parameters) or as a matrix product.
 
-  `matmul` picks `conv_4x4_matmul`, which computes the same values (see there for when it is faster).
+  `matmul` picks `conv_4x4_matmul`, `winograd` `conv_4x4_winograd`: the same values (see there for
+  when each is faster).
   """
   matmul: bool = False
+  winograd: bool = False
 
   def op(self, x, kernel):
-    return conv_4x4_matmul(x, kernel, 2) if self.matmul else _conv_4x4(x, kernel, 2)
+    if self.matmul:
+      return conv_4x4_matmul(x, kernel, 2)
+    return conv_4x4_winograd(x, kernel, 2) if self.winograd else _conv_4x4(x, kernel, 2)
 
 
 class GroupedBatchNorm(nn.Module):
@@ -371,6 +375,9 @@ class UNetGenerator(nn.Module):
   # use the matrix-product forms (`conv_4x4_matmul`, upsample 'matmul'): same values, faster
   # gradients where the weights outweigh the activations.
   matmul_max_pixels: int = 0
+  # Other 4×4 convolutions with at least this many input channels use `conv_4x4_winograd` (same
+  # values, fewer multiplications); None: none do.
+  winograd_min_channels: int | None = None
   batch_norm_groups: int = 1  # See GroupedBatchNorm: 1 = statistics over the global batch.
   dtype: Any = jnp.float32
 
@@ -395,7 +402,8 @@ class UNetGenerator(nn.Module):
       # The reference gives every down conv a bias with InstanceNorm and none with BatchNorm
       # (whose shift replaces it), even where no norm follows (outermost, innermost).
       small = (x.shape[1] >> (i + 1)) * (x.shape[2] >> (i + 1)) <= self.matmul_max_pixels
-      h = DownConv(features[i], not batch_norm, self.init_std, self.dtype, matmul=small, name=f'down{i}')(h)
+      h = DownConv(features[i], not batch_norm, self.init_std, self.dtype, matmul=small,
+                   winograd=_winograd(h.shape[-1], self.winograd_min_channels), name=f'down{i}')(h)
       if normed:
         h = _norm_layer(self.norm, train, self.init_std, self.dtype, f'down{i}_norm',
                         self.batch_norm_groups)(h)
@@ -449,97 +457,121 @@ def _conv_4x4_few_outputs_bwd(residuals, grad):
 conv_4x4_few_outputs.defvjp(_conv_4x4_few_outputs_fwd, _conv_4x4_few_outputs_bwd)
 
 
-# Winograd F(2×2, 4×4) (Lavin & Gray 2016) for the 4×4 stride-1 convolution: each 2×2 output tile
-# is A^T [(G k G^T) ⊙ (B^T d B)] A for the 5×5 input tile d, from the interpolation points 0, 1, -1,
-# 2, ∞. B^T's fractions are moved into G (rows scaled by 2, 2, 6, 6, 1), so data transforms are
-# small integers. Per output: 25/4 products per (C_in, C_out) pair instead of 16.
-_WINOGRAD_AT = np.array([[1, 1, 1, 1, 0], [0, 1, -1, 2, 1]], np.float64)
-_WINOGRAD_BT = np.array([[2, -1, -2, 1, 0], [0, 2, 1, -1, 0], [0, -2, 3, -1, 0], [0, -1, 0, 1, 0],
-                         [0, 2, -1, -2, 1]], np.float64)
-_WINOGRAD_G = np.array([[1, 0, 0, 0], [1, 1, 1, 1], [1, -1, 1, -1], [1, 2, 4, 8], [0, 0, 0, 1]],
-                       np.float64) / np.array([2, 2, 6, 6, 1.0])[:, None]
-# The 2-D transforms as one matrix on flattened tiles (row-major (u, v)): (25, 25), (25, 16), (4, 25).
-_WINOGRAD_B2, _WINOGRAD_G2, _WINOGRAD_A2 = (
-    np.kron(m, m).astype(np.float32) for m in (_WINOGRAD_BT, _WINOGRAD_G, _WINOGRAD_AT))
+# Winograd's minimal filtering (Lavin & Gray 2016) with 2×2 output tiles: an r×r correlation maps
+# each (r+1)×(r+1) input tile d to the 2×2 outputs A^T [(G k G^T) ⊙ (B^T d B)] A, i.e. (r+1)²
+# products per (C_in, C_out) pair and tile instead of 4r². Interpolation points: 0, 1, -1, 2, ∞ for
+# r = 4 (B^T's fractions moved into G, rows scaled by 2, 2, 6, 6, 1, so data transforms are small
+# integers) and 0, 1, ∞ for r = 2 (all entries 0 or ±1).
+_WINOGRAD_1D = {  # r: (A^T, G, B^T)
+    4: (np.array([[1, 1, 1, 1, 0], [0, 1, -1, 2, 1]]),
+        np.array([[1, 0, 0, 0], [1, 1, 1, 1], [1, -1, 1, -1], [1, 2, 4, 8], [0, 0, 0, 1]])
+        / np.array([2, 2, 6, 6, 1.0])[:, None],
+        np.array([[2, -1, -2, 1, 0], [0, 2, 1, -1, 0], [0, -2, 3, -1, 0], [0, -1, 0, 1, 0],
+                  [0, 2, -1, -2, 1]])),
+    2: (np.array([[1, 1, 0], [0, 1, 1]]), np.array([[1, 0], [1, 1], [0, 1]]),
+        np.array([[1, -1, 0], [0, 1, 0], [0, -1, 1]])),
+}
+# The 2-D transforms as matrices on flattened tiles (row-major): A (4, t²), G (t², r²), B (t², t²).
+_WINOGRAD_2D = {r: tuple(np.kron(m, m).astype(np.float32) for m in mats)
+                for r, mats in _WINOGRAD_1D.items()}
 _BATCHED_MATMUL = (((2,), (1,)), ((0,), (0,)))  # (T, M, K) × (T, K, N) -> (T, M, N).
 
 
-def _winograd_data(x: jax.Array) -> jax.Array:
-  """B^T d B for every 5×5 input tile (stride 2): (25, N · H//2 · W//2, C)."""
-  n, h, w, c = x.shape
-  th, tw = h // 2, w // 2  # Tiles of 2×2 outputs covering the (H - 1) × (W - 1) output.
-  padded = jnp.pad(x, ((0, 0), (1, 2 * th + 2 - h), (1, 2 * tw + 2 - w), (0, 0)))
-  tiles = jnp.stack([padded[:, u:u + 2 * th - 1:2, v:v + 2 * tw - 1:2]
-                     for u in range(5) for v in range(5)])
-  return (jnp.asarray(_WINOGRAD_B2, x.dtype) @ tiles.reshape(25, -1)).reshape(25, n * th * tw, c)
-
-
-def _winograd_kernel(kernel: jax.Array) -> jax.Array:
-  """G k G^T: (4, 4, C_in, C_out) -> (25, C_in, C_out), read in the kernel's own layout."""
-  return (jnp.asarray(_WINOGRAD_G2, kernel.dtype) @ kernel.reshape(16, -1)).reshape((25,) + kernel.shape[2:])
+def _winograd_shapes(x_shape, r):
+  n, h, w, c = x_shape
+  ho, wo = h - r + 1, w - r + 1
+  return n, h, w, c, ho, wo, -(-ho // 2), -(-wo // 2)  # ..., tiles of 2×2 outputs per column, row
 
 
 @jax.custom_vjp
-def conv_4x4_winograd(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """A 4×4 stride-1 convolution with padding 1 (PatchGAN's last feature layer), by Winograd.
-
-  The same linear map as `lax.conv_general_dilated` with 25/64 of its multiplications: input and
-  kernel go to the Winograd domain, where the convolution is 25 matrix products (one per tile
-  position) of (tiles, C_in) × (C_in, C_out). The VJP stays in that domain: the input gradient is
-  25 products with the transformed kernel, the kernel gradient 25 products with the transformed
-  input, each mapped back by the transposed transforms. Rounding differs from the direct sum:
-  relative errors ~5e-6 in float32 against ~5e-7 (tests/test_models.py).
-
-  Args:
-    x: (N, H, W, C_in), H, W >= 2.
-    kernel: (4, 4, C_in, C_out).
-
-  Returns:
-    (N, H - 1, W - 1, C_out).
-  """
-  return _conv_4x4_winograd_fwd(x, kernel)[0]
+def _winograd_correlation(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """'VALID' correlation of x (N, H, W, C_in) with kernel (r, r, C_in, C_out), r in {2, 4}."""
+  return _winograd_correlation_fwd(x, kernel)[0]
 
 
-def _conv_4x4_winograd_fwd(x, kernel):
-  n, h, w, _ = x.shape
-  th, tw = h // 2, w // 2
-  data, transformed_kernel = _winograd_data(x), _winograd_kernel(kernel)
-  products = lax.dot_general(data, transformed_kernel, _BATCHED_MATMUL)  # (25, tiles, C_out)
-  out = (jnp.asarray(_WINOGRAD_A2, x.dtype) @ products.reshape(25, -1)).reshape(2, 2, n, th, tw, -1)
-  out = out.transpose(2, 3, 0, 4, 1, 5).reshape(n, 2 * th, 2 * tw, -1)[:, :h - 1, :w - 1]
+def _winograd_correlation_fwd(x, kernel):
+  r, t = kernel.shape[0], kernel.shape[0] + 1
+  a2, g2, b2 = (jnp.asarray(m, x.dtype) for m in _WINOGRAD_2D[r])
+  n, h, w, c_in, ho, wo, th, tw = _winograd_shapes(x.shape, r)
+  padded = jnp.pad(x, ((0, 0), (0, 2 * th + r - 1 - h), (0, 2 * tw + r - 1 - w), (0, 0)))
+  tiles = jnp.stack([padded[:, u:u + 2 * th - 1:2, v:v + 2 * tw - 1:2]
+                     for u in range(t) for v in range(t)])  # (t², N, th, tw, C_in)
+  data = (b2 @ tiles.reshape(t * t, -1)).reshape(t * t, n * th * tw, c_in)
+  # The kernel is read in its own layout: (t², r²) × (r², C_in · C_out).
+  transformed_kernel = (g2 @ kernel.reshape(r * r, -1)).reshape((t * t,) + kernel.shape[2:])
+  products = lax.dot_general(data, transformed_kernel, _BATCHED_MATMUL)  # (t², tiles, C_out)
+  out = (a2 @ products.reshape(t * t, -1)).reshape(2, 2, n, th, tw, -1)
+  out = out.transpose(2, 3, 0, 4, 1, 5).reshape(n, 2 * th, 2 * tw, -1)[:, :ho, :wo]
   return out, (data, transformed_kernel, x.shape)
 
 
-def _conv_4x4_winograd_bwd(residuals, grad):
-  data, transformed_kernel, (n, h, w, c_in) = residuals
-  th, tw = h // 2, w // 2
+def _winograd_correlation_bwd(residuals, grad):
+  data, transformed_kernel, x_shape = residuals
+  t = round(data.shape[0] ** 0.5)
+  r = t - 1
+  a2, g2, b2 = (jnp.asarray(m, grad.dtype) for m in _WINOGRAD_2D[r])
+  n, h, w, c_in, _, _, th, tw = _winograd_shapes(x_shape, r)
   c_out = grad.shape[-1]
   grad = jnp.pad(grad, ((0, 0), (0, 2 * th - grad.shape[1]), (0, 2 * tw - grad.shape[2]), (0, 0)))
   grad = grad.reshape(n, th, 2, tw, 2, c_out).transpose(2, 4, 0, 1, 3, 5).reshape(4, -1)
-  grad_products = (jnp.asarray(_WINOGRAD_A2.T, grad.dtype) @ grad).reshape(25, -1, c_out)
+  grad_products = (a2.T @ grad).reshape(t * t, -1, c_out)
   # Kernel: sum over tiles of data ⊗ product gradient, back through G's transform.
   grad_transformed_kernel = lax.dot_general(data, grad_products, (((1,), (1,)), ((0,), (0,))))
-  grad_kernel = jnp.asarray(_WINOGRAD_G2.T, grad.dtype) @ grad_transformed_kernel.reshape(25, -1)
+  grad_kernel = (g2.T @ grad_transformed_kernel.reshape(t * t, -1)).reshape(r, r, c_in, c_out)
   # Input: product gradient × transformed kernel, back through B's transform, then each tile
-  # position (u, v) added where it was read: padded row 2i + u, column 2j + v.
+  # position (u, v) added where it was read: row 2i + u, column 2j + v, grouped by parity.
   grad_data = lax.dot_general(grad_products, transformed_kernel, (((2,), (2,)), ((0,), (0,))))
-  grad_tiles = (jnp.asarray(_WINOGRAD_B2.T, grad.dtype) @ grad_data.reshape(25, -1))
-  grad_tiles = grad_tiles.reshape(5, 5, n, th, tw, c_in)
-  phases = [[sum(jnp.pad(grad_tiles[u, v], ((0, 0), (u // 2, 2 - u // 2), (v // 2, 2 - v // 2), (0, 0)))
-                 for u in range(a, 5, 2) for v in range(b, 5, 2)) for b in (0, 1)] for a in (0, 1)]
-  padded = jnp.stack([jnp.stack(row, axis=3) for row in phases], axis=2)  # (N, th+2, 2, tw+2, 2, C)
-  grad_x = padded.reshape(n, 2 * th + 4, 2 * tw + 4, c_in)[:, 1:h + 1, 1:w + 1]
-  return grad_x, grad_kernel.reshape((4, 4, c_in, c_out))
+  grad_tiles = (b2.T @ grad_data.reshape(t * t, -1)).reshape(t, t, n, th, tw, c_in)
+  q = (t - 1) // 2  # Largest shift u // 2.
+  phases = [[sum(jnp.pad(grad_tiles[u, v], ((0, 0), (u // 2, q - u // 2), (v // 2, q - v // 2), (0, 0)))
+                 for u in range(a, t, 2) for v in range(b, t, 2)) for b in (0, 1)] for a in (0, 1)]
+  grad_x = jnp.stack([jnp.stack(row, axis=3) for row in phases], axis=2)  # (N, th+q, 2, tw+q, 2, C)
+  grad_x = grad_x.reshape(n, 2 * (th + q), 2 * (tw + q), c_in)[:, :h, :w]
+  return grad_x, grad_kernel
 
 
-conv_4x4_winograd.defvjp(_conv_4x4_winograd_fwd, _conv_4x4_winograd_bwd)
+_winograd_correlation.defvjp(_winograd_correlation_fwd, _winograd_correlation_bwd)
+
+
+def conv_4x4_winograd(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
+  """A 4×4 convolution with padding 1, by Winograd's minimal filtering.
+
+  The same linear map as `lax.conv_general_dilated` with fewer multiplications: input and kernel go
+  to the Winograd domain, where the convolution is one matrix product per tile position of
+  (tiles, C_in) × (C_in, C_out). Stride 1 is F(2×2, 4×4): 25/64 of the multiplications. Stride 2
+  is a 2×2 stride-1 convolution of the input's four pixel phases (space-to-depth, C_in -> 4·C_in),
+  by F(2×2, 2×2): 9/16. The VJP stays in the Winograd domain (products with the transformed kernel
+  and data, then the transposed transforms). Rounding differs from the direct sum: in float32,
+  relative errors ~5e-6 for stride 1 and ~1e-6 for stride 2, against ~5e-7 (tests/test_models.py).
+
+  Args:
+    x: (N, H, W, C_in).
+    kernel: (4, 4, C_in, C_out).
+    stride: 1 or 2.
+
+  Returns:
+    (N, H', W', C_out), H' = (H + 2 - 4) // stride + 1.
+  """
+  padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  if stride == 1:
+    return _winograd_correlation(padded, kernel)
+  n, h, w, c_in = x.shape
+  ho, wo = (h - 2) // 2 + 1, (w - 2) // 2 + 1
+  # Padded pixel (2i + a, 2j + b) is phase (a, b) of pixel (i, j); kernel tap (2q + a, 2p + b)
+  # joins phase (a, b) of input pixel (i + q, j + p) to output pixel (i, j).
+  padded = jnp.pad(padded, ((0, 0), (0, (h + 2) % 2), (0, (w + 2) % 2), (0, 0)))
+  hp, wp = padded.shape[1] // 2, padded.shape[2] // 2
+  phases = padded.reshape(n, hp, 2, wp, 2, c_in).transpose(0, 1, 3, 2, 4, 5).reshape(n, hp, wp, 4 * c_in)
+  taps = kernel.reshape(2, 2, 2, 2, c_in, -1).transpose(0, 2, 1, 3, 4, 5).reshape(2, 2, 4 * c_in, -1)
+  return _winograd_correlation(phases, taps)[:, :ho, :wo]
 
 
 class WinogradConv(_Conv4x4):
-  """`nn.Conv(features, (4, 4), padding=1)` (same parameters) computed by `conv_4x4_winograd`."""
+  """`nn.Conv(features, (4, 4), stride, padding=1)` (same parameters) by `conv_4x4_winograd`."""
+  stride: int = 1
 
   def op(self, x, kernel):
-    return conv_4x4_winograd(x, kernel)
+    return conv_4x4_winograd(x, kernel, self.stride)
 
 
 class LogitsConv(_Conv4x4):
@@ -562,9 +594,7 @@ class PatchDiscriminator(nn.Module):
   leaky_relu_slope: float = 0.2
   init_std: float = 0.02
   batch_norm_groups: int = 1  # See GroupedBatchNorm: 1 = statistics over the global batch.
-  # The stride-1 4×4 feature layer (256 -> 512 channels at 70×70): 'xla' (lax.conv) or 'winograd'
-  # (`conv_4x4_winograd`: same parameters and linear map, 25/64 of the multiplications).
-  stride1_impl: str = 'xla'
+  winograd_min_channels: int | None = None  # As UNetGenerator's, for the 4×4 feature layers.
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -585,8 +615,8 @@ class PatchDiscriminator(nn.Module):
       # The last feature layer has stride 1 (the reference's `n_layers`-th block).
       stride = 2 if n < self.num_strided_layers else 1
       features = ndf * min(2**n, 8)
-      if stride == 1 and self.stride1_impl == 'winograd':
-        h = WinogradConv(features, use_bias, self.init_std, self.dtype, name=f'conv{n}')(h)
+      if _winograd(h.shape[-1], self.winograd_min_channels):
+        h = WinogradConv(features, use_bias, self.init_std, self.dtype, stride=stride, name=f'conv{n}')(h)
       else:
         h = _conv(features, stride, use_bias, self.init_std, self.dtype, f'conv{n}')(h)
       h = _norm_layer(self.norm, train, self.init_std, self.dtype, f'conv{n}_norm',
@@ -604,6 +634,24 @@ def batch_norm_groups(model_config) -> int:
   return jax.device_count() if model_config.batch_norm_stats == 'per_device' else 1
 
 
+def _winograd(channels: int, min_channels: int | None) -> bool:
+  return min_channels is not None and channels >= min_channels
+
+
+def winograd_min_channels(model_config) -> int | None:
+  """`config.model.winograd_min_channels` if `config.model.conv_impl` resolves to 'winograd', else None.
+
+  'auto' is 'winograd' on CPU in float32 and 'xla' elsewhere.
+  """
+  impl = model_config.conv_impl
+  if impl not in CONV_IMPLS:
+    raise ValueError(f'config.model.conv_impl={impl!r} is not one of {CONV_IMPLS}')
+  if impl == 'auto':
+    float32 = jnp.dtype(model_config.compute_dtype) == jnp.float32
+    impl = 'winograd' if jax.default_backend() == 'cpu' and float32 else 'xla'
+  return model_config.winograd_min_channels if impl == 'winograd' else None
+
+
 def create_generator(model_config, image_size: int, channels: int = 3) -> UNetGenerator:
   """The generator a config describes (`config.model`), for `image_size`² images."""
   return UNetGenerator(
@@ -619,6 +667,7 @@ def create_generator(model_config, image_size: int, channels: int = 3) -> UNetGe
       init_std=model_config.init_std,
       upsample_impl=model_config.upsample_impl,
       matmul_max_pixels=model_config.matmul_max_pixels,
+      winograd_min_channels=winograd_min_channels(model_config),
       batch_norm_groups=batch_norm_groups(model_config),
       dtype=jnp.dtype(model_config.compute_dtype),
   )
@@ -629,13 +678,6 @@ def create_discriminator(model_config) -> PatchDiscriminator:
   if model_config.patch_size not in PATCH_SIZE_TO_STRIDED_LAYERS:
     raise ValueError(f'config.model.patch_size={model_config.patch_size} is not one of '
                      f'{sorted(PATCH_SIZE_TO_STRIDED_LAYERS)}')
-  stride1_impl = model_config.d_stride1_impl
-  if stride1_impl == 'auto':
-    float32 = jnp.dtype(model_config.compute_dtype) == jnp.float32
-    stride1_impl = 'winograd' if jax.default_backend() == 'cpu' and float32 else 'xla'
-  if stride1_impl not in D_STRIDE1_IMPLS:
-    raise ValueError(f'config.model.d_stride1_impl={model_config.d_stride1_impl!r} is not one of '
-                     f"{D_STRIDE1_IMPLS + ('auto',)}")
   return PatchDiscriminator(
       base_features=model_config.ndf,
       num_strided_layers=PATCH_SIZE_TO_STRIDED_LAYERS[model_config.patch_size],
@@ -643,6 +685,6 @@ def create_discriminator(model_config) -> PatchDiscriminator:
       leaky_relu_slope=model_config.leaky_relu_slope,
       init_std=model_config.init_std,
       batch_norm_groups=batch_norm_groups(model_config),
-      stride1_impl=stride1_impl,
+      winograd_min_channels=winograd_min_channels(model_config),
       dtype=jnp.dtype(model_config.compute_dtype),
   )

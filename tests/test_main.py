@@ -78,14 +78,14 @@ def test_eight_devices_match_one_device(tmp_path):
   # XLA's convolutions throughout: the Winograd layer (CPU default, tested in test_models) rounds
   # ~10× coarser, and Adam's first steps turn that into more entries a few lr apart.
   overrides = {'batch_size': 8, 'num_train_steps': 2, 'model.norm': 'instance', 'eval.batch_size': 8,
-               'model.d_stride1_impl': 'xla'}
+               'model.conv_impl': 'xla'}
   result = run_main(tmp_path / 'eight', *[f'--config.{k}={v}' for k, v in overrides.items()],
                     env={'XLA_FLAGS': '--xla_force_host_platform_device_count=8'})
   assert result.returncode == 0, result.stderr[-3000:]
   assert '8 device(s)' in result.stderr
   config = test_config.get_config()
   config.batch_size, config.num_train_steps, config.eval.batch_size = 8, 2, 8
-  config.model.norm, config.model.d_stride1_impl = 'instance', 'xla'
+  config.model.norm, config.model.conv_impl = 'instance', 'xla'
   assert jax.device_count() == 1
   one = train.train_and_evaluate(config, str(tmp_path / 'one'))
   # The same losses: the global batch is split over 8 devices, reductions are across devices.
