@@ -10,6 +10,7 @@ shared machine's drifting load hits both alike):
   python benchmarks/train_step.py --peer --interleave --compare_upsample --steps=4 --repeats=3
   python benchmarks/train_step.py --settings=paper --config.model.ngf=32   # overrides still work
   python benchmarks/train_step.py --isolate=false --breakdown              # where the time goes
+  python benchmarks/train_step.py --variants=model.conv_impl=xla --variants=model.winograd_min_channels=128
 
 Settings (applied on top of `--config`, default configs/maps.py, and its overrides):
   paper               batch 1, BatchNorm, float32 (the paper's; 256² with configs/maps.py)
@@ -38,6 +39,11 @@ eager, NCHW) on the same device in its own process, prints its line with
 both in this process, alternating one timed block of each per repeat; the ratio is then the median
 of the per-repeat ratios (CPU only: on a GPU the two frameworks would share one process's CUDA
 libraries).
+
+`--variants` times the first setting (default `paper`) as it is and with each variant's config
+overrides (`key=value[,key=value]`), in this process, alternating one block of each per repeat (as
+`--interleave`); each variant's line has `over_base` = median per-repeat ratio of its steps/s to
+the unmodified setting's.
 
 `--breakdown` also prints where the JAX step's time goes: jitted pieces (G forward, G forward +
 backward, D forward, D loss gradient, D input gradient, G's Adam update) timed alone. The pieces
@@ -98,6 +104,8 @@ flags.DEFINE_bool('isolate', True, 'Run each setting in its own process (fresh d
 flags.DEFINE_bool('interleave', False,
                   'With --peer: time ours and the peer in this process, alternating blocks, and '
                   'report the median paired ratio (for shared CPUs; implies --isolate=false).')
+flags.DEFINE_multi_string('variants', [], 'Config overrides `key=value[,key=value]` to time '
+                          'against the first setting in this process, alternating blocks.')
 FLAGS = flags.FLAGS
 
 
@@ -283,6 +291,44 @@ def time_interleaved(config, steps: int, repeats: int) -> tuple[dict, dict]:
   return jax_timer.result(jax_times, steps) | {'interleaved': True}, peer_line
 
 
+def parse_variant(config, spec: str) -> dict:
+  """`key=value[,key=value]` -> overrides typed as `config`'s values (unknown keys are errors)."""
+  overrides = {}
+  for item in filter(None, spec.split(',')):
+    key, sep, text = item.partition('=')
+    if not sep:
+      raise app.UsageError(f'--variants={spec!r}: {item!r} is not key=value')
+    old = functools.reduce(getattr, key.split('.'), config)
+    if isinstance(old, bool):
+      value = {'true': True, 'false': False}[text.lower()]
+    else:
+      value = type(old)(text) if old is not None else text
+    overrides[key] = value
+  return overrides
+
+
+def time_variants(config, variants: list[str], steps: int, repeats: int) -> list[dict]:
+  """`config` and each variant of it, alternating one timed block of each per repeat.
+
+  Returns:
+    One line per config (the base first); variants' lines add `variant` and `over_base`.
+  """
+  configs = [config] + [apply_overrides(config, parse_variant(config, v)) for v in variants]
+  timers = [JaxStepTimer(c) for c in configs]
+  for timer in timers:
+    timer.run(1)  # Warm-up.
+  times = [[] for _ in timers]
+  for _ in range(repeats):
+    for timer, block_times in zip(timers, times):
+      block_times.append(timer.run(steps))
+  lines = [timers[0].result(times[0], steps) | {'variant': None}]
+  for variant, timer, block_times in zip(variants, timers[1:], times[1:]):
+    ratios = [base / t for base, t in zip(times[0], block_times)]
+    lines.append(timer.result(block_times, steps) | {'variant': variant,
+                                                     'over_base': round(_median(ratios), 3)})
+  return lines
+
+
 def time_breakdown(config, steps: int, repeats: int) -> dict:
   """Seconds per call of jitted pieces of the step (see the module docstring).
 
@@ -463,6 +509,12 @@ def main(argv):
       setting_overrides(name)  # Unknown names fail before anything runs.
     except KeyError as e:
       raise app.UsageError(e.args[0]) from None
+  if FLAGS.variants:
+    name = (FLAGS.settings or ['paper'])[0]
+    config = apply_overrides(FLAGS.config, setting_overrides(name))
+    for line in time_variants(config, FLAGS.variants, default_steps(), FLAGS.repeats):
+      print(json.dumps({'setting': name} | line), flush=True)
+    return
   if FLAGS.isolate and not (FLAGS.peer and FLAGS.interleave):
     _run_isolated(FLAGS.settings, sys.argv)
     return
