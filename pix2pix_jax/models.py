@@ -6,6 +6,7 @@ layer for layer, so parameter counts match the reference exactly (54,413,955 for
 `create_discriminator` turn a config into those fields.
 """
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -483,16 +484,20 @@ def _winograd_shapes(x_shape, r):
   return n, h, w, c, ho, wo, -(-ho // 2), -(-wo // 2)  # ..., tiles of 2×2 outputs per column, row
 
 
-@jax.custom_vjp
 def _winograd_correlation(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """'VALID' correlation of x (N, H, W, C_in) with kernel (r, r, C_in, C_out), r in {2, 4}."""
-  return _winograd_correlation_fwd(x, kernel)[0]
+  return _winograd_correlation_vjp(x, kernel, x.shape)
 
 
-def _winograd_correlation_fwd(x, kernel):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _winograd_correlation_vjp(x, kernel, x_shape):
+  return _winograd_correlation_fwd(x, kernel, x_shape)[0]
+
+
+def _winograd_correlation_fwd(x, kernel, x_shape):
   r, t = kernel.shape[0], kernel.shape[0] + 1
   a2, g2, b2 = (jnp.asarray(m, x.dtype) for m in _WINOGRAD_2D[r])
-  n, h, w, c_in, ho, wo, th, tw = _winograd_shapes(x.shape, r)
+  n, h, w, c_in, ho, wo, th, tw = _winograd_shapes(x_shape, r)
   padded = jnp.pad(x, ((0, 0), (0, 2 * th + r - 1 - h), (0, 2 * tw + r - 1 - w), (0, 0)))
   tiles = jnp.stack([padded[:, u:u + 2 * th - 1:2, v:v + 2 * tw - 1:2]
                      for u in range(t) for v in range(t)])  # (t², N, th, tw, C_in)
@@ -502,11 +507,11 @@ def _winograd_correlation_fwd(x, kernel):
   products = lax.dot_general(data, transformed_kernel, _BATCHED_MATMUL)  # (t², tiles, C_out)
   out = (a2 @ products.reshape(t * t, -1)).reshape(2, 2, n, th, tw, -1)
   out = out.transpose(2, 3, 0, 4, 1, 5).reshape(n, 2 * th, 2 * tw, -1)[:, :ho, :wo]
-  return out, (data, transformed_kernel, x.shape)
+  return out, (data, transformed_kernel)
 
 
-def _winograd_correlation_bwd(residuals, grad):
-  data, transformed_kernel, x_shape = residuals
+def _winograd_correlation_bwd(x_shape, residuals, grad):
+  data, transformed_kernel = residuals
   t = round(data.shape[0] ** 0.5)
   r = t - 1
   a2, g2, b2 = (jnp.asarray(m, grad.dtype) for m in _WINOGRAD_2D[r])
@@ -530,7 +535,7 @@ def _winograd_correlation_bwd(residuals, grad):
   return grad_x, grad_kernel
 
 
-_winograd_correlation.defvjp(_winograd_correlation_fwd, _winograd_correlation_bwd)
+_winograd_correlation_vjp.defvjp(_winograd_correlation_fwd, _winograd_correlation_bwd)
 
 
 def conv_4x4_winograd(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
@@ -587,7 +592,7 @@ class PatchDiscriminator(nn.Module):
   leaky_relu_slope: float = 0.2
   init_std: float = 0.02
   batch_norm_groups: int = 1  # See GroupedBatchNorm: 1 = statistics over the global batch.
-  winograd_min_channels: int | None = None  # As UNetGenerator's, for the 4×4 feature layers.
+  winograd_min_channels: int | None = None  # As UNetGenerator's, for the layers after the first.
   dtype: Any = jnp.float32
 
   @nn.compact
