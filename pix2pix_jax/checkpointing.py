@@ -11,8 +11,8 @@ import orbax.checkpoint as ocp
 
 # Config keys that change the networks (parameter shapes or the function they compute). Other
 # keys (learning rate, data, logging, model.compute_dtype, model.upsample_impl,
-# model.matmul_max_pixels, model.conv_impl, model.batch_norm_stats) may change between runs of
-# the same checkpoint.
+# model.matmul_max_pixels, model.conv_impl, model.winograd_min_channels, model.batch_norm_stats)
+# may change between runs of the same checkpoint.
 GENERATOR_KEYS = (
     'data.image_size', 'data.channels', 'model.ngf', 'model.norm', 'model.bottleneck_norm',
     'model.leaky_relu_slope', 'model.dropout_rate', 'model.num_dropout_layers',

@@ -178,6 +178,21 @@ def test_winograd_conv_is_the_convolution_with_the_same_gradients(stride, shape)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize('stride', [1, 2])
+def test_winograd_conv_exports_with_a_symbolic_batch(stride):
+  # `--mode=export` lowers the generator with batch size 'n' for CPU and CUDA.
+  (batch,) = jax.export.symbolic_shape('n')
+  conv = jax.jit(lambda x, k: models.conv_4x4_winograd(x, k, stride))
+  exported = jax.export.export(conv, platforms=('cpu', 'cuda'))(
+      jax.ShapeDtypeStruct((batch, 10, 8, 3), jnp.float32), jax.ShapeDtypeStruct((4, 4, 3, 2), jnp.float32))
+  keys = jax.random.split(jax.random.PRNGKey(4), 2)
+  x, kernel = jax.random.normal(keys[0], (3, 10, 8, 3)), jax.random.normal(keys[1], (4, 4, 3, 2))
+  expected = lax.conv_general_dilated(x, kernel, (stride, stride), ((1, 1), (1, 1)),
+                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  out = jax.export.deserialize(exported.serialize()).call(x, kernel)
+  np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.parametrize('network', ['generator', 'discriminator'])
 def test_winograd_networks_compute_the_same_function(network):
   # winograd_min_channels=0: every 4×4 convolution but the logits' (and matmul levels') by Winograd.
