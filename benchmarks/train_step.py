@@ -12,16 +12,22 @@ shared machine's drifting load hits both alike):
   python benchmarks/train_step.py --isolate=false --breakdown              # where the time goes
   python benchmarks/train_step.py --variants=model.conv_impl=xla --variants=model.winograd_min_channels=128
 
-Settings (applied on top of `--config`, default configs/maps.py, and its overrides):
-  paper               batch 1, BatchNorm, float32 (the paper's; 256² with configs/maps.py)
+Settings (applied on top of `--config`, default configs/maps.py, and its overrides; the speed
+keys they do not set keep their 'auto' value for the backend, see pix2pix_jax/runtime.py):
+  paper               batch 1, BatchNorm, float32 (the paper's; 256² with configs/maps.py), one
+                      step per device call, host-fed batch
+  paper_bf16          paper with `model.compute_dtype=bfloat16`
   b16_instance_fp32   batch 16, instance norm, float32
-  b16_instance_bf16   batch 16, instance norm, `model.compute_dtype=bfloat16`
+  b16_instance_bf16   batch 16, instance norm, bfloat16
   b64_instance_fp32   batch 64, instance norm, float32
   b64_instance_bf16   batch 64, instance norm, bfloat16
   paper_device_loop   paper, 100 steps per device call (`lax.scan`) on device-resident data
                       (`steps_per_call=100`, `data.on_device=True`): how a GPU run trains
+  paper_device_loop_cpu_forms  the same with the CPU-tuned convolution forms forced
+                      (`upsample_impl=adjoint`, `matmul_max_pixels=64`, `conv_impl=winograd`)
+  paper_device_loop_bf16       the same in bfloat16
 `--compare_upsample` adds `paper_conv_transpose` (`model.upsample_impl=conv_transpose`, XLA's
-transposed convolution differentiated by XLA, instead of the default 'adjoint' form).
+transposed convolution differentiated by XLA; the 'auto' choice on GPU/TPU, 'adjoint' on CPU).
 
 Method: the state is initialised on the device and a fixed device batch of random uint8 images is
 reused (no input pipeline); the step is compiled ahead of time (`lower().compile()`, timed as
@@ -50,6 +56,7 @@ backward, D forward, D loss gradient, D input gradient, G's Adam update) timed a
 fuse differently from the whole step, so they add up to it only roughly.
 """
 
+import copy
 import functools
 import importlib.metadata
 import json
@@ -74,18 +81,30 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # For configs/ and pix2pix_jax when run from anywhere.
 sys.path.insert(0, str(ROOT / 'benchmarks'))  # For pytorch_peer (imported only with --interleave).
 
-from pix2pix_jax import inference, losses, models, train, train_state  # pylint: disable=g-import-not-at-top
+from pix2pix_jax import inference, losses, models, runtime, train, train_state  # pylint: disable=g-import-not-at-top
 
-# Name -> config overrides (dotted keys), applied after the command line's.
+# Name -> config overrides (dotted keys), applied after the command line's. Steps per call and
+# on-device data are set, not 'auto', so that a setting means the same on every backend.
+_ONE_STEP = {'steps_per_call': 1, 'data.on_device': False}
+_DEVICE_LOOP = {'steps_per_call': 100, 'data.on_device': True}
+_PAPER = {'batch_size': 1, 'model.norm': 'batch', 'model.compute_dtype': 'float32'}
+# The CPU-tuned convolution forms ('auto' on CPU), forced on any backend.
+CPU_FORMS = {'model.upsample_impl': 'adjoint', 'model.matmul_max_pixels': 64,
+             'model.conv_impl': 'winograd'}
+_BF16 = {'model.compute_dtype': 'bfloat16'}
+_INSTANCE = {'model.norm': 'instance', 'model.compute_dtype': 'float32'}
 SETTINGS = {
-    'paper': {'batch_size': 1, 'model.norm': 'batch', 'model.compute_dtype': 'float32'},
-    'b16_instance_fp32': {'batch_size': 16, 'model.norm': 'instance', 'model.compute_dtype': 'float32'},
-    'b16_instance_bf16': {'batch_size': 16, 'model.norm': 'instance', 'model.compute_dtype': 'bfloat16'},
-    'b64_instance_fp32': {'batch_size': 64, 'model.norm': 'instance', 'model.compute_dtype': 'float32'},
-    'b64_instance_bf16': {'batch_size': 64, 'model.norm': 'instance', 'model.compute_dtype': 'bfloat16'},
-    # The paper setting as a GPU run should train: 100 steps per device call on device-resident data.
-    'paper_device_loop': {'batch_size': 1, 'model.norm': 'batch', 'model.compute_dtype': 'float32',
-                          'steps_per_call': 100, 'data.on_device': True},
+    'paper': _PAPER | _ONE_STEP,
+    'paper_bf16': _PAPER | _BF16 | _ONE_STEP,
+    'b16_instance_fp32': {'batch_size': 16} | _INSTANCE | _ONE_STEP,
+    'b16_instance_bf16': {'batch_size': 16} | _INSTANCE | _BF16 | _ONE_STEP,
+    'b64_instance_fp32': {'batch_size': 64} | _INSTANCE | _ONE_STEP,
+    'b64_instance_bf16': {'batch_size': 64} | _INSTANCE | _BF16 | _ONE_STEP,
+    # The paper setting as a GPU run trains it ('auto' there): 100 steps per device call on
+    # device-resident data; the same with the CPU-tuned forms; in bfloat16.
+    'paper_device_loop': _PAPER | _DEVICE_LOOP,
+    'paper_device_loop_cpu_forms': _PAPER | _DEVICE_LOOP | CPU_FORMS,
+    'paper_device_loop_bf16': _PAPER | _DEVICE_LOOP | _BF16,
 }
 UPSAMPLE_SETTING = ('paper_conv_transpose', 'paper', {'model.upsample_impl': 'conv_transpose'})
 DEFAULT_STEPS = {'cpu': 5}  # Timed steps per repeat by backend; accelerators: 50.
@@ -118,9 +137,18 @@ def setting_overrides(name: str) -> dict:
   return SETTINGS[name]
 
 
+def peer_setting(name: str) -> str:
+  """The setting whose PyTorch peer a setting compares with: the one it only runs differently."""
+  if name == UPSAMPLE_SETTING[0]:
+    return UPSAMPLE_SETTING[1]
+  if name.startswith('paper_device_loop'):
+    return 'paper_bf16' if name.endswith('_bf16') else 'paper'
+  return name
+
+
 def apply_overrides(config, overrides: dict):
   """A copy of `config` with dotted-key overrides set (keys must exist: typos are errors)."""
-  config = config.copy_and_resolve_references()
+  config = copy.deepcopy(config)  # Keeps the types of 'auto' fields (str or int).
   for key, value in overrides.items():
     *parents, leaf = key.split('.')
     node = functools.reduce(getattr, parents, config)
@@ -154,10 +182,13 @@ def _random_batch(config) -> dict:
                          'target': rng.integers(0, 256, shape, np.uint8)})
 
 
+_NUM_DEVICE_IMAGES = 64
+
+
 def _random_images(config):
   """Random device-resident train pairs (64, load_size², 2C) for `config.data.on_device`."""
   size = config.data.image_size if config.data.preprocess == 'resize' else config.data.load_size
-  shape = (64, size, size, 2 * config.data.channels)
+  shape = (_NUM_DEVICE_IMAGES, size, size, 2 * config.data.channels)
   return jax.device_put(np.random.default_rng(0).integers(0, 256, shape, np.uint8))
 
 
@@ -197,6 +228,7 @@ class JaxStepTimer:
   """
 
   def __init__(self, config):
+    config = runtime.resolve(config, num_train_examples=_NUM_DEVICE_IMAGES)
     self.config = config
     self.steps_per_call = config.steps_per_call
     _, init_fn, step_fn = train.create_train_functions(config, steps_per_epoch=1, num_train_steps=1)
@@ -232,7 +264,8 @@ class JaxStepTimer:
         'impl': 'jax', 'image_size': config.data.image_size, 'batch_size': config.batch_size,
         'norm': config.model.norm, 'patch_size': config.model.patch_size, 'ngf': config.model.ngf,
         'ndf': config.model.ndf, 'upsample_impl': config.model.upsample_impl,
-        'winograd_min_channels': models.winograd_min_channels(config.model),
+        'matmul_max_pixels': config.model.matmul_max_pixels,
+        'winograd_min_channels': runtime.conv_forms(config.model).winograd_min_channels,
         'compute_dtype': config.model.compute_dtype, 'steps_per_call': self.steps_per_call,
         'on_device_data': config.data.on_device, 'compile_s': round(self.compile_s, 2),
         'seconds_per_step': round(seconds, 4), 'steps_per_s': round(1 / seconds, 3),
@@ -490,7 +523,7 @@ def _report(name: str, lines: list[dict], backend: str | None, steps: int | None
   if not FLAGS.peer or backend is None:
     return
   # Settings that only change how our step runs compare with the peer of the setting they vary.
-  peer_key = {UPSAMPLE_SETTING[0]: UPSAMPLE_SETTING[1], 'paper_device_loop': 'paper'}.get(name, name)
+  peer_key = peer_setting(name)
   if peer_key not in peers:
     config = apply_overrides(FLAGS.config, setting_overrides(peer_key))
     peers[peer_key] = time_peer(config, peer_key, backend,

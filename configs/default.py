@@ -8,6 +8,11 @@ import ml_collections
 from ml_collections import config_dict
 
 
+def _auto() -> ml_collections.FieldReference:
+  """A speed key that is 'auto' (resolved per backend by pix2pix_jax/runtime.py) or a value."""
+  return ml_collections.FieldReference('auto', field_type=object)
+
+
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0  # Seeds init, dropout noise, data order and augmentation.
@@ -17,9 +22,8 @@ def get_config() -> ml_collections.ConfigDict:
   # Train steps per device call (one `lax.scan`): the host dispatches, and with data.on_device
   # feeds, once per call instead of once per step, which matters when a step takes a few ms (GPU,
   # batch 1). Calls end at log/eval/checkpoint steps; results equal steps_per_call=1 up to float
-  # rounding. On CPU the steps of a call are unrolled (XLA:CPU runs convolutions in loops slowly):
-  # keep it at 1 there.
-  config.steps_per_call = 1
+  # rounding. 'auto': 1 on CPU (XLA:CPU unrolls the steps of a call), 100 on GPU/TPU.
+  config.steps_per_call = _auto()
   # XLA:CPU only (ignored on GPU/TPU): compile the train step with region analysis in XLA's copy
   # insertion. Without it XLA:CPU copies each Adam first moment before updating it in place, as the
   # moment's update is fused into both its own output and the parameter update. Same results;
@@ -56,8 +60,9 @@ def get_config() -> ml_collections.ConfigDict:
   data.cache = True
   # Keep the resized train set in device memory (replicated; maps at 286²: 538 MB per device) and
   # shuffle, crop and flip it inside the jitted step: no host input pipeline at all while training.
-  # Same augmentation as the host pipeline, different random numbers.
-  data.on_device = False
+  # Same augmentation as the host pipeline, different random numbers. 'auto': on GPU/TPU when the
+  # train set takes at most 1/4 of a device's memory, never on CPU.
+  data.on_device = _auto()
   data.num_threads = 4  # Host threads decoding and augmenting ahead of the device.
   data.num_workers = 0  # Worker processes (each with num_threads threads); 0: in this process.
   data.prefetch = 4  # Batches prepared ahead on the host.
@@ -82,21 +87,21 @@ def get_config() -> ml_collections.ConfigDict:
   model.init_std = 0.02  # Paper: weights N(0, 0.02); BatchNorm scales N(1, 0.02).
   # How the decoder's transposed convs are computed (all the same linear map and parameters; see
   # models.conv_transpose_4x4_stride2). 'adjoint': gradients written as the encoder-style stride-2
-  # convolution, the fastest on CPU (paper step 0.65 s against 0.70 with 'subpixel'). 'subpixel':
-  # four stride-1 convs + depth-to-space. 'conv_transpose': XLA's own, autodiff (step 3.2 s on CPU).
-  model.upsample_impl = 'adjoint'
+  # convolution (fastest on CPU); 'subpixel': four stride-1 convs + depth-to-space;
+  # 'conv_transpose': XLA's own, autodiff (slow on XLA:CPU). 'auto': 'adjoint' on CPU,
+  # 'conv_transpose' on GPU/TPU (pix2pix_jax/runtime.py).
+  model.upsample_impl = _auto()
   # Levels of at most this many pixels per image (256²: the 8×8 ... 1×1 levels) compute their
   # convolutions as matrix products on the weights' own layout: same values; on XLA:CPU it avoids
   # copying each multi-MB kernel into a transposed layout for every gradient. 0: never.
-  model.matmul_max_pixels = 64
+  # 'auto': 64 on CPU, 0 on GPU/TPU.
+  model.matmul_max_pixels = _auto()
   # How 4×4 convolutions with at least `winograd_min_channels` input channels are computed (not
   # those of `matmul_max_pixels` levels, nor PatchGAN's 1-channel logits): 'xla' (lax.conv) or
   # 'winograd' (models.conv_4x4_winograd: same parameters and linear map with 25/64 (stride 1) or
   # 9/16 (stride 2) of the multiplications; float32 rounding ~1e-6-5e-6 relative instead of ~5e-7).
-  # 'auto': 'winograd' on CPU in float32, 'xla' elsewhere (unmeasured on GPUs, where cuDNN picks its
-  # own algorithms). 64: all but the first layers (3 and 6 input channels); in the paper step on the
-  # 2-core CPU: 0.67 s/step with 'xla', 0.59 s Winograd on the ≥ 256-channel layers, 0.57 s ≥ 128,
-  # 0.55 s ≥ 64 (interleaved, one process).
+  # 'auto': 'winograd' on CPU in float32, 'xla' elsewhere (GPUs: cuDNN picks its own algorithms).
+  # 64: all but the first layers (3 and 6 input channels).
   model.conv_impl = 'auto'
   model.winograd_min_channels = 64
   model.compute_dtype = 'float32'  # Activations/conv dtype ('bfloat16' for speed); params stay float32.

@@ -2,7 +2,7 @@
 
 import ml_collections
 
-from pix2pix_jax import losses, models, train_state
+from pix2pix_jax import losses, models, runtime, train_state
 from pix2pix_jax.data import pipeline
 
 _CHOICES = {
@@ -13,8 +13,8 @@ _CHOICES = {
     'model.patch_size': tuple(models.PATCH_SIZE_TO_STRIDED_LAYERS),
     'model.norm': models.NORMS,
     'model.batch_norm_stats': models.BATCH_NORM_STATS,
-    'model.upsample_impl': models.UPSAMPLE_IMPLS,
-    'model.conv_impl': models.CONV_IMPLS,
+    'model.upsample_impl': models.UPSAMPLE_IMPLS + (runtime.AUTO,),
+    'model.conv_impl': ('xla', 'winograd', runtime.AUTO),
     'model.compute_dtype': ('float32', 'bfloat16', 'float16'),
     'loss.gan_mode': losses.GAN_MODES,
     'optim.schedule': train_state.SCHEDULES,
@@ -26,6 +26,10 @@ def _get(config, dotted):
   for part in dotted.split('.'):
     config = config[part]
   return config
+
+
+def _is_int(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
 
 
 def validate_config(config: ml_collections.ConfigDict, device_count: int) -> None:
@@ -57,10 +61,12 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
                      'or -1 to train for config.num_epochs')
   if config.num_train_steps == -1 and config.num_epochs < 1:
     raise ValueError(f'config.num_epochs={config.num_epochs} must be >= 1')
-  if config.steps_per_call < 1:
-    raise ValueError(f'config.steps_per_call={config.steps_per_call} must be >= 1')
-  if config.model.matmul_max_pixels < 0:
-    raise ValueError(f'config.model.matmul_max_pixels={config.model.matmul_max_pixels} must be >= 0')
+  for key, minimum in (('steps_per_call', 1), ('model.matmul_max_pixels', 0)):
+    value = _get(config, key)
+    if value != runtime.AUTO and (not _is_int(value) or value < minimum):
+      raise ValueError(f"config.{key}={value!r} must be 'auto' or an integer >= {minimum}")
+  if config.data.on_device != runtime.AUTO and not isinstance(config.data.on_device, bool):
+    raise ValueError(f"config.data.on_device={config.data.on_device!r} must be 'auto', True or False")
   for key in ('log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints'):
     if _get(config, key) < 1:
       raise ValueError(f'config.{key}={_get(config, key)} must be >= 1')

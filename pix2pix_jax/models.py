@@ -15,12 +15,13 @@ import jax.numpy as jnp
 from jax import lax
 import numpy as np
 
+from pix2pix_jax import runtime
+
 # PatchGAN receptive field -> number of stride-2 conv layers (the reference's `n_layers`);
 # 0 means the 1×1 "PixelGAN" discriminator.
 PATCH_SIZE_TO_STRIDED_LAYERS = {1: 0, 16: 1, 70: 3, 286: 5}
 NORMS = ('batch', 'instance')
 UPSAMPLE_IMPLS = ('adjoint', 'subpixel', 'conv_transpose', 'matmul')
-CONV_IMPLS = ('xla', 'winograd', 'auto')
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
 
 
@@ -637,22 +638,12 @@ def _winograd(channels: int, min_channels: int | None) -> bool:
   return min_channels is not None and channels >= min_channels
 
 
-def winograd_min_channels(model_config) -> int | None:
-  """`config.model.winograd_min_channels` if `config.model.conv_impl` resolves to 'winograd', else None.
-
-  'auto' is 'winograd' on CPU in float32 and 'xla' elsewhere.
-  """
-  impl = model_config.conv_impl
-  if impl not in CONV_IMPLS:
-    raise ValueError(f'config.model.conv_impl={impl!r} is not one of {CONV_IMPLS}')
-  if impl == 'auto':
-    float32 = jnp.dtype(model_config.compute_dtype) == jnp.float32
-    impl = 'winograd' if jax.default_backend() == 'cpu' and float32 else 'xla'
-  return model_config.winograd_min_channels if impl == 'winograd' else None
-
-
 def create_generator(model_config, image_size: int, channels: int = 3) -> UNetGenerator:
-  """The generator a config describes (`config.model`), for `image_size`² images."""
+  """The generator a config describes (`config.model`), for `image_size`² images.
+
+  'auto' speed keys take their value for JAX's default backend (`runtime.conv_forms`).
+  """
+  forms = runtime.conv_forms(model_config)
   return UNetGenerator(
       out_channels=channels,
       num_levels=num_unet_levels(image_size),
@@ -664,9 +655,9 @@ def create_generator(model_config, image_size: int, channels: int = 3) -> UNetGe
       num_dropout_layers=model_config.num_dropout_layers,
       dropout_skip_innermost=model_config.dropout_skip_innermost,
       init_std=model_config.init_std,
-      upsample_impl=model_config.upsample_impl,
-      matmul_max_pixels=model_config.matmul_max_pixels,
-      winograd_min_channels=winograd_min_channels(model_config),
+      upsample_impl=forms.upsample_impl,
+      matmul_max_pixels=forms.matmul_max_pixels,
+      winograd_min_channels=forms.winograd_min_channels,
       batch_norm_groups=batch_norm_groups(model_config),
       dtype=jnp.dtype(model_config.compute_dtype),
   )
@@ -684,6 +675,6 @@ def create_discriminator(model_config) -> PatchDiscriminator:
       leaky_relu_slope=model_config.leaky_relu_slope,
       init_std=model_config.init_std,
       batch_norm_groups=batch_norm_groups(model_config),
-      winograd_min_channels=winograd_min_channels(model_config),
+      winograd_min_channels=runtime.conv_forms(model_config).winograd_min_channels,
       dtype=jnp.dtype(model_config.compute_dtype),
   )

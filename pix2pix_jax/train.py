@@ -23,7 +23,8 @@ import ml_collections
 import numpy as np
 import optax
 
-from pix2pix_jax import checkpointing, config_checks, inference, losses, models, summary, train_state
+from pix2pix_jax import checkpointing, config_checks, inference, losses, models, runtime, summary
+from pix2pix_jax import train_state
 from pix2pix_jax import sharding as sharding_lib
 from pix2pix_jax.data import device_data, pipeline
 
@@ -385,6 +386,12 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
   replicated, data_sharding = sharding_lib.data_parallel_shardings()
 
   train_source, eval_source = create_sources(config)
+  auto_on_device = config.data.on_device == runtime.AUTO
+  config = runtime.resolve(config, num_train_examples=len(train_source))
+  runtime.log_resolved(config)
+  if auto_on_device and config.data.on_device:
+    # The pairs are read once into device memory: a source without the host cache.
+    train_source = pipeline.create_source(config.data, 'train', config.seed)
   steps_per_epoch = len(train_source) // config.batch_size
   if steps_per_epoch < 1:
     raise ValueError(f'config.batch_size={config.batch_size} exceeds the {len(train_source)} '

@@ -63,7 +63,7 @@ def create_source(data_config, split: str, seed: int):
     source = NativePatches(source, data_config.image_size)
   jitter = split == 'train' and data_config.preprocess != 'resize'
   # With data.on_device the train pairs are read once into device memory: no host copy to keep.
-  cache = data_config.cache and not (split == 'train' and data_config.on_device)
+  cache = data_config.cache and not (split == 'train' and data_config.on_device is True)
   return ResizedPairs(source, data_config.load_size if jitter else data_config.image_size, cache=cache)
 
 

@@ -1,0 +1,132 @@
+"""Speed and runtime settings: the one place where a config's 'auto' values become concrete.
+
+These keys change how fast a run is, never what it computes (results agree up to float rounding),
+so their best values depend on the backend. 'auto' resolves as follows:
+
+| key                       | CPU                               | GPU / TPU                           |
+|---------------------------|-----------------------------------|-------------------------------------|
+| `steps_per_call`          | 1 (XLA:CPU unrolls the loop)      | 100 (`ACCELERATOR_STEPS_PER_CALL`)  |
+| `data.on_device`          | False                             | True if the resized train set takes |
+|                           |                                   | at most 1/4 of a device's memory    |
+| `model.upsample_impl`     | 'adjoint'                         | 'conv_transpose' (XLA's own)        |
+| `model.matmul_max_pixels` | 64                                | 0                                   |
+| `model.conv_impl`         | 'winograd' in float32, else 'xla' | 'xla'                               |
+
+The CPU column is what the 2-core development CPU measured fastest (benchmarks/README figures);
+on GPUs and TPUs XLA's own convolutions are used (cuDNN picks its algorithms) until
+`benchmarks/gpu_suite.py` measures the CPU forms faster there. Any key can be set explicitly.
+"""
+
+import copy
+import logging
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+AUTO = 'auto'
+ACCELERATOR_STEPS_PER_CALL = 100
+# data.on_device='auto' keeps the train set on an accelerator when it takes at most this share of
+# one device's memory (maps at 286²: 538 MB, 0.7 % of an 80 GB H100).
+ON_DEVICE_MAX_MEMORY_FRACTION = 0.25
+CPU_MATMUL_MAX_PIXELS = 64
+
+
+class ConvForms(NamedTuple):
+  """How the networks compute their convolutions (all the same linear maps and parameters)."""
+  upsample_impl: str  # models.UPSAMPLE_IMPLS
+  matmul_max_pixels: int  # Levels of at most this many pixels use matrix products; 0: none.
+  winograd_min_channels: int | None  # 4×4 convs with at least this many inputs: Winograd; None: none.
+
+
+def _backend(backend: str | None) -> str:
+  return backend or jax.default_backend()
+
+
+def conv_forms(model_config, backend: str | None = None) -> ConvForms:
+  """The convolution forms `config.model` asks for, with 'auto' resolved for `backend`.
+
+  Args:
+    model_config: `config.model` (upsample_impl, matmul_max_pixels, conv_impl,
+      winograd_min_channels, compute_dtype).
+    backend: 'cpu', 'gpu' or 'tpu'; default: JAX's default backend.
+
+  Raises:
+    ValueError: naming `config.model.conv_impl` if it is not 'xla', 'winograd' or 'auto'.
+  """
+  cpu = _backend(backend) == 'cpu'
+  upsample = model_config.upsample_impl
+  if upsample == AUTO:
+    upsample = 'adjoint' if cpu else 'conv_transpose'
+  matmul = model_config.matmul_max_pixels
+  if matmul == AUTO:
+    matmul = CPU_MATMUL_MAX_PIXELS if cpu else 0
+  impl = model_config.conv_impl
+  if impl not in ('xla', 'winograd', AUTO):
+    raise ValueError(f"config.model.conv_impl={impl!r} is not one of ('xla', 'winograd', 'auto')")
+  if impl == AUTO:
+    float32 = jnp.dtype(model_config.compute_dtype) == jnp.float32
+    # Winograd's transforms scale values by up to 8: untested for the rounding of 16-bit floats.
+    impl = 'winograd' if cpu and float32 else 'xla'
+  return ConvForms(upsample, int(matmul),
+                   model_config.winograd_min_channels if impl == 'winograd' else None)
+
+
+def _device_memory_bytes() -> int | None:
+  stats = jax.local_devices()[0].memory_stats()  # None on CPU.
+  return stats.get('bytes_limit') if stats else None
+
+
+def train_set_bytes(data_config, num_examples: int) -> int:
+  """Bytes of the resized train set as `data.on_device` holds it: uint8 (N, S, S, 2C)."""
+  size = data_config.image_size if data_config.preprocess == 'resize' else data_config.load_size
+  return num_examples * size * size * 2 * data_config.channels
+
+
+def resolve(config: ml_collections.ConfigDict, *, num_train_examples: int | None = None,
+            backend: str | None = None,
+            device_memory_bytes: int | None = None) -> ml_collections.ConfigDict:
+  """A copy of `config` with every 'auto' speed key replaced by its value for `backend`.
+
+  Args:
+    config: the run's config.
+    num_train_examples: train examples (after `data.preprocess`), for `data.on_device='auto'` on
+      an accelerator; None leaves that key 'auto' there (resolve again once the data is known).
+    backend: 'cpu', 'gpu' or 'tpu'; default: JAX's default backend.
+    device_memory_bytes: one device's memory; default: what JAX reports (unknown: not on device).
+
+  Returns:
+    The resolved copy (the argument is unchanged).
+  """
+  backend = _backend(backend)
+  cpu = backend == 'cpu'
+  # deepcopy keeps the 'auto' fields' type (any); copy_and_resolve_references would make it str.
+  resolved = copy.deepcopy(config)
+  with resolved.unlocked():
+    if resolved.steps_per_call == AUTO:
+      resolved.steps_per_call = 1 if cpu else ACCELERATOR_STEPS_PER_CALL
+    if resolved.data.on_device == AUTO and (cpu or num_train_examples is not None):
+      memory = device_memory_bytes or (None if cpu else _device_memory_bytes())
+      needed = train_set_bytes(resolved.data, num_train_examples or 0)
+      resolved.data.on_device = bool(
+          not cpu and memory and needed <= ON_DEVICE_MAX_MEMORY_FRACTION * memory)
+    forms = conv_forms(resolved.model, backend)
+    resolved.model.upsample_impl = forms.upsample_impl
+    resolved.model.matmul_max_pixels = forms.matmul_max_pixels
+    resolved.model.conv_impl = 'xla' if forms.winograd_min_channels is None else 'winograd'
+  return resolved
+
+
+def describe(config: ml_collections.ConfigDict) -> str:
+  """One log line of the runtime settings of a resolved config."""
+  return (f'steps_per_call={config.steps_per_call}, data.on_device={config.data.on_device}, '
+          f'model.upsample_impl={config.model.upsample_impl}, '
+          f'model.matmul_max_pixels={config.model.matmul_max_pixels}, '
+          f'model.conv_impl={config.model.conv_impl}, model.compute_dtype='
+          f'{config.model.compute_dtype}')
+
+
+def log_resolved(config: ml_collections.ConfigDict) -> None:
+  logging.info('Runtime settings on %s (%s): %s', jax.default_backend(),
+               jax.devices()[0].device_kind, describe(config))
