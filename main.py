@@ -3,11 +3,13 @@
   python main.py --config=configs/maps.py --workdir=/tmp/run                      # train / resume
   python main.py --config=configs/maps.py --workdir=/tmp/run --mode=evaluate      # metrics + report
   python main.py --config=configs/maps.py --workdir=/tmp/run --mode=predict --input=DIR --output=OUT
+  python main.py --config=configs/maps.py --workdir=/tmp/run --mode=score --input=GENERATED_DIR \
+      [--targets=DIR]                  # metrics of images generated elsewhere, as evaluate's
   python main.py --config=configs/maps.py --workdir=/tmp/run --mode=export
   python main.py --config=configs/maps.py --workdir=/tmp/ablation --mode=ablation # patch sizes
 
 Several processes (hosts, or processes on one machine) run the same command with the same
-workdir; each adds where to meet:
+workdir (every mode but score, which reads files in one process); each adds where to meet:
 
   python main.py ... --coordinator_address=HOST0:1234 --num_processes=2 --process_id=0  # on HOST0
   python main.py ... --coordinator_address=HOST0:1234 --num_processes=2 --process_id=1  # elsewhere
@@ -27,12 +29,21 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file (e.g. configs/maps.py).',
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and outputs.')
-flags.DEFINE_enum('mode', 'train', ['train', 'evaluate', 'predict', 'export', 'ablation'],
+flags.DEFINE_enum('mode', 'train', ['train', 'evaluate', 'score', 'predict', 'export', 'ablation'],
                   'train (resumes if WORKDIR has a checkpoint), evaluate (metrics over the eval '
-                  'split + WORKDIR/report), predict (translate --input), export (jax.export the '
-                  'generator), ablation (train + evaluate each of --patch_sizes).')
+                  'split + WORKDIR/report), score (the same metrics and report for images '
+                  'generated elsewhere: --input, against --targets), predict (translate --input), '
+                  'export (jax.export the generator), ablation (train + evaluate each of '
+                  '--patch_sizes).')
 flags.DEFINE_integer('step', None, 'evaluate/predict/export: checkpoint step (default: latest).')
-flags.DEFINE_string('input', None, 'predict: an image file or a folder of images.')
+flags.DEFINE_string('input', None, 'predict: an image file or a folder of images. score: the '
+                    'generated images (N.png or the PyTorch reference\'s N_fake_B.png matches '
+                    'target N.*; N_real_A/N_real_B files are ignored); those not '
+                    'image_size×image_size are resized to it (bicubic), with a warning.')
+flags.DEFINE_string('targets', None, 'score: a folder of targets, default the eval split of the '
+                    'config. Read as side-by-side A|B pairs (target half by '
+                    'config.data.direction) if every image is exactly 2:1, else as plain target '
+                    'images; resized to image_size×image_size (bicubic) like evaluate\'s.')
 flags.DEFINE_string('output', None, 'predict: output folder; export: default WORKDIR/export.')
 flags.DEFINE_bool('pairs', False, 'predict: inputs are side-by-side A|B pairs; the input half '
                   'follows config.data.direction.')
@@ -97,6 +108,11 @@ def main(argv):
     train.train_and_evaluate(config, workdir)
   elif FLAGS.mode == 'evaluate':
     evaluation.evaluate(config, workdir, FLAGS.step)
+    logging.info('Report: %s', report.write_report(workdir))
+  elif FLAGS.mode == 'score':
+    if not FLAGS.input:
+      raise app.UsageError('--mode=score needs --input=GENERATED_DIR (--targets=DIR is optional)')
+    evaluation.score(config, workdir, FLAGS.input, FLAGS.targets)
     logging.info('Report: %s', report.write_report(workdir))
   elif FLAGS.mode == 'predict':
     if not FLAGS.input or not FLAGS.output:

@@ -1,10 +1,15 @@
-"""`--mode=evaluate`: the trained generator over the whole eval split, with image metrics.
+"""`--mode=evaluate` and `--mode=score`: image metrics of a generator's outputs against targets.
+
+`evaluate` runs the trained generator over the whole eval split; `score` reads images generated
+anywhere (another implementation, the PyTorch reference, an earlier run) and scores them against
+the same targets. Both go through one `ImageScores`, so their numbers and files are comparable.
 
 Metrics are computed on images in [0, 1] after the generator's output is quantised to 8 bits
 (what a saved PNG holds): L1, PSNR (data range 1), SSIM (Gaussian window 11, σ 1.5, per channel),
 HP-L1 (L1 of 3×3 Laplacian high-passes), and with the `metrics` extra FID and KID (InceptionV3
 pool3) and LPIPS (AlexNet). Results go to WORKDIR/eval/metrics.json, per_image.csv and panels/,
-to TensorBoard (`eval_*` scalars at the checkpoint's step) and to the log as a table.
+to the log as a table and, for `evaluate` only, to TensorBoard (`eval_*` scalars at the
+checkpoint's step; scored images have no step).
 """
 
 import csv
@@ -12,29 +17,51 @@ import functools
 import heapq
 import json
 import logging
+import os
 import pathlib
+from typing import Callable, Iterator
 
 import jax
 from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from PIL import Image
 
 from pix2pix_jax import config_checks, inference, metrics, summary
 from pix2pix_jax import sharding as sharding_lib
-from pix2pix_jax.data import pipeline
+from pix2pix_jax.data import folder, pipeline
 
 PIXEL_METRICS = ('l1', 'psnr', 'ssim', 'hp_l1')
 _TITLES = {'l1': 'L1', 'psnr': 'PSNR (dB)', 'ssim': 'SSIM', 'hp_l1': 'HP-L1', 'lpips': 'LPIPS'}
+# The PyTorch reference's results folder (test.py) holds N_fake_B.png next to N_real_A.png and
+# N_real_B.png: the output, and copies of the input and the target.
+GENERATED_SUFFIXES = ('_fake_B', '_fake_A', '_fake')
+REFERENCE_COPY_SUFFIXES = ('_real_A', '_real_B')
+SCORE_TEST_MODE = 'unknown (images generated elsewhere)'
+
+
+# uint8 -> [0, 1] by table look-up, not arithmetic: XLA (CPU) fuses a computed `x / 255` into the
+# metrics' `generated - target` as a fused multiply-add, so identical images came out round-off
+# apart (L1 ~1e-8, PSNR ~158 dB instead of 0 and inf). Looked-up values are exact and equal.
+_UNIT_VALUES = np.arange(256, dtype=np.float32) / np.float32(255)
+
+
+def pixel_metrics(generated: jax.Array, target: jax.Array) -> dict:
+  """Per-image PIXEL_METRICS of two uint8 (N, H, W, C) batches, on images in [0, 1]."""
+  values = jnp.asarray(_UNIT_VALUES)
+  fake, real = values[generated], values[target]
+  return {name: getattr(metrics, name)(fake, real) for name in PIXEL_METRICS}
+
+
+_jitted_pixel_metrics = jax.jit(pixel_metrics)
 
 
 def evaluate_batch(network, batch: dict, rng: jax.Array, *, generator, train_mode: bool) -> dict:
   """Generates a batch and scores every image; returns uint8 outputs and per-image metrics."""
   generated = inference.to_uint8(inference.generate(generator, network, batch['input'], rng,
                                                     train_mode))
-  fake, real = generated.astype(jnp.float32) / 255, batch['target'].astype(jnp.float32) / 255
-  return {'generated': generated} | {name: getattr(metrics, name)(fake, real)
-                                     for name in PIXEL_METRICS}
+  return {'generated': generated} | pixel_metrics(generated, batch['target'])
 
 
 class _Panels:
@@ -88,6 +115,102 @@ def format_table(results: dict) -> str:
   return '\n'.join(lines)
 
 
+class ImageScores:
+  """Scores (generated, target) image pairs batch by batch; `finish` writes the results.
+
+  The one scoring path of `evaluate` and `score`: per-image pixel metrics, LPIPS and Inception
+  features (with the `metrics` extra and `config.eval.perceptual`), the panels, then the summary,
+  FID and KID, WORKDIR/eval/ and the log table.
+
+  Args:
+    config: the run's config (`config.eval`: batch_size, num_panel_images, perceptual,
+      lpips_net, kid_subset_size).
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self._batch_size = config.eval.batch_size
+    self._kid_subset_size = config.eval.kid_subset_size
+    self._inception, self._lpips = _perceptual_scorers(config)
+    self._features = {'generated': [], 'target': []}
+    self._panels = _Panels(config.eval.num_panel_images)
+    self.per_image = []
+
+  def _pixel_metrics(self, generated: np.ndarray, target: np.ndarray) -> dict:
+    """PIXEL_METRICS in batches of eval.batch_size, the last one zero-padded: one compilation."""
+    out = {name: [] for name in PIXEL_METRICS}
+    for start in range(0, len(generated), self._batch_size):
+      chunk = [images[start:start + self._batch_size] for images in (generated, target)]
+      count = len(chunk[0])
+      padding = ((0, self._batch_size - count),) + ((0, 0),) * 3
+      scores = _jitted_pixel_metrics(*(np.pad(images, padding) for images in chunk))
+      for name in PIXEL_METRICS:
+        out[name].append(np.asarray(scores[name])[:count])
+    return {name: np.concatenate(values) for name, values in out.items()}
+
+  def add(self, names, generated: np.ndarray, target: np.ndarray, *, inputs=None, indices=None,
+          pixel: dict | None = None) -> None:
+    """Scores one batch.
+
+    Args:
+      names: the N images' names (per_image.csv's file_name, the panels' captions).
+      generated: uint8 (N, H, W, C).
+      target: uint8 (N, H, W, C).
+      inputs: uint8 (N, H, W, C) for [input | generated | target] panels; None gives
+        [generated | target].
+      indices: N example indices (per_image.csv's index, panel tie-breaks); default: the running
+        count of images added.
+      pixel: PIXEL_METRICS already computed with the generation (`evaluate_batch`), {name: (N,)};
+        None computes them here.
+    """
+    if indices is None:
+      indices = range(len(self.per_image), len(self.per_image) + len(generated))
+    rows = dict(pixel) if pixel is not None else self._pixel_metrics(generated, target)
+    if self._lpips is not None:
+      rows['lpips'] = self._lpips(generated / 255.0, target / 255.0)
+    if self._inception is not None:
+      self._features['generated'].append(self._inception(generated))
+      self._features['target'].append(self._inception(target))
+    for row, (name, index) in enumerate(zip(names, indices)):
+      values = {k: float(rows[k][row]) for k in PIXEL_METRICS + ('lpips',) if k in rows}
+      self.per_image.append({'file_name': str(name), 'index': int(index)} | values)
+      panel = summary.image_panel(None if inputs is None else inputs[row:row + 1],
+                                  generated[row:row + 1], target[row:row + 1])
+      self._panels.add(self.per_image[-1]['l1'], str(name), int(index), panel)
+
+  def _results(self) -> dict:
+    """{metric: summary} of the images added so far, with FID and KID when computed."""
+    per_image = self.per_image
+    results = {name: metrics.summarize([r[name] for r in per_image])
+               for name in PIXEL_METRICS + ('lpips',) if per_image and name in per_image[0]}
+    if self._inception is not None and per_image:
+      from pix2pix_jax import perceptual  # pylint: disable=g-import-not-at-top
+      fake, real = (np.concatenate(self._features[k]) for k in ('generated', 'target'))
+      # 'svd': exact, sqrtm's round-off-free twin.
+      results['fid'] = perceptual.fid(fake, real, method='svd')
+      results['kid'] = perceptual.kid(fake, real, subset_size=self._kid_subset_size)
+    return results
+
+  def finish(self, workdir: str, facts: dict, heading: str) -> dict:
+    """Summarises, writes WORKDIR/eval/ (process 0) and logs the table.
+
+    Args:
+      workdir: where eval/ goes.
+      facts: what was scored, first key 'step' (an int writes `eval_*` TensorBoard scalars at
+        that step; None writes none).
+      heading: the log line's start, e.g. 'Evaluation of step 100'.
+
+    Returns:
+      The contents written to WORKDIR/eval/metrics.json.
+    """
+    results = self._results()
+    report = {'step': facts['step'], 'num_images': len(self.per_image)} | facts | {
+        'metrics': results}
+    if jax.process_index() == 0:
+      report['panels'] = _write_outputs(pathlib.Path(workdir), report, self.per_image, self._panels)
+    logging.info('%s on %d images:\n%s', heading, len(self.per_image), format_table(results))
+    return report
+
+
 def evaluate(config: ml_collections.ConfigDict, workdir: str, step: int | None = None) -> dict:
   """Scores the generator of checkpoint `step` (default: latest) on every eval example.
 
@@ -105,53 +228,295 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, step: int | None =
   source = pipeline.create_source(config.data, 'eval', config.seed)
   logging.info('Evaluating step %d on %d %s examples; test mode: %s', step, len(source),
                config.data.eval_split, inference.test_mode_description(config.eval.train_mode))
-  score = jax.jit(functools.partial(evaluate_batch, generator=generator,
-                                    train_mode=config.eval.train_mode),
-                  in_shardings=(replicated, data_sharding, replicated))
-  inception, lpips = _perceptual_scorers(config)
+  score_batch = jax.jit(functools.partial(evaluate_batch, generator=generator,
+                                          train_mode=config.eval.train_mode),
+                        in_shardings=(replicated, data_sharding, replicated))
   rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0x5eed)
-  per_image, features, panels = [], {'generated': [], 'target': []}, _Panels(config.eval.num_panel_images)
+  scores = ImageScores(config)
   batches = pipeline.eval_batches(source, config.data, batch_size=config.eval.batch_size,
                                   process_index=jax.process_index(), process_count=jax.process_count())
   for index, host_batch in enumerate(batches):
     names = host_batch.pop('file_name')
     batch = sharding_lib.to_global(host_batch, data_sharding)
     out = multihost_utils.process_allgather(
-        score(network, batch, jax.random.fold_in(rng, index)) | batch, tiled=True)
+        score_batch(network, batch, jax.random.fold_in(rng, index)) | batch, tiled=True)
     names = multihost_utils.process_allgather(names, tiled=True) if jax.process_count() > 1 else names
     keep = np.asarray(out['mask']) > 0
     rows = {k: np.asarray(v)[keep] for k, v in out.items()}
-    if lpips is not None:
-      rows['lpips'] = lpips(rows['generated'] / 255.0, rows['target'] / 255.0)
-    if inception is not None:
-      features['generated'].append(inception(rows['generated']))
-      features['target'].append(inception(rows['target']))
-    for row, name in enumerate(np.asarray(names)[keep]):
-      per_image.append({'file_name': str(name), 'index': int(rows['index'][row])} |
-                       {k: float(rows[k][row]) for k in PIXEL_METRICS + ('lpips',) if k in rows})
-      panels.add(per_image[-1]['l1'], str(name), int(rows['index'][row]), summary.image_panel(
-          rows['input'][row:row + 1], rows['generated'][row:row + 1], rows['target'][row:row + 1]))
+    scores.add(np.asarray(names)[keep], rows['generated'], rows['target'], inputs=rows['input'],
+               indices=rows['index'], pixel={k: rows[k] for k in PIXEL_METRICS})
+  facts = {'step': step, 'split': config.data.eval_split, 'direction': config.data.direction,
+           'dataset': config.data.name,
+           'test_mode': inference.test_mode_description(config.eval.train_mode)}
+  return scores.finish(workdir, facts, f'Evaluation of step {step}')
 
-  results = {name: metrics.summarize([r[name] for r in per_image])
-             for name in PIXEL_METRICS + ('lpips',) if per_image and name in per_image[0]}
-  if inception is not None and per_image:
-    from pix2pix_jax import perceptual  # pylint: disable=g-import-not-at-top
-    fake, real = (np.concatenate(features[k]) for k in ('generated', 'target'))
-    results['fid'] = perceptual.fid(fake, real, method='svd')  # Exact; sqrtm's round-off-free twin.
-    results['kid'] = perceptual.kid(fake, real, subset_size=config.eval.kid_subset_size)
-  report = {'step': step, 'num_images': len(per_image), 'split': config.data.eval_split,
-            'direction': config.data.direction, 'dataset': config.data.name,
-            'test_mode': inference.test_mode_description(config.eval.train_mode),
-            'metrics': results}
-  if jax.process_index() == 0:
-    report['panels'] = _write_outputs(pathlib.Path(workdir), report, per_image, panels)
-  logging.info('Evaluation of step %d on %d images:\n%s', step, len(per_image), format_table(results))
-  return report
+
+# ----------------------------------------------------------------------------------------------
+# --mode=score: images generated elsewhere
+
+
+def _image_files(path: str, flag: str) -> list[pathlib.Path]:
+  """`inference.list_images` of a flag's path, its errors naming that flag."""
+  try:
+    return inference.list_images(pathlib.Path(path).expanduser())
+  except FileNotFoundError as error:
+    # list_images serves --mode=predict and names --input; --targets gets the same checks.
+    raise FileNotFoundError(str(error).replace('--input', flag)) from error
+
+
+def _absolute(path: str) -> str:
+  """metrics.json outlives the working directory it was written from."""
+  return str(pathlib.Path(path).expanduser().resolve())
+
+
+def _stem(name: str) -> str:
+  """The name matched on: the base name without extension ('val/12.jpg' -> '12')."""
+  return os.path.splitext(os.path.basename(name))[0]
+
+
+def _generated_by_stem(directory: str) -> dict[str, pathlib.Path]:
+  """The generated images of `directory` by the target stem they match.
+
+  'N.png' and the PyTorch reference's 'N_fake_B.png' match target 'N'; the reference's copies of
+  the input and target ('N_real_A.png', 'N_real_B.png') are left out.
+  """
+  by_stem, copies = {}, []
+  for path in _image_files(directory, '--input'):
+    stem = path.stem
+    if stem.endswith(REFERENCE_COPY_SUFFIXES):
+      copies.append(path.name)
+      continue
+    for suffix in GENERATED_SUFFIXES:
+      if stem.endswith(suffix):
+        stem = stem[:-len(suffix)]
+        break
+    if stem in by_stem:
+      raise ValueError(f'{by_stem[stem]} and {path} both match target {stem!r} (generated images '
+                       'are matched to targets by name without extension and _fake_B/_fake_A/'
+                       '_fake); keep one')
+    by_stem[stem] = path
+  if copies:
+    logging.info('Ignoring %d *_real_A / *_real_B file(s) in %s (the PyTorch reference\'s copies '
+                 'of its inputs and targets): %s', len(copies), directory, folder.listed(copies))
+  if not by_stem:
+    raise FileNotFoundError(f'no generated images in --input {directory}, only *_real_A / *_real_B '
+                            'copies')
+  return by_stem
+
+
+def _is_side_by_side(path: pathlib.Path) -> bool | None:
+  """Whether the stored image is exactly twice as wide as high; None if its header is unreadable."""
+  try:
+    with Image.open(path) as image:  # Reads the header only: no decoding.
+      width, height = image.size
+  except Exception:  # pylint: disable=broad-except
+    return None  # Named when (and if) it is scored.
+  return width == 2 * height
+
+
+def _targets_are_pairs(files: list[pathlib.Path], direction: str) -> bool:
+  """True if the --targets files are side-by-side A|B pairs: every readable one is exactly 2:1."""
+  shapes = [(path.name, _is_side_by_side(path)) for path in files]
+  wide = [name for name, is_wide in shapes if is_wide]
+  readable = [name for name, is_wide in shapes if is_wide is not None]
+  if readable and len(wide) == len(readable):
+    half = 'B, the right half' if direction == 'AtoB' else 'A, the left half'
+    logging.info('--targets: all %d images are exactly 2:1: read as side-by-side A|B pairs, '
+                 'target = %s (config.data.direction=%s)', len(readable), half, direction)
+    return True
+  logging.info('--targets: read as plain target images (%d of %d are 2:1; side-by-side A|B pairs '
+               'would need all of them to be)', len(wide), len(readable))
+  if wide:
+    # Most likely a folder of pairs with a few stray images: plain targets would score halves
+    # of two images against whole outputs.
+    logging.warning('--targets: %d image(s) are 2:1 like side-by-side A|B pairs, but not all are, '
+                    'so every image is read as a whole target: %s', len(wide), folder.listed(wide))
+  return False
+
+
+def _load_target(path: pathlib.Path, *, pairs: bool, direction: str,
+                 size: int) -> tuple[np.ndarray | None, np.ndarray]:
+  """(input or None, target) of a --targets file, resized as evaluation resizes."""
+  image = folder.load_rgb(path)
+  if not pairs:
+    return None, pipeline.resize(image, size)
+  a, b = folder.split_side_by_side(image, path)
+  # The eval split's resize, then its choice of input and target by direction.
+  pair = {'A': pipeline.resize(a, size), 'B': pipeline.resize(b, size)}
+  pair = pipeline.preprocess_pair(pair, None, image_size=size, flip=False, direction=direction)
+  return pair['input'], pair['target']
+
+
+# (name, index, loader of (input or None, target)) of one target.
+_Target = tuple[str, int, Callable[[], tuple[np.ndarray | None, np.ndarray]]]
+
+
+def _folder_targets(files: list[pathlib.Path], pairs: bool, data_config) -> Iterator[_Target]:
+  """The --targets files in natural order ('2.jpg' before '10.jpg'), decoded when loaded."""
+  load = functools.partial(_load_target, pairs=pairs, direction=data_config.direction,
+                           size=data_config.image_size)
+  files = sorted(files, key=lambda path: folder.natural_key(path.name))
+  for index, path in enumerate(files):
+    yield path.name, index, functools.partial(load, path)
+
+
+def _split_targets(config: ml_collections.ConfigDict) -> Iterator[_Target]:
+  """The eval examples with their input and target, read exactly as `evaluate` reads them."""
+  source = pipeline.create_source(config.data, 'eval', config.seed)
+  for batch in pipeline.eval_batches(source, config.data, batch_size=config.eval.batch_size):
+    for row in np.flatnonzero(np.asarray(batch['mask']) > 0):
+      example = (batch['input'][row], batch['target'][row])
+      yield str(batch['file_name'][row]), int(batch['index'][row]), lambda pair=example: pair
+
+
+class _Matcher:
+  """Pairs targets with generated images by name and feeds them to `ImageScores` in batches."""
+
+  def __init__(self, scores: ImageScores, generated: dict[str, pathlib.Path], size: int,
+               batch_size: int, *, generated_dir: str, where: str):
+    self._scores, self._size, self._batch_size = scores, size, batch_size
+    self._generated_dir, self._where = generated_dir, where
+    self.unmatched_generated = dict(generated)  # What is left at the end has no target.
+    self.unmatched_targets, self.unreadable, self.resized = [], [], {}
+    self.matched, self._seen, self._pending = 0, {}, []
+
+  def add(self, name: str, index: int, load) -> None:
+    """Queues target `name` with its generated image, if there is one; scores full batches."""
+    stem = _stem(name)
+    if stem in self._seen:
+      raise ValueError(f'{self._where} has two targets named {stem!r} ({self._seen[stem]} and '
+                       f'{name}): generated images are matched by name, so target names must be '
+                       'unique')
+    self._seen[stem] = name
+    path = self.unmatched_generated.pop(stem, None)
+    if path is None:
+      self.unmatched_targets.append(name)
+      return
+    self.matched += 1
+    try:
+      inputs, target = load()
+      generated = folder.load_rgb(path)
+    except folder.BadImageError as error:
+      self.unreadable.append(str(error))
+      return
+    if generated.shape[:2] != (self._size, self._size):
+      size = f'{generated.shape[1]}×{generated.shape[0]}'
+      self.resized[size] = self.resized.get(size, 0) + 1
+      generated = pipeline.resize(generated, self._size)
+    self._pending.append((name, index, inputs, generated, target))
+    if len(self._pending) == self._batch_size:
+      self.flush()
+
+  def flush(self) -> None:
+    """Scores the queued pairs."""
+    if not self._pending:
+      return
+    names, indices, inputs, generated, targets = zip(*self._pending)
+    self._scores.add(names, np.stack(generated), np.stack(targets), indices=indices,
+                     inputs=None if inputs[0] is None else np.stack(inputs))
+    self._pending = []
+
+  def warn(self) -> None:
+    """One warning per kind of file left out or resized, naming the first few."""
+    generated_dir, where = self._generated_dir, self._where
+    left = sorted((p.name for p in self.unmatched_generated.values()), key=folder.natural_key)
+    if left:
+      logging.warning('%d generated image(s) in %s have no target in %s (not scored): %s',
+                      len(left), generated_dir, where, folder.listed(left))
+    if self.unmatched_targets:
+      logging.warning('%d target(s) in %s have no generated image in %s (not scored): %s',
+                      len(self.unmatched_targets), where, generated_dir,
+                      folder.listed(self.unmatched_targets))
+    if self.unreadable:
+      more = '; ...' if len(self.unreadable) > 10 else ''
+      logging.warning('Skipped %d pair(s) with an unreadable file: %s', len(self.unreadable),
+                      '; '.join(self.unreadable[:10]) + more)
+    if self.resized:
+      logging.warning('Resized %d generated image(s) to the evaluation size %d×%d (bicubic, as '
+                      'targets are); sizes seen: %s', sum(self.resized.values()), self._size,
+                      self._size, ', '.join(f'{s} ({n})' for s, n in sorted(self.resized.items())))
+
+
+def score(config: ml_collections.ConfigDict, workdir: str, generated_dir: str,
+          targets_dir: str | None = None) -> dict:
+  """Scores images generated elsewhere against targets, as `evaluate` scores the generator.
+
+  Matching: by file name without extension; a generated 'N_fake_B' (or 'N_fake_A', 'N_fake')
+  matches target 'N', as in the PyTorch reference's results folder, whose 'N_real_A' and
+  'N_real_B' copies are ignored. Eval-split names match by base name ('val/12.jpg' is '12').
+  Unmatched files on either side are named in a warning; no match at all is an error.
+
+  Targets: by default the config's eval split, read exactly as `evaluate` reads it (source,
+  direction, resize; panels [input | generated | target]). With `targets_dir`: side-by-side A|B
+  pairs if every image in it is exactly 2:1 (target = B for AtoB, A for BtoA; the other half is
+  the panels' input), else plain target images (panels [generated | target]); the choice is
+  logged.
+
+  Sizes: targets get the evaluation resize (bicubic to image_size × image_size); generated
+  images of any other size are resized the same way, with one warning giving their count and
+  sizes. Files that do not decode are named in a warning and skipped.
+
+  Outputs are `evaluate`'s: WORKDIR/eval/metrics.json (`step` null, `test_mode` unknown, plus
+  `generated_dir`, `targets` and `targets_layout`), per_image.csv (named by target), panels/ and
+  the log table; no TensorBoard scalars, since there is no step. Runs in a single process:
+  `evaluate`'s multi-process sharding is not needed to read files.
+
+  Args:
+    config: the run's config (`config.data` for the targets and the size, `config.eval`).
+    workdir: where eval/ goes.
+    generated_dir: the folder of generated images (or one image file).
+    targets_dir: a folder of target images or A|B pairs; None for the config's eval split.
+
+  Returns:
+    The contents written to WORKDIR/eval/metrics.json.
+
+  Raises:
+    FileNotFoundError: a folder is missing or holds no images.
+    ValueError: nothing matched or nothing matched is readable (naming both folders), or two
+      files match one name.
+  """
+  if jax.process_count() > 1:
+    raise ValueError('--mode=score runs in a single process; start it without --distributed')
+  generated = _generated_by_stem(generated_dir)
+  if targets_dir is None:
+    where = f'the eval split {config.data.eval_split!r} of {config.data.name!r}'
+    targets, layout = _split_targets(config), 'eval_split'
+  else:
+    where = f'--targets {targets_dir}'
+    files = _image_files(targets_dir, '--targets')
+    pairs = _targets_are_pairs(files, config.data.direction)
+    targets = _folder_targets(files, pairs, config.data)
+    layout = 'side_by_side' if pairs else 'plain'
+  logging.info('Scoring %d generated image(s) in %s against %s', len(generated), generated_dir,
+               where)
+  scores = ImageScores(config)
+  matcher = _Matcher(scores, generated, config.data.image_size, config.eval.batch_size,
+                     generated_dir=generated_dir, where=where)
+  for name, index, load in targets:
+    matcher.add(name, index, load)
+  matcher.flush()
+  matcher.warn()
+  if not matcher.matched:
+    raise ValueError(
+        f'no generated image in {generated_dir} matches a target in {where}; names are matched '
+        'without extension, and N_fake_B.png matches N.jpg. Generated: '
+        f'{folder.listed(sorted(p.name for p in generated.values()))}; targets: '
+        f'{folder.listed(matcher.unmatched_targets)}')
+  if not scores.per_image:
+    raise ValueError(f'none of the {matcher.matched} matched pairs of {generated_dir} and {where} '
+                     'could be read (see the warning above)')
+  from_split = targets_dir is None
+  facts = {'step': None, 'split': config.data.eval_split if from_split else None,
+           'direction': config.data.direction, 'dataset': config.data.name if from_split else None,
+           'test_mode': SCORE_TEST_MODE, 'generated_dir': _absolute(generated_dir),
+           'targets': _absolute(targets_dir) if targets_dir else where, 'targets_layout': layout}
+  return scores.finish(workdir, facts, f'Scores of {generated_dir}')
 
 
 def _write_outputs(workdir: pathlib.Path, report: dict, per_image: list, panels: _Panels) -> dict:
-  """Writes eval/metrics.json, eval/per_image.csv, eval/panels/*.png and TensorBoard scalars."""
+  """Writes eval/metrics.json, eval/per_image.csv, eval/panels/*.png and, with a step, scalars."""
   eval_dir = workdir / 'eval'
+  eval_dir.mkdir(parents=True, exist_ok=True)
   listed = {}
   for group, entries in panels.groups().items():
     listed[group] = []
@@ -165,8 +530,10 @@ def _write_outputs(workdir: pathlib.Path, report: dict, per_image: list, panels:
       writer.writeheader()
       writer.writerows(per_image)
   (eval_dir / 'metrics.json').write_text(json.dumps(report | {'panels': listed}, indent=2))
-  scalars = {f'eval_{k}': v['mean'] if isinstance(v, dict) else v for k, v in report['metrics'].items()}
-  writer = summary.SummaryWriter(workdir)
-  writer.write_scalars(report['step'], scalars)
-  writer.close()
+  if report['step'] is not None:
+    scalars = {f'eval_{k}': v['mean'] if isinstance(v, dict) else v
+               for k, v in report['metrics'].items()}
+    writer = summary.SummaryWriter(workdir)
+    writer.write_scalars(report['step'], scalars)
+    writer.close()
   return listed

@@ -554,7 +554,7 @@ def _metrics_html(data: dict) -> str:
   facts = []
   for key, label in (('step', 'step'), ('num_images', 'images'), ('dataset', 'dataset'),
                      ('split', 'split'), ('direction', 'direction'), ('test_mode', 'test mode')):
-    if key in data:
+    if data.get(key) is not None:  # --mode=score has no step, and no split for --targets.
       value = f'{data[key]:,}' if isinstance(data[key], int) else str(data[key])
       facts.append(f'<span><b>{label}</b> {html.escape(value)}</span>')
   out = [f'<p class="facts">{"".join(facts)}</p>'] if facts else []

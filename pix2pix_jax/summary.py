@@ -45,9 +45,14 @@ class SummaryWriter:
       self._writer.close()
 
 
-def image_panel(inputs: np.ndarray, generated: np.ndarray, targets: np.ndarray) -> np.ndarray:
-  """Rows of [input | generated | target] for a batch of uint8 (N, H, W, C) images."""
-  rows = [np.concatenate([i, g, t], axis=1) for i, g, t in zip(inputs, generated, targets)]
+def image_panel(inputs: np.ndarray | None, generated: np.ndarray,
+                targets: np.ndarray) -> np.ndarray:
+  """Rows of [input | generated | target] for a batch of uint8 (N, H, W, C) images.
+
+  Without inputs (images scored against plain targets, --mode=score) rows are [generated | target].
+  """
+  columns = (generated, targets) if inputs is None else (inputs, generated, targets)
+  rows = [np.concatenate(row, axis=1) for row in zip(*columns)]
   return np.concatenate(rows, axis=0)
 
 

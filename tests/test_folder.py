@@ -84,8 +84,8 @@ def test_natural_sort_order(tmp_path):
   source = PairedFolder(str(tmp_path), 'train')
   assert [source[i]['A'][0, 0, 0] for i in range(len(source))] == [1, 2, 9, 10, 100]
   assert [source[i]['file_name'] for i in range(2)] == ['A/train/1.png', 'A/train/2.png']
-  assert folder._natural_key('img2.jpg') < folder._natural_key('img10.jpg')
-  assert folder._natural_key('b.jpg') < folder._natural_key('C.jpg')
+  assert folder.natural_key('img2.jpg') < folder.natural_key('img10.jpg')
+  assert folder.natural_key('b.jpg') < folder.natural_key('C.jpg')
 
 
 def test_indexing(tmp_path):

@@ -91,14 +91,14 @@ class BadImageError(ValueError):
     self.paths = paths
 
 
-def _natural_key(name: str) -> tuple:
+def natural_key(name: str) -> tuple:
   """Sort key with digit runs compared as numbers: '2.jpg' < '10.jpg'."""
   # re.split with a group alternates text and digits, so positions always compare like with like.
   parts = _DIGITS.split(name)
   return tuple(int(p) if i % 2 else p.casefold() for i, p in enumerate(parts)), name
 
 
-def _listed(names, limit: int = _MAX_LISTED) -> str:
+def listed(names, limit: int = _MAX_LISTED) -> str:
   """'a, b, c' with at most `limit` names and '...' after them."""
   names = list(names)
   return ', '.join(names[:limit]) + (', ...' if len(names) > limit else '')
@@ -181,7 +181,7 @@ def available_splits(root: str) -> list[str]:
     path = os.path.join(root, name)
     if _has_ab_folders(path) or _has_image(path):
       splits.add(name)
-  return sorted(splits, key=_natural_key)
+  return sorted(splits, key=natural_key)
 
 
 def to_rgb_uint8(image: Image.Image, path) -> np.ndarray:
@@ -296,9 +296,9 @@ def _mismatch_message(dir_a: str, dir_b: str, only_a: list[str], only_b: list[st
   lines = [f'A and B files do not match (matched by name without extension) in {dir_a} and '
            f'{dir_b}:']
   if only_a:
-    lines.append(f'  {len(only_a)} only in A: {_listed(only_a)}')
+    lines.append(f'  {len(only_a)} only in A: {listed(only_a)}')
   if only_b:
-    lines.append(f'  {len(only_b)} only in B: {_listed(only_b)}')
+    lines.append(f'  {len(only_b)} only in B: {listed(only_b)}')
   return '\n'.join(lines)
 
 
@@ -331,7 +331,7 @@ class PairedFolder:
       self._items = self._list_two_folders(skipped)
     if skipped:
       _log.warning('%r: skipped %d non-image entries (image extensions: %s): %s', self,
-                   len(skipped), ' '.join(IMAGE_EXTENSIONS), _listed(skipped, 5))
+                   len(skipped), ' '.join(IMAGE_EXTENSIONS), listed(skipped, 5))
     if ImageFile.LOAD_TRUNCATED_IMAGES:
       _log.warning('PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True (set by some other code): '
                    'truncated images in %s will be padded with grey instead of raising', self.root)
@@ -372,16 +372,16 @@ class PairedFolder:
     split_dir = os.path.join(self.root, self.split)
     if os.path.isdir(split_dir):
       _, subdirs, others = _scan(split_dir)
-      found = sorted(others + [d + '/' for d in subdirs], key=_natural_key)
+      found = sorted(others + [d + '/' for d in subdirs], key=natural_key)
       return (f'no image files in {split_dir} (found {len(found)} other entries'
-              f'{": " + _listed(found) if found else ""}); {LAYOUT_HELP}')
+              f'{": " + listed(found) if found else ""}); {LAYOUT_HELP}')
     try:
       available = available_splits(self.root)
     except OSError:
       available = []
-    top = sorted(_visible_subdirs(self.root), key=_natural_key)
+    top = sorted(_visible_subdirs(self.root), key=natural_key)
     return (f'split {self.split!r} not found in {self.root} (available splits: {available}; '
-            f'folders there: {_listed(top)}); {LAYOUT_HELP}')
+            f'folders there: {listed(top)}); {LAYOUT_HELP}')
 
   def _rel(self, path: str) -> str:
     return os.path.relpath(path, self.root).replace(os.sep, '/')
@@ -391,12 +391,12 @@ class PairedFolder:
     images, subdirs, others = _scan(folder)
     rel = self._rel(folder)
     skipped.extend(f'{rel}/{name}' for name in sorted(others + [d + '/' for d in subdirs],
-                                                      key=_natural_key))
+                                                      key=natural_key))
     return images
 
   def _list_side_by_side(self, skipped: list[str]) -> list[tuple[str, ...]]:
     (folder,) = self._dirs(SIDE_BY_SIDE)
-    names = sorted(self._list_images(folder, skipped), key=_natural_key)
+    names = sorted(self._list_images(folder, skipped), key=natural_key)
     return [(os.path.join(folder, name),) for name in names]
 
   def _list_two_folders(self, skipped: list[str]) -> list[tuple[str, ...]]:
@@ -406,12 +406,12 @@ class PairedFolder:
       raise FolderLayoutError(f'no image files in {dir_a} or {dir_b}; {LAYOUT_HELP}')
     stems_a = _stems(dir_a, names_a, self._rel(dir_a))
     stems_b = _stems(dir_b, names_b, self._rel(dir_b))
-    only_a = sorted((stems_a[s] for s in stems_a.keys() - stems_b.keys()), key=_natural_key)
-    only_b = sorted((stems_b[s] for s in stems_b.keys() - stems_a.keys()), key=_natural_key)
+    only_a = sorted((stems_a[s] for s in stems_a.keys() - stems_b.keys()), key=natural_key)
+    only_b = sorted((stems_b[s] for s in stems_b.keys() - stems_a.keys()), key=natural_key)
     if only_a or only_b:
       raise FolderLayoutError(_mismatch_message(dir_a, dir_b, only_a, only_b))
     return [(os.path.join(dir_a, stems_a[s]), os.path.join(dir_b, stems_b[s]))
-            for s in sorted(stems_a, key=_natural_key)]
+            for s in sorted(stems_a, key=natural_key)]
 
   def __len__(self) -> int:
     return len(self._items)
