@@ -1,0 +1,495 @@
+"""Everything one short GPU occasion must measure, in two commands, rehearsed on CPU first.
+
+A GPU occasion is short (~12 minutes of machine time, each command <= 10 minutes, uploads of
+<= 64 MiB, results back as <= 8 files of <= 16 MiB), so the commands are prepared here:
+
+  python benchmarks/gpu_suite.py --rehearse             # first: both phases on CPU, GPU-like env
+  python benchmarks/gpu_payload.py --phase=train --maps_dir=../shared/data/maps286
+  python benchmarks/gpu_payload.py --phase=generate --eval_dir=../shared/data/maps_val/val
+  python benchmarks/gpu_suite.py --commands             # the two device commands to run
+
+On the GPU machine (the device tool's `run`, from the repository root, carrying `.gpu/train`, then
+`.gpu/generate` straight after, while the machine is still warm: the checkpoint stays in
+`.gpu/work` only as long as the machine does):
+
+  --phase=train     the environment; the speed table (the paper step as a GPU run trains it, with
+                    and without the CPU-tuned convolution forms, in bfloat16; batch 16 and 64 with
+                    instance norm; the PyTorch peer; compile time and peak memory, each setting in
+                    its own process through benchmarks/train_step.py); then configs/maps.py
+                    (map -> aerial, paper settings) trains on maps286/train with the fastest
+                    paper-faithful forms for `--train_minutes` of wall time, is stopped by SIGTERM
+                    (the product's clean stop: a checkpoint of the last step) and is evaluated on
+                    the 100 maps286/val pairs (`--mode=evaluate`, paper test mode).
+  --phase=generate  restores that checkpoint and translates the 1098 val maps (`--mode=predict`,
+                    paper test mode), then packs the outputs into tar shards of lossy images small
+                    enough to come back (`OUTPUT_FORMAT`).
+
+Each phase writes `results.json` and `results.md` into `--out` and prints the table last. Back on
+CPU, all 1098 outputs are scored against the original val pairs (resized to 256² as evaluation
+resizes; the published maps figures use the same 1098 pairs at 256²):
+
+  mkdir -p /tmp/gpu_generated && for f in FILES_AT/outputs_*.tar; do tar -xf $f -C /tmp/gpu_generated; done
+  python main.py --config=configs/maps.py --workdir=/tmp/gpu_score --mode=score \\
+      --input=/tmp/gpu_generated --targets=../shared/data/maps_val/val
+
+`--rehearse` runs both phases end to end on CPU on a tiny config and tiny synthetic data, in a
+Python 3.12 virtualenv resembling the GPU image (`gpu_payload.gpu_like_python`) with only the
+payload's wheels installed on top (`--no-index`), from a copy of the working tree laid out as the
+device tool lays it, then scores the outputs here: a missing wheel or a wrong path shows up here,
+not on the GPU.
+"""
+
+import json
+import os
+import pathlib
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / 'benchmarks'))
+
+import gpu_payload  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+# Settings of benchmarks/train_step.py, most important first (a time budget may cut the tail).
+SPEED_SETTINGS = ('paper', 'paper_device_loop', 'paper_device_loop_cpu_forms',
+                  'paper_device_loop_bf16', 'b64_instance_bf16', 'b64_instance_fp32',
+                  'b16_instance_bf16', 'b16_instance_fp32')
+PEER_SETTINGS = ('paper', 'b64_instance_bf16', 'b16_instance_fp32')
+# How the generated images travel back (benchmarks/output_format.py measured the FID it moves).
+OUTPUT_FORMAT = {'format': 'JPEG', 'quality': 95, 'subsampling': 0}
+OUTPUT_SUFFIX = '.jpg'
+DEFAULT_WORKDIR = '.gpu/work'
+# Training in the suite: fewer checkpoints and periodic evals than the product's defaults, which
+# would stop a ~3 ms/step GPU run every few seconds.
+TRAIN_OVERRIDES = ('--config.checkpoint_every_steps=25000', '--config.eval.every_steps=20000')
+
+flags.DEFINE_enum('phase', None, ['train', 'generate'], 'The phase to run on the GPU machine.')
+flags.DEFINE_bool('rehearse', False, 'Run both phases on CPU on a tiny config, in a Python 3.12 '
+                  'virtualenv like the GPU image with only the payload wheels on top.')
+flags.DEFINE_bool('commands', False, 'Print the device commands of both phases and exit.')
+flags.DEFINE_string('config', 'configs/maps.py', 'Config file (relative to the repository root).')
+flags.DEFINE_multi_string('override', [], 'Config override `key=value`, for every product run and '
+                          'benchmark of the phase (the rehearsal makes the config tiny this way).')
+flags.DEFINE_string('data_dir', '.gpu/train/data', 'train: folder dataset root (train/, val/).')
+flags.DEFINE_string('eval_dir', '.gpu/generate/data/inputs', 'generate: the input images.')
+flags.DEFINE_string('workdir', DEFAULT_WORKDIR, 'Training workdir; it must survive between the '
+                    'two phases (git-ignored, so the device tool keeps it while warm).')
+flags.DEFINE_string('out', os.environ.get('OUT', '/tmp/gpu_suite_out'), 'Where results go.')
+flags.DEFINE_float('train_minutes', 4.0, 'train: wall-clock budget of the training run, start-up '
+                   'and compilation included.')
+flags.DEFINE_float('speed_minutes', 3.0, 'train: the speed table stops starting settings after '
+                   'this many minutes.')
+flags.DEFINE_list('speed_settings', list(SPEED_SETTINGS), 'train: benchmarks/train_step.py '
+                  'settings to time, in order.')
+flags.DEFINE_list('peer_settings', list(PEER_SETTINGS), 'train: settings also timed for the '
+                  'PyTorch peer (when torch is installed).')
+flags.DEFINE_integer('steps', None, 'train: timed steps per block (train_step.py default).')
+flags.DEFINE_integer('repeats', 3, 'train: timed blocks per setting.')
+flags.DEFINE_float('shard_mib', 15.0, 'generate: largest output shard.')
+flags.DEFINE_string('python', None, 'rehearse: the GPU-like Python (default: '
+                    'gpu_payload.gpu_like_python(); `current` for this interpreter and its '
+                    'packages, as the test does).')
+flags.DEFINE_string('rehearsal_dir', None, 'rehearse: its folder (default: a new temporary one).')
+FLAGS = flags.FLAGS
+
+
+# ----------------------------------------------------------------------------------------------
+# Running the product and the benchmark as subprocesses.
+
+def _config_args() -> list[str]:
+  return [f'--config={FLAGS.config}'] + [f'--config.{o}' for o in FLAGS.override]
+
+
+def _run(command: list[str], log_path: pathlib.Path | None = None, **kwargs) -> str:
+  """Runs a command from the repository root; returns its output (raises naming the log)."""
+  done = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                        text=True, check=False, **kwargs)
+  if log_path:
+    log_path.write_text(done.stdout)
+  if done.returncode:
+    tail = '\n'.join(done.stdout.splitlines()[-20:])
+    raise RuntimeError(f'{" ".join(command[:4])} ... exited {done.returncode}:\n{tail}')
+  return done.stdout
+
+
+def _json_lines(text: str) -> list[dict]:
+  return [json.loads(line) for line in text.splitlines() if line.startswith('{')]
+
+
+def environment() -> dict:
+  """The machine and the versions the figures were measured with."""
+  import importlib.metadata  # pylint: disable=g-import-not-at-top
+  import platform  # pylint: disable=g-import-not-at-top
+  env = {'python': platform.python_version(), 'host_cpus': os.cpu_count()}
+  for name in ('jax', 'jaxlib', 'jax-cuda12-plugin', 'jax-cuda13-plugin', 'flax', 'optax',
+               'orbax-checkpoint', 'numpy', 'torch'):
+    try:
+      env[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      pass
+  try:
+    env['nvidia_smi'] = subprocess.run(
+        ['nvidia-smi', '--query-gpu=name,driver_version,memory.total', '--format=csv,noheader'],
+        capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    env['nvidia_smi'] = None
+  probe = ('import jax; d = jax.devices()[0]; '
+           'print(jax.default_backend(), d.device_kind, d.client.platform_version, sep="|")')
+  devices = _run([sys.executable, '-c', probe])
+  env['backend'], env['device'], env['platform_version'] = devices.strip().splitlines()[-1].split('|')
+  return env
+
+
+def speed_table(out: pathlib.Path) -> list[dict]:
+  """benchmarks/train_step.py for each setting in its own process, within `--speed_minutes`."""
+  lines, start = [], time.perf_counter()
+  has_torch = _has_torch()
+  for name in FLAGS.speed_settings:
+    if time.perf_counter() - start > 60 * FLAGS.speed_minutes:
+      lines.append({'setting': name, 'skipped': f'past --speed_minutes={FLAGS.speed_minutes}'})
+      continue
+    peer = has_torch and name in FLAGS.peer_settings
+    command = [sys.executable, 'benchmarks/train_step.py', '--isolate=false', f'--settings={name}',
+               f'--repeats={FLAGS.repeats}', f'--peer={str(peer).lower()}'] + _config_args()
+    command += [f'--steps={FLAGS.steps}'] if FLAGS.steps else []
+    try:
+      found = _json_lines(_run(command, out / f'speed_{name}.log'))
+    except RuntimeError as error:
+      found = [{'setting': name, 'error': str(error)[-500:]}]
+    lines += found
+    logging.info('speed %s: %s', name, found)
+  return lines
+
+
+def _has_torch() -> bool:
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  return importlib.util.find_spec('torch') is not None
+
+
+def fastest_paper_forms(lines: list[dict]) -> tuple[str, list[str]]:
+  """The fastest paper-faithful setting (batch 1, BatchNorm, float32) and its conv-form overrides.
+
+  Steps per call and on-device data stay 'auto' in training (a device loop on accelerators).
+  """
+  paper = [l for l in lines if l.get('impl') == 'jax' and l.get('steps_per_s') and
+           l['batch_size'] == 1 and l['norm'] == 'batch' and l['compute_dtype'] == 'float32']
+  if not paper:
+    return 'auto (no paper setting was timed)', []
+  best = max(paper, key=lambda l: l['steps_per_s'])
+  conv_impl = 'xla' if best['winograd_min_channels'] is None else 'winograd'
+  return best['setting'], [f'--config.model.upsample_impl={best["upsample_impl"]}',
+                           f'--config.model.matmul_max_pixels={best["matmul_max_pixels"]}',
+                           f'--config.model.conv_impl={conv_impl}']
+
+
+def _main_py(mode: str, extra: list[str]) -> list[str]:
+  return ([sys.executable, 'main.py', f'--mode={mode}', f'--workdir={FLAGS.workdir}'] +
+          _config_args() + extra)
+
+
+def train_for(minutes: float, args: list[str], log_path: pathlib.Path) -> dict:
+  """Trains with `main.py` until `minutes` of wall time have passed, then stops it with SIGTERM.
+
+  SIGTERM is the product's preemption path: the step in flight finishes, a checkpoint of it is
+  written and the process exits 0. It is sent only once training has started (the log says so),
+  since before that the signal would kill the process with nothing saved.
+  """
+  start = time.perf_counter()
+  with open(log_path, 'w') as log:
+    process = subprocess.Popen(_main_py('train', args), cwd=ROOT, stdout=log,
+                               stderr=subprocess.STDOUT, text=True)
+    stopped = False
+    while process.poll() is None:
+      time.sleep(1)
+      started = re.search(r'Initialised a new run|Resuming from checkpoint', log_path.read_text())
+      if not stopped and started and time.perf_counter() - start > 60 * minutes:
+        process.send_signal(signal.SIGTERM)
+        stopped = True
+    wall = time.perf_counter() - start
+  text = log_path.read_text()
+  if process.returncode:
+    raise RuntimeError(f'training exited {process.returncode}; log: {log_path}\n' +
+                       '\n'.join(text.splitlines()[-20:]))
+  final = re.findall(r'(?:at step|Finished at step) (\d+)', text)
+  return {'wall_s': round(wall, 1), 'stopped_by_sigterm': stopped,
+          'final_step': int(final[-1]) if final else None}
+
+
+def training_summary(workdir: pathlib.Path, steps_per_epoch: int) -> dict:
+  """Steps/s and data wait from the run's TensorBoard scalars (the first window has compilation)."""
+  from pix2pix_jax import report  # pylint: disable=g-import-not-at-top
+  scalars = report.read_scalars(workdir)
+  rates = [v for _, v in scalars.get('steps_per_second', [])[1:]]
+  waits = [v for _, v in scalars.get('data_wait_fraction', [])[1:]]
+  last = scalars.get('train_g_l1', [(0, None)])[-1]
+  return {'steps_per_s': round(sorted(rates)[len(rates) // 2], 1) if rates else None,
+          'data_wait_fraction': round(sum(waits) / len(waits), 4) if waits else None,
+          'steps_logged': last[0], 'epochs': round(last[0] / steps_per_epoch, 2),
+          'train_g_l1_last': last[1]}
+
+
+def phase_train(out: pathlib.Path) -> tuple[dict, str]:
+  results = {'phase': 'train', 'environment': environment()}
+  results['speed'] = speed_table(out)
+  chosen, forms = fastest_paper_forms(results['speed'])
+  data_dir = (ROOT / FLAGS.data_dir).resolve()
+  data_args = ['--config.data.name=folder', f'--config.data.folder_dir={data_dir}']
+  args = data_args + forms + list(TRAIN_OVERRIDES)
+  workdir = ROOT / FLAGS.workdir
+  workdir.mkdir(parents=True, exist_ok=True)
+  (workdir / 'gpu_suite.json').write_text(json.dumps({'config': _config_args(), 'args': args}))
+  run = train_for(FLAGS.train_minutes, args, out / 'train.log')
+  num_train = len([p for p in (data_dir / 'train').iterdir() if p.is_file()])
+  results['training'] = {'forms_from': chosen, 'args': args, 'train_pairs': num_train} | run | (
+      training_summary(workdir, num_train))
+  _run(_main_py('evaluate', args), out / 'evaluate.log')
+  evaluated = json.loads((workdir / 'eval' / 'metrics.json').read_text())
+  results['evaluation'] = {k: evaluated[k] for k in ('step', 'num_images', 'test_mode')} | {
+      name: stats['mean'] if isinstance(stats, dict) else stats  # FID is one number.
+      for name, stats in evaluated['metrics'].items()}
+  return results, train_table(results)
+
+
+def _ms(seconds) -> str:
+  return f'{1000 * seconds:.2f}' if seconds else ''
+
+
+def train_table(results: dict) -> str:
+  env = results['environment']
+  rows = [f'Device: {env["device"]} ({env["backend"]}; {env.get("nvidia_smi") or "no nvidia-smi"});'
+          f' jax {env.get("jax")}, flax {env.get("flax")}, torch {env.get("torch", "absent")}, '
+          f'Python {env["python"]}', '',
+          '| setting | ms/step | steps/s | images/s | compile s | peak GiB | PyTorch peer ms/step '
+          '| JAX / peer |', '|---|---|---|---|---|---|---|---|']
+  peers = {l['setting']: l for l in results['speed'] if l.get('impl') == 'pytorch_peer'}
+  for line in results['speed']:
+    if line.get('impl') in ('pytorch_peer', 'ratio'):
+      continue
+    if 'steps_per_s' not in line:
+      rows.append(f'| {line["setting"]} | {line.get("skipped") or line.get("error", "")[:80]} '
+                  '| | | | | | |')
+      continue
+    peer = peers.get(line['setting'], {})
+    peak = line.get('peak_memory_bytes') or line.get('xla_peak_bytes')
+    ratio = (f'{line["steps_per_s"] / peer["steps_per_s"]:.2f}' if peer.get('steps_per_s')
+             else '')
+    rows.append(f'| {line["setting"]} | {_ms(line["seconds_per_step"])} | {line["steps_per_s"]} | '
+                f'{line["images_per_s"]} | {line["compile_s"]} | '
+                f'{peak / 2**30 if peak else 0:.2f} | {_ms(peer.get("seconds_per_step"))} | '
+                f'{ratio} |')
+  t, e = results['training'], results['evaluation']
+  rows += ['', '| training | final step | epochs | wall s | steps/s | data wait | forms from |',
+           '|---|---|---|---|---|---|---|',
+           f'| maps map->aerial, paper settings | {t["final_step"]} | {t["epochs"]} | {t["wall_s"]} | '
+           f'{t["steps_per_s"]} | {t["data_wait_fraction"]} | {t["forms_from"]} |', '',
+           f'| eval ({e["num_images"]} val pairs of --data_dir, step {e["step"]}, {e["test_mode"]}) | '
+           'L1 | PSNR | SSIM | HP-L1 |', '|---|---|---|---|---|',
+           '| | ' + ' | '.join(f'{e[k]:.4f}' if k in e else '' for k in ('l1', 'psnr', 'ssim',
+                                                                        'hp_l1')) + ' |']
+  return '\n'.join(rows)
+
+
+# ----------------------------------------------------------------------------------------------
+# Phase generate.
+
+def _tar_bytes(member_sizes: list[int]) -> int:
+  """The size of a tar file of members of these sizes, as tarfile writes it.
+
+  Each member takes a 512-byte header and its data padded to 512 bytes; two zero blocks end the
+  archive, which is padded to whole 10240-byte records.
+  """
+  blocks = sum(tarfile.BLOCKSIZE + -(-n // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+               for n in member_sizes) + 2 * tarfile.BLOCKSIZE
+  return -(-blocks // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
+
+
+def pack_outputs(generated: pathlib.Path, out: pathlib.Path, shard_bytes: int) -> list[dict]:
+  """Re-encodes the PNGs of `generated` as OUTPUT_FORMAT into tar shards of <= shard_bytes."""
+  import io  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  shards, tar, sizes = [], None, []
+  for path in sorted(generated.glob('*.png')):
+    buffer = io.BytesIO()
+    Image.open(path).convert('RGB').save(buffer, **OUTPUT_FORMAT)
+    data = buffer.getvalue()
+    if tar is None or _tar_bytes(sizes + [len(data)]) > shard_bytes:
+      if tar:
+        tar.close()
+      shards.append({'file': f'outputs_{len(shards):02d}.tar', 'images': 0})
+      tar, sizes = tarfile.open(out / shards[-1]['file'], 'w'), []
+    info = tarfile.TarInfo(path.stem + OUTPUT_SUFFIX)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+    sizes.append(len(data))
+    shards[-1]['images'] += 1
+  if tar:
+    tar.close()
+  for shard in shards:
+    shard['mib'] = round((out / shard['file']).stat().st_size / 2**20, 2)
+  return shards
+
+
+def phase_generate(out: pathlib.Path) -> tuple[dict, str]:
+  workdir = ROOT / FLAGS.workdir
+  saved = workdir / 'gpu_suite.json'
+  if not saved.exists():
+    raise FileNotFoundError(f'no trained run in {workdir}: run --phase=train on this machine first '
+                            '(its files stay only while the machine is warm)')
+  args = json.loads(saved.read_text())['args']
+  generated = workdir / 'generated'
+  shutil.rmtree(generated, ignore_errors=True)
+  start = time.perf_counter()
+  _run(_main_py('predict', args + [f'--input={(ROOT / FLAGS.eval_dir).resolve()}',
+                                   f'--output={generated}']), out / 'predict.log')
+  seconds = time.perf_counter() - start
+  count = len(list(generated.glob('*.png')))
+  shards = pack_outputs(generated, out, int(FLAGS.shard_mib * 2**20))
+  results = {'phase': 'generate', 'images': count, 'predict_wall_s': round(seconds, 1),
+             'images_per_s_with_startup': round(count / seconds, 1), 'format': OUTPUT_FORMAT,
+             'shards': shards}
+  table = '\n'.join([
+      '| generated | wall s (start-up, compile, PNG I/O included) | images/s | format | shards |',
+      '|---|---|---|---|---|',
+      f'| {count} | {results["predict_wall_s"]} | {results["images_per_s_with_startup"]} | '
+      f'{OUTPUT_FORMAT} | ' + ', '.join(f'{s["file"]} ({s["images"]}, {s["mib"]} MiB)'
+                                         for s in shards) + ' |'])
+  return results, table
+
+
+# ----------------------------------------------------------------------------------------------
+# Commands and the CPU rehearsal.
+
+def device_command(phase: str, *, python: str = 'python3', site: str | None = '/tmp/site',
+                   extra: tuple[str, ...] = ()) -> str:
+  """The shell command for the device tool's `run` (from the repository root).
+
+  `site`: where the payload's wheels are installed first; None installs nothing (an environment
+  that has every package already).
+  """
+  suite = ' '.join([python, 'benchmarks/gpu_suite.py', f'--phase={phase}', '--out=$OUT', *extra])
+  if site is None:
+    return f'export PYTHONUNBUFFERED=1 && {suite}'
+  install = gpu_payload.install_command(f'.gpu/{phase}', python=python, target=site)
+  return f'{install} && export PYTHONUNBUFFERED=1 && {suite}'
+
+
+# A tiny config: 32² images, 8 filters (configs/test.py's sizes), for the rehearsal.
+REHEARSAL_OVERRIDES = ('data.image_size=32', 'data.load_size=36', 'model.ngf=8', 'model.ndf=8',
+                       'eval.batch_size=2', 'log_every_steps=5')
+
+
+def _tiny_maps(root: pathlib.Path, num_train: int = 8, num_val: int = 4, size: int = 40) -> None:
+  """Side-by-side aerial|map JPEGs in the maps layout (train/, val/), from the synthetic maps."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from pix2pix_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  for split, count in (('train', num_train), ('val', num_val)):
+    (root / split).mkdir(parents=True)
+    for index in range(count):
+      aerial, map_image = synthetic.render_pair(seed=1 if split == 'val' else 0, index=index,
+                                                size=size)
+      Image.fromarray(np.concatenate([aerial, map_image], axis=1)).save(
+          root / split / f'{index + 1}.jpg', quality=95)
+
+
+def rehearse(python: str | None, work: pathlib.Path, *, train_minutes: float = 0.75,
+             speed_settings: str = 'paper', wheel_dir: pathlib.Path | None = None) -> dict:
+  """Both phases on CPU as the GPU machine would run them, then scoring here.
+
+  Args:
+    python: the GPU-like interpreter, or None for `gpu_payload.gpu_like_python()`; with
+      `sys.executable` this environment's packages are used and no wheel is installed (the test).
+    work: scratch folder: the tiny data, the device's copy of the tree, its outputs.
+    train_minutes: the training budget of the train phase.
+    speed_settings: train_step.py settings timed in the train phase.
+    wheel_dir: where the payload's wheels are cached (default: gpu_payload's).
+
+  Returns:
+    {'train': results, 'generate': results, 'score': the score mode's metrics.json}.
+  """
+  python = python or str(gpu_payload.gpu_like_python())
+  maps = work / 'maps'
+  _tiny_maps(maps)
+  device = work / 'device'  # The repository as the device tool lays it out.
+  for name in gpu_payload.travelling_files():
+    target = device / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(ROOT / name, target)
+  gpu_payload.build('train', device / '.gpu/train', maps_dir=maps, wheel_dir=wheel_dir)
+  gpu_payload.build('generate', device / '.gpu/generate', eval_dir=maps / 'val', image_size=32,
+                    wheel_dir=wheel_dir)
+  extra = [f'--override={o}' for o in REHEARSAL_OVERRIDES] + [
+      f'--train_minutes={train_minutes}', f'--speed_settings={speed_settings}', '--steps=2',
+      '--repeats=1']
+  environ = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'VIRTUAL_ENV')}
+  results = {}
+  for phase in ('train', 'generate'):
+    out = work / f'out_{phase}'
+    out.mkdir()
+    site = None if python == sys.executable else str(work / 'site')
+    command = device_command(phase, python=python, site=site, extra=extra)
+    done = subprocess.run(['bash', '-c', command], cwd=device, env=environ | {'OUT': str(out)},
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
+    (work / f'{phase}.log').write_text(done.stdout)
+    if done.returncode:
+      raise RuntimeError(f'rehearsal of --phase={phase} failed ({done.returncode}); log: '
+                         f'{work / f"{phase}.log"}\n' + '\n'.join(done.stdout.splitlines()[-30:]))
+    results[phase] = json.loads((out / 'results.json').read_text())
+  generated = work / 'generated'
+  generated.mkdir()
+  for shard in results['generate']['shards']:
+    with tarfile.open(work / 'out_generate' / shard['file']) as tar:
+      tar.extractall(generated, filter='data')
+  _run([sys.executable, 'main.py', '--config=configs/maps.py', f'--workdir={work / "score"}',
+        '--mode=score', f'--input={generated}', f'--targets={maps / "val"}'] +
+       [f'--config.{o}' for o in REHEARSAL_OVERRIDES], work / 'score.log')
+  results['score'] = json.loads((work / 'score' / 'eval' / 'metrics.json').read_text())
+  return results
+
+
+def _write(out: pathlib.Path, results: dict, table: str) -> None:
+  (out / 'results.json').write_text(json.dumps(results, indent=2))
+  (out / 'results.md').write_text(table + '\n')
+  print(table, flush=True)
+
+
+def main(argv):
+  del argv
+  if FLAGS.commands:
+    for phase in ('train', 'generate'):
+      print(f'# --phase={phase}: carry [".gpu/{phase}"]\n{device_command(phase)}\n')
+    return
+  if FLAGS.rehearse:
+    work = pathlib.Path(FLAGS.rehearsal_dir or tempfile.mkdtemp(prefix='gpu_rehearsal_'))
+    work.mkdir(parents=True, exist_ok=True)
+    python = sys.executable if FLAGS.python == 'current' else FLAGS.python
+    start = time.perf_counter()
+    results = rehearse(python, work)
+    score = results['score']
+    print(json.dumps({'rehearsal': str(work), 'seconds': round(time.perf_counter() - start),
+                      'trained_to_step': results['train']['training']['final_step'],
+                      'generated': results['generate']['images'],
+                      'scored': score['num_images'],
+                      'score_l1': score['metrics']['l1']['mean']}, indent=2))
+    return
+  if not FLAGS.phase:
+    raise app.UsageError('give --phase=train or --phase=generate (or --rehearse, --commands)')
+  out = pathlib.Path(FLAGS.out)
+  out.mkdir(parents=True, exist_ok=True)
+  results, table = (phase_train if FLAGS.phase == 'train' else phase_generate)(out)
+  _write(out, results, table)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,114 @@
+"""benchmarks/gpu_suite.py: a short rehearsal of both GPU phases in this environment, on CPU."""
+
+import importlib.util
+import json
+import pathlib
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / 'benchmarks'))  # gpu_suite imports gpu_payload by name.
+_spec = importlib.util.spec_from_file_location('gpu_suite', ROOT / 'benchmarks' / 'gpu_suite.py')
+gpu_suite = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gpu_suite)
+
+
+@pytest.fixture(scope='module')
+def rehearsal(tmp_path_factory):
+  work = tmp_path_factory.mktemp('rehearsal')
+  wheels = work / 'wheels'  # Nothing is installed with this interpreter: a placeholder travels.
+  wheels.mkdir()
+  (wheels / 'placeholder-1.0-py3-none-any.whl').write_bytes(b'')
+  return work, gpu_suite.rehearse(sys.executable, work, train_minutes=0.25, wheel_dir=wheels)
+
+
+def test_train_phase_measures_trains_stops_with_a_checkpoint_and_evaluates(rehearsal):
+  work, results = rehearsal
+  train = results['train']
+  assert train['environment']['backend'] == 'cpu' and train['environment']['jax']
+  paper = [l for l in train['speed'] if l.get('setting') == 'paper' and l.get('impl') == 'jax']
+  assert paper and paper[0]['steps_per_s'] > 0 and paper[0]['compile_s'] > 0
+  assert paper[0]['upsample_impl'] == 'adjoint'  # 'auto' on CPU.
+  run = train['training']
+  assert run['forms_from'] == 'paper'
+  assert '--config.model.upsample_impl=adjoint' in run['args']
+  # Stopped by SIGTERM once its minutes were up (or finished first): a checkpoint of the last step.
+  checkpoints = work / 'device' / '.gpu' / 'work' / 'checkpoints'
+  assert (checkpoints / str(run['final_step']) / 'commit_success.txt').exists()
+  assert run['train_pairs'] == 8 and run['epochs'] == pytest.approx(run['final_step'] / 8, abs=0.01)
+  assert train['evaluation']['num_images'] == 4 and train['evaluation']['step'] == run['final_step']
+  assert 0 < train['evaluation']['l1'] < 1
+  table = (work / 'out_train' / 'results.md').read_text()
+  assert '| paper |' in table and '| L1 | PSNR | SSIM | HP-L1 |' in table
+  assert (work / 'train.log').read_text().rstrip().endswith(table.rstrip())  # Printed last.
+
+
+def test_generate_phase_packs_every_output_and_scoring_here_matches_them(rehearsal):
+  work, results = rehearsal
+  generate = results['generate']
+  assert generate['images'] == 4
+  names = []
+  for shard in generate['shards']:
+    with tarfile.open(work / 'out_generate' / shard['file']) as tar:
+      names += tar.getnames()
+  assert sorted(names) == ['1.jpg', '2.jpg', '3.jpg', '4.jpg']
+  score = results['score']
+  assert score['num_images'] == 4 and score['targets_layout'] == 'side_by_side'
+  # The outputs scored here are those of the checkpoint the train phase evaluated (other dropout
+  # noise, JPEG transport): close to its L1, far from an untrained L1 of 0.5.
+  assert score['metrics']['l1']['mean'] == pytest.approx(results['train']['evaluation']['l1'],
+                                                         abs=0.05)
+
+
+def test_shards_respect_the_size_limit(tmp_path):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  generated = tmp_path / 'generated'
+  generated.mkdir()
+  rng = np.random.default_rng(0)
+  for i in range(12):
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), np.uint8)).save(generated / f'{i}.png')
+  out = tmp_path / 'out'
+  out.mkdir()
+  shards = gpu_suite.pack_outputs(generated, out, shard_bytes=40_000)
+  assert len(shards) > 1 and sum(s['images'] for s in shards) == 12
+  for shard in shards:
+    assert (out / shard['file']).stat().st_size <= 40_000
+
+
+def test_generate_without_a_trained_run_names_the_workdir(tmp_path):
+  done = subprocess.run([sys.executable, 'benchmarks/gpu_suite.py', '--phase=generate',
+                         f'--workdir={tmp_path / "work"}', f'--out={tmp_path / "out"}'],
+                        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+  assert done.returncode != 0
+  assert f'no trained run in {tmp_path / "work"}' in done.stderr
+
+
+def test_commands_carry_each_phase_payload():
+  done = subprocess.run([sys.executable, 'benchmarks/gpu_suite.py', '--commands'], cwd=ROOT,
+                        capture_output=True, text=True, timeout=120, check=True)
+  for phase in ('train', 'generate'):
+    assert f'carry [".gpu/{phase}"]' in done.stdout
+    assert f'.gpu/{phase}/wheels/*.whl' in done.stdout
+    assert f'benchmarks/gpu_suite.py --phase={phase} --out=$OUT' in done.stdout
+
+
+def test_fastest_paper_forms_picks_by_speed_among_paper_faithful_settings():
+  line = {'impl': 'jax', 'batch_size': 1, 'norm': 'batch', 'compute_dtype': 'float32',
+          'matmul_max_pixels': 0, 'winograd_min_channels': None, 'upsample_impl': 'conv_transpose'}
+  lines = [line | {'setting': 'paper_device_loop', 'steps_per_s': 300.0},
+           line | {'setting': 'paper_device_loop_cpu_forms', 'steps_per_s': 250.0,
+                   'upsample_impl': 'adjoint', 'matmul_max_pixels': 64,
+                   'winograd_min_channels': 64},
+           line | {'setting': 'paper_device_loop_bf16', 'steps_per_s': 900.0,
+                   'compute_dtype': 'bfloat16'},  # Faster, but not the paper's numerics.
+           {'setting': 'b64_instance_bf16', 'error': 'out of memory'}]
+  name, forms = gpu_suite.fastest_paper_forms(lines)
+  assert name == 'paper_device_loop'
+  assert forms == ['--config.model.upsample_impl=conv_transpose',
+                   '--config.model.matmul_max_pixels=0', '--config.model.conv_impl=xla']
+  lines[1]['steps_per_s'] = 400.0
+  assert gpu_suite.fastest_paper_forms(lines)[1][2] == '--config.model.conv_impl=winograd'
