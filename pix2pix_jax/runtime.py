@@ -101,21 +101,33 @@ def resolve(config: ml_collections.ConfigDict, *, num_train_examples: int | None
   """
   backend = _backend(backend)
   cpu = backend == 'cpu'
-  # deepcopy keeps the 'auto' fields' type (any); copy_and_resolve_references would make it str.
   resolved = copy.deepcopy(config)
-  with resolved.unlocked():
-    if resolved.steps_per_call == AUTO:
-      resolved.steps_per_call = 1 if cpu else ACCELERATOR_STEPS_PER_CALL
-    if resolved.data.on_device == AUTO and (cpu or num_train_examples is not None):
-      memory = device_memory_bytes or (None if cpu else _device_memory_bytes())
-      needed = train_set_bytes(resolved.data, num_train_examples or 0)
-      resolved.data.on_device = bool(
-          not cpu and memory and needed <= ON_DEVICE_MAX_MEMORY_FRACTION * memory)
-    forms = conv_forms(resolved.model, backend)
-    resolved.model.upsample_impl = forms.upsample_impl
-    resolved.model.matmul_max_pixels = forms.matmul_max_pixels
-    resolved.model.conv_impl = 'xla' if forms.winograd_min_channels is None else 'winograd'
+  if resolved.steps_per_call == AUTO:
+    _set(resolved, 'steps_per_call', 1 if cpu else ACCELERATOR_STEPS_PER_CALL)
+  if resolved.data.on_device == AUTO and (cpu or num_train_examples is not None):
+    memory = device_memory_bytes or (None if cpu else _device_memory_bytes())
+    needed = train_set_bytes(resolved.data, num_train_examples or 0)
+    _set(resolved.data, 'on_device',
+         bool(not cpu and memory and needed <= ON_DEVICE_MAX_MEMORY_FRACTION * memory))
+  forms = conv_forms(resolved.model, backend)
+  _set(resolved.model, 'upsample_impl', forms.upsample_impl)
+  _set(resolved.model, 'matmul_max_pixels', forms.matmul_max_pixels)
+  _set(resolved.model, 'conv_impl', 'xla' if forms.winograd_min_channels is None else 'winograd')
   return resolved
+
+
+def _set(config: ml_collections.ConfigDict, key: str, value) -> None:
+  """Sets a speed key, whatever type the field has taken.
+
+  The 'auto' fields of configs/default.py take any type, but a copy made with
+  `copy_and_resolve_references` (the usual ml_collections idiom) types them as str.
+  """
+  with config.unlocked():
+    try:
+      config[key] = value
+    except TypeError:
+      del config[key]
+      config[key] = value
 
 
 def describe(config: ml_collections.ConfigDict) -> str:

@@ -129,3 +129,11 @@ def test_training_logs_what_auto_resolved_to(tmp_path, caplog):
   assert ('Runtime settings on cpu (cpu): steps_per_call=1, data.on_device=False, '
           'model.upsample_impl=adjoint, model.matmul_max_pixels=64, model.conv_impl=winograd'
           in caplog.text)
+
+
+def test_copies_that_typed_auto_as_str_still_resolve():
+  # copy_and_resolve_references (e.g. a copy per ablation run) makes the 'auto' fields str-typed.
+  config = test_config.get_config().copy_and_resolve_references()
+  assert resolved_values(config, 'cpu') == CPU_RESOLUTION
+  assert resolved_values(config, 'gpu', num_train_examples=16,
+                         device_memory_bytes=H100_MEMORY) == GPU_RESOLUTION
