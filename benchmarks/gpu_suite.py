@@ -21,10 +21,12 @@ On the GPU machine (the device tool's `run`, from the repository root, carrying 
                     (the product's clean stop: a checkpoint of the last step) and is evaluated on
                     the 100 maps286/val pairs (`--mode=evaluate`, paper test mode).
   --phase=generate  restores that checkpoint and translates the 1098 val maps (`--mode=predict`,
-                    paper test mode), then packs the outputs into tar shards of lossy images small
-                    enough to come back (`OUTPUT_FORMAT`).
+                    paper test mode), then packs the outputs into tar shards that come back:
+                    lossless WebP if they fit, else the most faithful JPEG that does
+                    (`OUTPUT_FORMATS`).
 
-Each phase writes `results.json` and `results.md` into `--out` and prints the table last. Back on
+Each phase writes `results.json`, `results.md` and `logs.tar.gz` into `--out` and prints the table
+last; a phase that fails still writes what it measured before the failure. Back on
 CPU, all 1098 outputs are scored against the original val pairs (resized to 256² as evaluation
 resizes; the published maps figures use the same 1098 pairs at 256²):
 
@@ -39,6 +41,7 @@ device tool lays it, then scores the outputs here: a missing wheel or a wrong pa
 not on the GPU.
 """
 
+import io
 import json
 import os
 import pathlib
@@ -66,9 +69,16 @@ SPEED_SETTINGS = ('paper', 'paper_device_loop', 'paper_device_loop_cpu_forms',
                   'paper_device_loop_bf16', 'b64_instance_bf16', 'b64_instance_fp32',
                   'b16_instance_bf16', 'b16_instance_fp32')
 PEER_SETTINGS = ('paper', 'b64_instance_bf16', 'b16_instance_fp32')
-# How the generated images travel back (benchmarks/output_format.py measured the FID it moves).
-OUTPUT_FORMAT = {'format': 'JPEG', 'quality': 95, 'subsampling': 0}
-OUTPUT_SUFFIX = '.jpg'
+# How the generated images travel back, in order of preference: the first whose shards fit
+# `--return_mib` is used. Lossless leaves FID as it is; benchmarks/output_format.py measured how
+# much each JPEG moves it.
+OUTPUT_FORMATS = (
+    ('lossless WebP', {'format': 'WEBP', 'lossless': True, 'quality': 100, 'method': 4}),
+    ('JPEG q97 4:4:4', {'format': 'JPEG', 'quality': 97, 'subsampling': 0}),
+    ('JPEG q95 4:4:4', {'format': 'JPEG', 'quality': 95, 'subsampling': 0}),
+    ('JPEG q90 4:4:4', {'format': 'JPEG', 'quality': 90, 'subsampling': 0}),
+)
+OUTPUT_SUFFIX = {'WEBP': '.webp', 'JPEG': '.jpg'}
 DEFAULT_WORKDIR = '.gpu/work'
 # Training in the suite: fewer checkpoints and periodic evals than the product's defaults, which
 # would stop a ~3 ms/step GPU run every few seconds.
@@ -97,6 +107,8 @@ flags.DEFINE_list('peer_settings', list(PEER_SETTINGS), 'train: settings also ti
 flags.DEFINE_integer('steps', None, 'train: timed steps per block (train_step.py default).')
 flags.DEFINE_integer('repeats', 3, 'train: timed blocks per setting.')
 flags.DEFINE_float('shard_mib', 15.0, 'generate: largest output shard.')
+flags.DEFINE_float('return_mib', 60.0, 'generate: all shards together (the device tool returns '
+                   '<= 8 files, 64 MiB in all).')
 flags.DEFINE_string('python', None, 'rehearse: the GPU-like Python (default: '
                     'gpu_payload.gpu_like_python(); `current` for this interpreter and its '
                     'packages, as the test does).')
@@ -151,9 +163,12 @@ def environment() -> dict:
   return env
 
 
-def speed_table(out: pathlib.Path) -> list[dict]:
-  """benchmarks/train_step.py for each setting in its own process, within `--speed_minutes`."""
-  lines, start = [], time.perf_counter()
+def speed_table(logs: pathlib.Path, lines: list[dict]) -> None:
+  """benchmarks/train_step.py for each setting in its own process, within `--speed_minutes`.
+
+  Appends each setting's JSON lines to `lines` as they come, so a later failure keeps them.
+  """
+  start = time.perf_counter()
   has_torch = _has_torch()
   for name in FLAGS.speed_settings:
     if time.perf_counter() - start > 60 * FLAGS.speed_minutes:
@@ -164,12 +179,11 @@ def speed_table(out: pathlib.Path) -> list[dict]:
                f'--repeats={FLAGS.repeats}', f'--peer={str(peer).lower()}'] + _config_args()
     command += [f'--steps={FLAGS.steps}'] if FLAGS.steps else []
     try:
-      found = _json_lines(_run(command, out / f'speed_{name}.log'))
+      found = _json_lines(_run(command, logs / f'speed_{name}.log'))
     except RuntimeError as error:
       found = [{'setting': name, 'error': str(error)[-500:]}]
     lines += found
     logging.info('speed %s: %s', name, found)
-  return lines
 
 
 def _has_torch() -> bool:
@@ -226,22 +240,22 @@ def train_for(minutes: float, args: list[str], log_path: pathlib.Path) -> dict:
           'final_step': int(final[-1]) if final else None}
 
 
-def training_summary(workdir: pathlib.Path, steps_per_epoch: int) -> dict:
+def training_summary(workdir: pathlib.Path) -> dict:
   """Steps/s and data wait from the run's TensorBoard scalars (the first window has compilation)."""
   from pix2pix_jax import report  # pylint: disable=g-import-not-at-top
   scalars = report.read_scalars(workdir)
   rates = [v for _, v in scalars.get('steps_per_second', [])[1:]]
   waits = [v for _, v in scalars.get('data_wait_fraction', [])[1:]]
-  last = scalars.get('train_g_l1', [(0, None)])[-1]
   return {'steps_per_s': round(sorted(rates)[len(rates) // 2], 1) if rates else None,
           'data_wait_fraction': round(sum(waits) / len(waits), 4) if waits else None,
-          'steps_logged': last[0], 'epochs': round(last[0] / steps_per_epoch, 2),
-          'train_g_l1_last': last[1]}
+          'train_g_l1_last': scalars.get('train_g_l1', [(0, None)])[-1][1]}
 
 
-def phase_train(out: pathlib.Path) -> tuple[dict, str]:
-  results = {'phase': 'train', 'environment': environment()}
-  results['speed'] = speed_table(out)
+def phase_train(results: dict, logs: pathlib.Path) -> None:
+  """Fills `results` step by step: environment, speed, training, evaluation."""
+  results['environment'] = environment()
+  results['speed'] = []
+  speed_table(logs, results['speed'])
   chosen, forms = fastest_paper_forms(results['speed'])
   data_dir = (ROOT / FLAGS.data_dir).resolve()
   data_args = ['--config.data.name=folder', f'--config.data.folder_dir={data_dir}']
@@ -249,16 +263,16 @@ def phase_train(out: pathlib.Path) -> tuple[dict, str]:
   workdir = ROOT / FLAGS.workdir
   workdir.mkdir(parents=True, exist_ok=True)
   (workdir / 'gpu_suite.json').write_text(json.dumps({'config': _config_args(), 'args': args}))
-  run = train_for(FLAGS.train_minutes, args, out / 'train.log')
   num_train = len([p for p in (data_dir / 'train').iterdir() if p.is_file()])
-  results['training'] = {'forms_from': chosen, 'args': args, 'train_pairs': num_train} | run | (
-      training_summary(workdir, num_train))
-  _run(_main_py('evaluate', args), out / 'evaluate.log')
+  results['training'] = {'forms_from': chosen, 'args': args, 'train_pairs': num_train}
+  results['training'] |= train_for(FLAGS.train_minutes, args, logs / 'train.log')
+  results['training'] |= training_summary(workdir)
+  results['training']['epochs'] = round(results['training']['final_step'] / num_train, 2)
+  _run(_main_py('evaluate', args), logs / 'evaluate.log')
   evaluated = json.loads((workdir / 'eval' / 'metrics.json').read_text())
   results['evaluation'] = {k: evaluated[k] for k in ('step', 'num_images', 'test_mode')} | {
       name: stats['mean'] if isinstance(stats, dict) else stats  # FID is one number.
       for name, stats in evaluated['metrics'].items()}
-  return results, train_table(results)
 
 
 def _ms(seconds) -> str:
@@ -266,37 +280,45 @@ def _ms(seconds) -> str:
 
 
 def train_table(results: dict) -> str:
-  env = results['environment']
-  rows = [f'Device: {env["device"]} ({env["backend"]}; {env.get("nvidia_smi") or "no nvidia-smi"});'
-          f' jax {env.get("jax")}, flax {env.get("flax")}, torch {env.get("torch", "absent")}, '
-          f'Python {env["python"]}', '',
-          '| setting | ms/step | steps/s | images/s | compile s | peak GiB | PyTorch peer ms/step '
-          '| JAX / peer |', '|---|---|---|---|---|---|---|---|']
-  peers = {l['setting']: l for l in results['speed'] if l.get('impl') == 'pytorch_peer'}
-  for line in results['speed']:
-    if line.get('impl') in ('pytorch_peer', 'ratio'):
-      continue
-    if 'steps_per_s' not in line:
-      rows.append(f'| {line["setting"]} | {line.get("skipped") or line.get("error", "")[:80]} '
-                  '| | | | | | |')
-      continue
-    peer = peers.get(line['setting'], {})
-    peak = line.get('peak_memory_bytes') or line.get('xla_peak_bytes')
-    ratio = (f'{line["steps_per_s"] / peer["steps_per_s"]:.2f}' if peer.get('steps_per_s')
-             else '')
-    rows.append(f'| {line["setting"]} | {_ms(line["seconds_per_step"])} | {line["steps_per_s"]} | '
-                f'{line["images_per_s"]} | {line["compile_s"]} | '
-                f'{peak / 2**30 if peak else 0:.2f} | {_ms(peer.get("seconds_per_step"))} | '
-                f'{ratio} |')
-  t, e = results['training'], results['evaluation']
-  rows += ['', '| training | final step | epochs | wall s | steps/s | data wait | forms from |',
-           '|---|---|---|---|---|---|---|',
-           f'| maps map->aerial, paper settings | {t["final_step"]} | {t["epochs"]} | {t["wall_s"]} | '
-           f'{t["steps_per_s"]} | {t["data_wait_fraction"]} | {t["forms_from"]} |', '',
-           f'| eval ({e["num_images"]} val pairs of --data_dir, step {e["step"]}, {e["test_mode"]}) | '
-           'L1 | PSNR | SSIM | HP-L1 |', '|---|---|---|---|---|',
-           '| | ' + ' | '.join(f'{e[k]:.4f}' if k in e else '' for k in ('l1', 'psnr', 'ssim',
-                                                                        'hp_l1')) + ' |']
+  """The train phase's tables, of whatever parts it reached."""
+  rows = []
+  env = results.get('environment')
+  if env:
+    smi = env.get('nvidia_smi') or 'no nvidia-smi'
+    rows += [f'Device: {env["device"]} ({env["backend"]}; {smi}); jax {env.get("jax")}, flax '
+             f'{env.get("flax")}, torch {env.get("torch", "absent")}, Python {env["python"]}', '']
+  if results.get('speed'):
+    rows += ['| setting | ms/step | steps/s | images/s | compile s | peak GiB | PyTorch peer '
+             'ms/step | JAX / peer |', '|---|---|---|---|---|---|---|---|']
+    peers = {l['setting']: l for l in results['speed'] if l.get('impl') == 'pytorch_peer'}
+    for line in results['speed']:
+      if line.get('impl') in ('pytorch_peer', 'ratio'):
+        continue
+      if 'steps_per_s' not in line:
+        why = line.get('skipped') or line.get('error', '')[-80:].replace('\n', ' ')
+        rows.append(f'| {line["setting"]} | {why} | | | | | | |')
+        continue
+      peer = peers.get(line['setting'], {})
+      peak = line.get('peak_memory_bytes') or line.get('xla_peak_bytes') or 0
+      ratio = (f'{line["steps_per_s"] / peer["steps_per_s"]:.2f}' if peer.get('steps_per_s')
+               else '')
+      rows.append(f'| {line["setting"]} | {_ms(line["seconds_per_step"])} | '
+                  f'{line["steps_per_s"]} | {line["images_per_s"]} | {line["compile_s"]} | '
+                  f'{peak / 2**30:.2f} | {_ms(peer.get("seconds_per_step"))} | {ratio} |')
+    rows.append('')
+  t = results.get('training', {})
+  if 'final_step' in t:
+    rows += ['| training (configs/maps.py, map -> aerial, paper settings) | final step | epochs | '
+             'wall s | steps/s | data wait | forms from |', '|---|---|---|---|---|---|---|',
+             f'| {t["train_pairs"]} train pairs | {t["final_step"]} | {t["epochs"]} | '
+             f'{t["wall_s"]} | {t["steps_per_s"]} | {t["data_wait_fraction"]} | '
+             f'{t["forms_from"]} |', '']
+  e = results.get('evaluation')
+  if e:
+    rows += [f'| eval: {e["num_images"]} val pairs of --data_dir, step {e["step"]}, '
+             f'{e["test_mode"]} | L1 | PSNR | SSIM | HP-L1 |', '|---|---|---|---|---|',
+             '| | ' + ' | '.join(f'{e[k]:.4f}' if k in e else ''
+                                 for k in ('l1', 'psnr', 'ssim', 'hp_l1')) + ' |']
   return '\n'.join(rows)
 
 
@@ -314,33 +336,70 @@ def _tar_bytes(member_sizes: list[int]) -> int:
   return -(-blocks // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
 
 
-def pack_outputs(generated: pathlib.Path, out: pathlib.Path, shard_bytes: int) -> list[dict]:
-  """Re-encodes the PNGs of `generated` as OUTPUT_FORMAT into tar shards of <= shard_bytes."""
-  import io  # pylint: disable=g-import-not-at-top
+def _shards(sizes: list[int], shard_bytes: int) -> list[int]:
+  """How many consecutive members each shard takes, filling shards of <= shard_bytes in order."""
+  counts, current = [], []
+  for size in sizes:
+    if current and _tar_bytes(current + [size]) > shard_bytes:
+      counts.append(len(current))
+      current = []
+    current.append(size)
+  return counts + ([len(current)] if current else [])
+
+
+def _encode_all(paths: list[pathlib.Path], options: dict) -> list[bytes]:
+  import concurrent.futures  # pylint: disable=g-import-not-at-top
   from PIL import Image  # pylint: disable=g-import-not-at-top
-  shards, tar, sizes = [], None, []
-  for path in sorted(generated.glob('*.png')):
+
+  def encode(path):
     buffer = io.BytesIO()
-    Image.open(path).convert('RGB').save(buffer, **OUTPUT_FORMAT)
-    data = buffer.getvalue()
-    if tar is None or _tar_bytes(sizes + [len(data)]) > shard_bytes:
-      if tar:
-        tar.close()
-      shards.append({'file': f'outputs_{len(shards):02d}.tar', 'images': 0})
-      tar, sizes = tarfile.open(out / shards[-1]['file'], 'w'), []
-    info = tarfile.TarInfo(path.stem + OUTPUT_SUFFIX)
-    info.size = len(data)
-    tar.addfile(info, io.BytesIO(data))
-    sizes.append(len(data))
-    shards[-1]['images'] += 1
-  if tar:
-    tar.close()
-  for shard in shards:
-    shard['mib'] = round((out / shard['file']).stat().st_size / 2**20, 2)
-  return shards
+    with Image.open(path) as image:
+      image.convert('RGB').save(buffer, **options)
+    return buffer.getvalue()
+
+  with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
+    return list(pool.map(encode, paths))
 
 
-def phase_generate(out: pathlib.Path) -> tuple[dict, str]:
+def pack_outputs(generated: pathlib.Path, out: pathlib.Path, shard_bytes: int,
+                 total_bytes: int) -> dict:
+  """Packs the PNGs of `generated` into tar shards of <= shard_bytes, <= total_bytes in all.
+
+  The first of OUTPUT_FORMATS whose shards fit is used: lossless when the images allow it (FID
+  unmoved), else the most faithful JPEG that fits.
+
+  Returns:
+    {'format': the options used, 'shards': [{'file', 'images', 'mib'}], 'mib': total}.
+
+  Raises:
+    ValueError: if not even the last format fits.
+  """
+  paths = sorted(generated.glob('*.png'))
+  for name, options in OUTPUT_FORMATS:
+    encoded = _encode_all(paths, options)
+    counts = _shards([len(data) for data in encoded], shard_bytes)
+    firsts = [sum(counts[:i]) for i in range(len(counts))]
+    sizes = [_tar_bytes([len(d) for d in encoded[f:f + c]]) for f, c in zip(firsts, counts)]
+    logging.info('outputs as %s: %d shards, %.1f MiB', name, len(counts), sum(sizes) / 2**20)
+    if sum(sizes) <= total_bytes:
+      break
+  else:
+    raise ValueError(f'{len(paths)} outputs do not fit {total_bytes / 2**20:.0f} MiB even as {name}')
+  shards = []
+  for first, count in zip(firsts, counts):
+    shards.append({'file': f'outputs_{len(shards):02d}.tar', 'images': count})
+    with tarfile.open(out / shards[-1]['file'], 'w') as tar:
+      for path, data in zip(paths[first:first + count], encoded[first:first + count]):
+        info = tarfile.TarInfo(path.stem + OUTPUT_SUFFIX[options['format']])
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    shards[-1]['mib'] = round((out / shards[-1]['file']).stat().st_size / 2**20, 2)
+  return {'format': name, 'options': options, 'shards': shards,
+          'mib': round(sum(s['mib'] for s in shards), 2)}
+
+
+def phase_generate(results: dict, logs: pathlib.Path, out: pathlib.Path) -> None:
+  """Fills `results`: the val inputs translated by the trained checkpoint, packed into `out`."""
   workdir = ROOT / FLAGS.workdir
   saved = workdir / 'gpu_suite.json'
   if not saved.exists():
@@ -351,20 +410,27 @@ def phase_generate(out: pathlib.Path) -> tuple[dict, str]:
   shutil.rmtree(generated, ignore_errors=True)
   start = time.perf_counter()
   _run(_main_py('predict', args + [f'--input={(ROOT / FLAGS.eval_dir).resolve()}',
-                                   f'--output={generated}']), out / 'predict.log')
+                                   f'--output={generated}']), logs / 'predict.log')
   seconds = time.perf_counter() - start
   count = len(list(generated.glob('*.png')))
-  shards = pack_outputs(generated, out, int(FLAGS.shard_mib * 2**20))
-  results = {'phase': 'generate', 'images': count, 'predict_wall_s': round(seconds, 1),
-             'images_per_s_with_startup': round(count / seconds, 1), 'format': OUTPUT_FORMAT,
-             'shards': shards}
-  table = '\n'.join([
-      '| generated | wall s (start-up, compile, PNG I/O included) | images/s | format | shards |',
-      '|---|---|---|---|---|',
-      f'| {count} | {results["predict_wall_s"]} | {results["images_per_s_with_startup"]} | '
-      f'{OUTPUT_FORMAT} | ' + ', '.join(f'{s["file"]} ({s["images"]}, {s["mib"]} MiB)'
-                                         for s in shards) + ' |'])
-  return results, table
+  results |= {'images': count, 'predict_wall_s': round(seconds, 1),
+              'images_per_s_with_startup': round(count / seconds, 1)}
+  results['packed'] = pack_outputs(generated, out, int(FLAGS.shard_mib * 2**20),
+                                   int(FLAGS.return_mib * 2**20))
+
+
+def generate_table(results: dict) -> str:
+  if 'images' not in results:
+    return ''
+  rows = ['| generated | wall s (start-up, compile, PNG I/O included) | images/s | sent as | '
+          'shards |', '|---|---|---|---|---|',
+          f'| {results["images"]} | {results["predict_wall_s"]} | '
+          f'{results["images_per_s_with_startup"]} | ']
+  packed = results.get('packed')
+  if packed:
+    rows[-1] += (f'{packed["format"]}, {packed["mib"]} MiB | ' +
+                 ', '.join(f'{s["file"]} ({s["images"]})' for s in packed['shards']) + ' |')
+  return '\n'.join(rows)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -448,7 +514,7 @@ def rehearse(python: str | None, work: pathlib.Path, *, train_minutes: float = 0
     results[phase] = json.loads((out / 'results.json').read_text())
   generated = work / 'generated'
   generated.mkdir()
-  for shard in results['generate']['shards']:
+  for shard in results['generate']['packed']['shards']:
     with tarfile.open(work / 'out_generate' / shard['file']) as tar:
       tar.extractall(generated, filter='data')
   _run([sys.executable, 'main.py', '--config=configs/maps.py', f'--workdir={work / "score"}',
@@ -458,10 +524,34 @@ def rehearse(python: str | None, work: pathlib.Path, *, train_minutes: float = 0
   return results
 
 
-def _write(out: pathlib.Path, results: dict, table: str) -> None:
+def run_phase(phase: str, out: pathlib.Path) -> None:
+  """Runs a phase; whatever it reached, writes results.json, results.md and logs.tar.gz to `out`.
+
+  The device tool returns at most 8 files, so the phase's logs travel as one archive, and a phase
+  that fails still returns the figures it measured before the failure (and then exits non-zero).
+  """
+  logs = ROOT / FLAGS.workdir / 'logs' / phase
+  shutil.rmtree(logs, ignore_errors=True)
+  logs.mkdir(parents=True)
+  results, error = {'phase': phase}, None
+  try:
+    if phase == 'train':
+      phase_train(results, logs)
+    else:
+      phase_generate(results, logs, out)
+  except Exception as e:  # pylint: disable=broad-except
+    error = e
+    results['error'] = f'{type(e).__name__}: {e}'[-3000:]
+  with tarfile.open(out / 'logs.tar.gz', 'w:gz') as tar:
+    tar.add(logs, arcname=f'logs_{phase}')
+  table = train_table(results) if phase == 'train' else generate_table(results)
+  if error:
+    table += f'\n\n{phase} failed: {results["error"][-500:]}'
   (out / 'results.json').write_text(json.dumps(results, indent=2))
   (out / 'results.md').write_text(table + '\n')
   print(table, flush=True)
+  if error:
+    raise SystemExit(1)
 
 
 def main(argv):
@@ -480,6 +570,7 @@ def main(argv):
     print(json.dumps({'rehearsal': str(work), 'seconds': round(time.perf_counter() - start),
                       'trained_to_step': results['train']['training']['final_step'],
                       'generated': results['generate']['images'],
+                      'sent_as': results['generate']['packed']['format'],
                       'scored': score['num_images'],
                       'score_l1': score['metrics']['l1']['mean']}, indent=2))
     return
@@ -487,8 +578,7 @@ def main(argv):
     raise app.UsageError('give --phase=train or --phase=generate (or --rehearse, --commands)')
   out = pathlib.Path(FLAGS.out)
   out.mkdir(parents=True, exist_ok=True)
-  results, table = (phase_train if FLAGS.phase == 'train' else phase_generate)(out)
-  _write(out, results, table)
+  run_phase(FLAGS.phase, out)
 
 
 if __name__ == '__main__':

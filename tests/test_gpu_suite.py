@@ -7,6 +7,8 @@ import subprocess
 import sys
 import tarfile
 
+import numpy as np
+from PIL import Image
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -49,34 +51,63 @@ def test_train_phase_measures_trains_stops_with_a_checkpoint_and_evaluates(rehea
 def test_generate_phase_packs_every_output_and_scoring_here_matches_them(rehearsal):
   work, results = rehearsal
   generate = results['generate']
-  assert generate['images'] == 4
+  assert generate['images'] == 4 and generate['packed']['format'] == 'lossless WebP'
   names = []
-  for shard in generate['shards']:
+  for shard in generate['packed']['shards']:
     with tarfile.open(work / 'out_generate' / shard['file']) as tar:
       names += tar.getnames()
-  assert sorted(names) == ['1.jpg', '2.jpg', '3.jpg', '4.jpg']
+  assert sorted(names) == ['1.webp', '2.webp', '3.webp', '4.webp']
+  with tarfile.open(work / 'out_generate' / 'logs.tar.gz') as tar:
+    assert 'logs_generate/predict.log' in tar.getnames()
   score = results['score']
   assert score['num_images'] == 4 and score['targets_layout'] == 'side_by_side'
-  # The outputs scored here are those of the checkpoint the train phase evaluated (other dropout
-  # noise, JPEG transport): close to its L1, far from an untrained L1 of 0.5.
+  # Lossless: what is scored here is what the GPU machine generated, pixel for pixel.
+  generated = work / 'device' / '.gpu' / 'work' / 'generated'
+  for name in ('1', '4'):
+    np.testing.assert_array_equal(np.asarray(Image.open(work / 'generated' / f'{name}.webp')),
+                                  np.asarray(Image.open(generated / f'{name}.png')))
+  # Outputs of the checkpoint the train phase evaluated (other dropout noise): close to its L1.
   assert score['metrics']['l1']['mean'] == pytest.approx(results['train']['evaluation']['l1'],
                                                          abs=0.05)
 
 
-def test_shards_respect_the_size_limit(tmp_path):
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  generated = tmp_path / 'generated'
-  generated.mkdir()
+def noise_pngs(folder, count, size=64):
+  folder.mkdir()
   rng = np.random.default_rng(0)
-  for i in range(12):
-    Image.fromarray(rng.integers(0, 256, (64, 64, 3), np.uint8)).save(generated / f'{i}.png')
+  for i in range(count):
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), np.uint8)).save(folder / f'{i}.png')
+
+
+def test_shards_respect_the_size_limits_lossless_first(tmp_path):
+  noise_pngs(tmp_path / 'generated', 12)  # Noise: ~12 KB each, losslessly.
   out = tmp_path / 'out'
   out.mkdir()
-  shards = gpu_suite.pack_outputs(generated, out, shard_bytes=40_000)
+  packed = gpu_suite.pack_outputs(tmp_path / 'generated', out, shard_bytes=40_000,
+                                  total_bytes=10**6)
+  assert packed['format'] == 'lossless WebP'
+  shards = packed['shards']
   assert len(shards) > 1 and sum(s['images'] for s in shards) == 12
   for shard in shards:
     assert (out / shard['file']).stat().st_size <= 40_000
+
+
+def test_outputs_that_do_not_fit_losslessly_go_as_the_best_format_that_fits(tmp_path):
+  noise_pngs(tmp_path / 'generated', 12)
+  out = tmp_path / 'out'
+  out.mkdir()
+  pngs = sorted((tmp_path / 'generated').glob('*.png'))
+  one_shard = {name: gpu_suite._tar_bytes([len(d) for d in gpu_suite._encode_all(pngs, options)])  # pylint: disable=protected-access
+               for name, options in gpu_suite.OUTPUT_FORMATS}
+  limit = one_shard['lossless WebP'] - 1
+  expected = next(name for name, size in one_shard.items() if size <= limit)
+  packed = gpu_suite.pack_outputs(tmp_path / 'generated', out, shard_bytes=10**6,
+                                  total_bytes=limit)
+  assert packed['format'] == expected and expected.startswith('JPEG')
+  assert (out / 'outputs_00.tar').stat().st_size == one_shard[expected] <= limit
+  with tarfile.open(out / 'outputs_00.tar') as tar:
+    assert sorted(tar.getnames())[:2] == ['0.jpg', '1.jpg']
+  with pytest.raises(ValueError, match='do not fit'):
+    gpu_suite.pack_outputs(tmp_path / 'generated', out, shard_bytes=10**6, total_bytes=1000)
 
 
 def test_generate_without_a_trained_run_names_the_workdir(tmp_path):
