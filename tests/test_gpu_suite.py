@@ -115,7 +115,9 @@ def test_generate_without_a_trained_run_names_the_workdir(tmp_path):
                          f'--workdir={tmp_path / "work"}', f'--out={tmp_path / "out"}'],
                         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
   assert done.returncode != 0
-  assert f'no trained run in {tmp_path / "work"}' in done.stderr
+  message = f'no trained run in {tmp_path / "work"}'
+  assert message in done.stdout  # The table, printed last, says why.
+  assert message in json.loads((tmp_path / 'out' / 'results.json').read_text())['error']
 
 
 def test_commands_carry_each_phase_payload():
