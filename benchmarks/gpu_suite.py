@@ -106,8 +106,8 @@ flags.DEFINE_list('peer_settings', list(PEER_SETTINGS), 'train: settings also ti
                   'PyTorch peer (when torch is installed).')
 flags.DEFINE_integer('steps', None, 'train: timed steps per block (train_step.py default).')
 flags.DEFINE_integer('repeats', 3, 'train: timed blocks per setting.')
-flags.DEFINE_float('shard_mib', 15.0, 'generate: largest output shard.')
-flags.DEFINE_float('return_mib', 60.0, 'generate: all shards together (the device tool returns '
+flags.DEFINE_float('shard_mib', 15.5, 'generate: largest output shard.')
+flags.DEFINE_float('return_mib', 62.0, 'generate: all shards together (the device tool returns '
                    '<= 8 files, 64 MiB in all).')
 flags.DEFINE_string('python', None, 'rehearse: the GPU-like Python (default: '
                     'gpu_payload.gpu_like_python(); `current` for this interpreter and its '
