@@ -10,9 +10,11 @@ import pathlib
 
 import ml_collections
 
-from pix2pix_jax import config_checks, evaluation, report, train
+from pix2pix_jax import config_checks, evaluation, metrics, report, train
 
-_COLUMNS = (('l1', 'L1'), ('psnr', 'PSNR'), ('ssim', 'SSIM'), ('hp_l1', 'HP-L1'), ('lpips', 'LPIPS'))
+# Per-image metrics, shown as mean ± std; FID and KID are single values.
+_COLUMNS = tuple((name, metric.title) for name, metric in metrics.METRICS.items()
+                 if name not in ('fid', 'kid'))
 
 
 def comparison_table(rows: list[tuple[int, dict]]) -> str:

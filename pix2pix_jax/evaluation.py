@@ -33,7 +33,6 @@ from pix2pix_jax import sharding as sharding_lib
 from pix2pix_jax.data import folder, pipeline
 
 PIXEL_METRICS = ('l1', 'psnr', 'ssim', 'hp_l1')
-_TITLES = {'l1': 'L1', 'psnr': 'PSNR (dB)', 'ssim': 'SSIM', 'hp_l1': 'HP-L1', 'lpips': 'LPIPS'}
 # The PyTorch reference's results folder (test.py) holds N_fake_B.png next to N_real_A.png and
 # N_real_B.png: the output, and copies of the input and the target.
 GENERATED_SUFFIXES = ('_fake_B', '_fake_A', '_fake')
@@ -99,19 +98,20 @@ def _perceptual_scorers(config: ml_collections.ConfigDict):
 
 
 def format_table(results: dict) -> str:
-  """The metrics as a markdown table (mean / min / max / std), then FID and KID."""
+  """The metrics as a markdown table: mean / min / max / std of the per-image ones, then FID, KID."""
   lines = ['| metric | mean | min | max | std |', '|---|---|---|---|---|']
-  for name, title in _TITLES.items():
-    if name in results:
-      stats = results[name]
-      lines.append(f'| {title} | ' + ' | '.join(f'{stats[k]:.4f}' for k in ('mean', 'min', 'max', 'std'))
-                   + ' |')
-  if 'fid' in results:
-    lines.append(f'| FID | {results["fid"]:.2f} | | | |')
-  if 'kid' in results:
-    kid = results['kid']
-    title = f'KID (subsets of {kid["subset_size"]})' if 'subset_size' in kid else 'KID'
-    lines.append(f'| {title} | {kid["mean"]:.4f} | | | {kid["std"]:.4f} |')
+  for name, metric in metrics.METRICS.items():
+    if name not in results:
+      continue
+    stats = results[name]
+    if name == 'fid':
+      lines.append(f'| {metric.title} | {stats:.2f} | | | |')
+    elif name == 'kid':
+      title = f'KID (subsets of {stats["subset_size"]})' if 'subset_size' in stats else 'KID'
+      lines.append(f'| {title} | {stats["mean"]:.4f} | | | {stats["std"]:.4f} |')
+    else:
+      lines.append(f'| {metric.title} | ' +
+                   ' | '.join(f'{stats[k]:.4f}' for k in ('mean', 'min', 'max', 'std')) + ' |')
   return '\n'.join(lines)
 
 

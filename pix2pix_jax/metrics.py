@@ -10,9 +10,30 @@ may run float32 convolutions in TF32, which would cost SSIM its ~1e-6 agreement 
 scikit-image; elementwise arithmetic is exact float32 everywhere.
 """
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+
+class Metric(NamedTuple):
+  title: str  # As tables and the report print it.
+  lower_is_better: bool
+
+
+# Every metric the project reports, in the order tables list them: the per-image metrics of this
+# module, then LPIPS, FID and KID (pix2pix_jax/perceptual.py). Evaluation's log table, the
+# ablation table and the report all read their names here.
+METRICS = {
+    'l1': Metric('L1', True),
+    'psnr': Metric('PSNR (dB)', False),
+    'ssim': Metric('SSIM', False),
+    'hp_l1': Metric('HP-L1', True),
+    'lpips': Metric('LPIPS', True),
+    'fid': Metric('FID', True),
+    'kid': Metric('KID', True),
+}
 
 # SSIM constants of Wang et al. 2004, as scikit-image's `structural_similarity` with
 # `gaussian_weights=True`: an 11-tap Gaussian window (sigma 1.5 truncated at 3.5 sigma).
