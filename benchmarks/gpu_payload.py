@@ -283,7 +283,7 @@ def _visible_files(folder: pathlib.Path) -> list[pathlib.Path]:
 
 def _train_data(maps_dir) -> tuple[list, dict]:
   """(destination, source file) for the train and val splits of `maps_dir`, and their counts."""
-  from pix2pix_jax.data import folder  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from pix2pix_jax.data import images  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   if maps_dir is None:
     raise ValueError("phase 'train' needs maps_dir (a folder with train/ and val/)")
   items, counts = [], {}
@@ -292,7 +292,7 @@ def _train_data(maps_dir) -> tuple[list, dict]:
     if not split_dir.is_dir():
       raise FileNotFoundError(f'{split_dir} is not a folder: maps_dir needs train/ and val/')
     files = _visible_files(split_dir)
-    counts[split] = sum(p.suffix.lower() in folder.IMAGE_EXTENSIONS for p in files)
+    counts[split] = sum(p.suffix.lower() in images.IMAGE_EXTENSIONS for p in files)
     if not counts[split]:
       raise FileNotFoundError(f'{split_dir} holds no images')
     items += [(pathlib.Path('data', split, p.relative_to(split_dir)), p) for p in files]
@@ -303,9 +303,9 @@ def _encode_input(path: pathlib.Path, half: int, image_size: int) -> bytes:
   """The input half of an A|B file as evaluation sees it, as lossless WebP."""
   # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from PIL import Image
-  from pix2pix_jax.data import folder, pipeline
+  from pix2pix_jax.data import images, pipeline
   # pylint: enable=g-import-not-at-top,import-outside-toplevel
-  pair = folder.split_side_by_side(folder.load_rgb(str(path)), str(path))
+  pair = images.split_side_by_side(images.load_rgb(str(path)), str(path))
   encoded = io.BytesIO()
   Image.fromarray(pipeline.resize(pair[half], image_size)).save(encoded, format='WEBP',
                                                                  lossless=True)
@@ -314,7 +314,7 @@ def _encode_input(path: pathlib.Path, half: int, image_size: int) -> bytes:
 
 def _generate_data(eval_dir, direction: str, image_size: int) -> tuple[list, dict]:
   """(destination, WebP bytes) for every pair of `eval_dir`, and the count."""
-  from pix2pix_jax.data import folder  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from pix2pix_jax.data import images  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   if eval_dir is None:
     raise ValueError("phase 'generate' needs eval_dir (a folder of side-by-side A|B images)")
   if direction not in DIRECTIONS:
@@ -323,7 +323,7 @@ def _generate_data(eval_dir, direction: str, image_size: int) -> tuple[list, dic
   if not eval_dir.is_dir():
     raise FileNotFoundError(f'{eval_dir} is not a folder')
   files = [p for p in sorted(eval_dir.iterdir()) if p.is_file() and not p.name.startswith('.')
-           and p.suffix.lower() in folder.IMAGE_EXTENSIONS]
+           and p.suffix.lower() in images.IMAGE_EXTENSIONS]
   if not files:
     raise FileNotFoundError(f'{eval_dir} holds no images')
   stems = [p.stem for p in files]

@@ -30,7 +30,7 @@ from PIL import Image
 
 from pix2pix_jax import config_checks, inference, metrics, summary
 from pix2pix_jax import sharding as sharding_lib
-from pix2pix_jax.data import folder, pipeline
+from pix2pix_jax.data import folder, images, pipeline
 
 PIXEL_METRICS = ('l1', 'psnr', 'ssim', 'hp_l1')
 # The PyTorch reference's results folder (test.py) holds N_fake_B.png next to N_real_A.png and
@@ -58,9 +58,58 @@ _jitted_pixel_metrics = jax.jit(pixel_metrics)
 
 def evaluate_batch(network, batch: dict, rng: jax.Array, *, generator, train_mode: bool) -> dict:
   """Generates a batch and scores every image; returns uint8 outputs and per-image metrics."""
-  generated = inference.to_uint8(inference.generate(generator, network, batch['input'], rng,
+  generated = images.to_uint8(inference.generate(generator, network, batch['input'], rng,
                                                     train_mode))
   return {'generated': generated} | pixel_metrics(generated, batch['target'])
+
+
+def evaluate_batch_sums(network, batch: dict, rng: jax.Array, *, generator,
+                        train_mode: bool) -> dict:
+  """`evaluate_batch` with each metric summed over the batch's real (unpadded) examples."""
+  out = evaluate_batch(network, batch, rng, generator=generator, train_mode=train_mode)
+  real = batch['mask'] > 0
+  return {'generated': out['generated'], 'count': jnp.sum(real)} | {
+      name: jnp.sum(jnp.where(real, out[name], 0.0)) for name in PIXEL_METRICS}
+
+
+def evaluate_in_training(network, score_sums, source, config: ml_collections.ConfigDict,
+                         data_sharding, rng: jax.Array) -> tuple[dict, np.ndarray | None]:
+  """Training's periodic eval: the mean metrics of `evaluate`, and a panel of the first examples.
+
+  The per-image metrics are those of `--mode=evaluate` (on 8-bit outputs, under the same
+  `eval_*` names); FID, KID and LPIPS are left to it. `config.eval.num_examples` may limit the
+  examples scored.
+
+  Args:
+    network: the generator's state.
+    score_sums: `evaluate_batch_sums` jitted with the generator and the test-time behaviour.
+    source: the eval source.
+    config: the run's config.
+    data_sharding: how a batch is split over devices.
+    rng: the eval key (folded with the batch index).
+
+  Returns:
+    ({'eval_l1', 'eval_psnr', 'eval_ssim', 'eval_hp_l1': means}, the uint8 panel or None).
+  """
+  sums, panel = [], None
+  batches = pipeline.eval_batches(
+      source, config.data, batch_size=config.eval.batch_size, num_examples=config.eval.num_examples,
+      process_index=jax.process_index(), process_count=jax.process_count())
+  for index, host_batch in enumerate(batches):
+    host_batch.pop('file_name')
+    batch = sharding_lib.to_global(host_batch, data_sharding)
+    out = score_sums(network, batch, jax.random.fold_in(rng, index))
+    sums.append({k: v for k, v in out.items() if k != 'generated'})
+    if panel is None and config.eval.num_panel_images > 0:
+      gathered = multihost_utils.process_allgather(
+          {'input': batch['input'], 'generated': out['generated'], 'target': batch['target']},
+          tiled=True)
+      n = config.eval.num_panel_images
+      panel = summary.image_panel(gathered['input'][:n], gathered['generated'][:n],
+                                  gathered['target'][:n])
+  totals = jax.device_get(jax.tree.map(lambda *values: sum(values), *sums))
+  count = max(float(totals['count']), 1.0)
+  return {f'eval_{name}': float(totals[name]) / count for name in PIXEL_METRICS}, panel
 
 
 class _Panels:
@@ -337,10 +386,10 @@ def _targets_are_pairs(files: list[pathlib.Path], direction: str) -> bool:
 def _load_target(path: pathlib.Path, *, pairs: bool, direction: str,
                  size: int) -> tuple[np.ndarray | None, np.ndarray]:
   """(input or None, target) of a --targets file, resized as evaluation resizes."""
-  image = folder.load_rgb(path)
+  image = images.load_rgb(path)
   if not pairs:
     return None, pipeline.resize(image, size)
-  a, b = folder.split_side_by_side(image, path)
+  a, b = images.split_side_by_side(image, path)
   # The eval split's resize, then its choice of input and target by direction.
   pair = {'A': pipeline.resize(a, size), 'B': pipeline.resize(b, size)}
   pair = pipeline.preprocess_pair(pair, None, image_size=size, flip=False, direction=direction)
@@ -355,7 +404,7 @@ def _folder_targets(files: list[pathlib.Path], pairs: bool, data_config) -> Iter
   """The --targets files in natural order ('2.jpg' before '10.jpg'), decoded when loaded."""
   load = functools.partial(_load_target, pairs=pairs, direction=data_config.direction,
                            size=data_config.image_size)
-  files = sorted(files, key=lambda path: folder.natural_key(path.name))
+  files = sorted(files, key=lambda path: images.natural_key(path.name))
   for index, path in enumerate(files):
     yield path.name, index, functools.partial(load, path)
 
@@ -395,8 +444,8 @@ class _Matcher:
     self.matched += 1
     try:
       inputs, target = load()
-      generated = folder.load_rgb(path)
-    except folder.BadImageError as error:
+      generated = images.load_rgb(path)
+    except images.BadImageError as error:
       self.unreadable.append(str(error))
       return
     if generated.shape[:2] != (self._size, self._size):
@@ -419,7 +468,7 @@ class _Matcher:
   def warn(self) -> None:
     """One warning per kind of file left out or resized, naming the first few."""
     generated_dir, where = self._generated_dir, self._where
-    left = sorted((p.name for p in self.unmatched_generated.values()), key=folder.natural_key)
+    left = sorted((p.name for p in self.unmatched_generated.values()), key=images.natural_key)
     if left:
       logging.warning('%d generated image(s) in %s have no target in %s (not scored): %s',
                       len(left), generated_dir, where, folder.listed(left))

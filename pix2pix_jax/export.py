@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 
 from pix2pix_jax import inference
+from pix2pix_jax.data import images
 
 PLATFORMS = ('cpu', 'cuda')
 
@@ -39,10 +40,10 @@ def export_generator(config: ml_collections.ConfigDict, workdir: str, output_dir
   leaves, treedef = jax.tree.flatten(network)
   train_mode = config.eval.train_mode
 
-  def translate(weights, images, key):
+  def translate(weights, inputs, key):
     variables = jax.tree.unflatten(treedef, weights)
     # `key` is a raw threefry key (uint32[2]), as jax.random.PRNGKey makes.
-    return inference.to_uint8(inference.generate(generator, variables, images, key, train_mode))
+    return images.to_uint8(inference.generate(generator, variables, inputs, key, train_mode))
 
   size, channels = config.data.image_size, config.data.channels
   (batch,) = export.symbolic_shape('n')

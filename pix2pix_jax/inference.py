@@ -15,25 +15,8 @@ import numpy as np
 from PIL import Image
 
 from pix2pix_jax import checkpointing, models, train_state
-from pix2pix_jax.data import folder, pipeline
-
-
-def to_float(images: jax.Array) -> jax.Array:
-  """uint8 [0, 255] -> float32 [-1, 1] (on the device)."""
-  return images.astype(jnp.float32) / 127.5 - 1.0
-
-
-def to_uint8(images: jax.Array) -> jax.Array:
-  """float [-1, 1] -> uint8 [0, 255], rounded."""
-  return jnp.clip(jnp.round((images + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
-
-
-def apply_train_mode(module: nn.Module, params, batch_stats, x, rng=None):
-  """Train-mode forward pass; returns (output, updated batch_stats)."""
-  rngs = {'dropout': rng} if rng is not None else {}
-  out, updates = module.apply({'params': params, 'batch_stats': batch_stats}, x, train=True,
-                              rngs=rngs, mutable=['batch_stats'])
-  return out, updates.get('batch_stats', batch_stats)
+from pix2pix_jax.data import pipeline
+from pix2pix_jax.data import images as image_lib
 
 
 def generate(generator: nn.Module, network, inputs: jax.Array, rng: jax.Array,
@@ -51,12 +34,13 @@ def generate(generator: nn.Module, network, inputs: jax.Array, rng: jax.Array,
   """
   if isinstance(network, train_state.NetworkState):
     network = {'params': network.params, 'batch_stats': network.batch_stats}
-  images = to_float(inputs)
+  images = image_lib.to_float(inputs)
   if not train_mode:
     return generator.apply(network, images, train=False)
 
   def one(image, key):
-    return apply_train_mode(generator, network['params'], network['batch_stats'], image[None], key)[0][0]
+    return train_state.apply_train_mode(generator, network['params'], network['batch_stats'],
+                                        image[None], key)[0][0]
 
   return jax.vmap(one)(images, jax.random.split(rng, images.shape[0]))
 
@@ -104,13 +88,13 @@ def list_images(path: pathlib.Path) -> list[pathlib.Path]:
   if path.is_file():
     return [path]
   files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith('.'))
-  images = [p for p in files if p.suffix.lower() in folder.IMAGE_EXTENSIONS]
+  images = [p for p in files if p.suffix.lower() in image_lib.IMAGE_EXTENSIONS]
   skipped = [p.name for p in files if p not in images]
   if skipped:
     logging.warning('Skipping %d non-image file(s) in %s: %s', len(skipped), path, skipped[:10])
   if not images:
     raise FileNotFoundError(f'no image files in --input {path} (extensions: '
-                            f'{" ".join(folder.IMAGE_EXTENSIONS)})')
+                            f'{" ".join(image_lib.IMAGE_EXTENSIONS)})')
   return images
 
 
@@ -137,7 +121,7 @@ def predict(config: ml_collections.ConfigDict, workdir: str, input_path: str, ou
   files = list_images(pathlib.Path(input_path).expanduser())
   generator, network, step = restore_trained_generator(config, workdir, step)
   size = config.data.image_size
-  translate = jax.jit(lambda x, rng: to_uint8(generate(generator, network, x, rng,
+  translate = jax.jit(lambda x, rng: image_lib.to_uint8(generate(generator, network, x, rng,
                                                        config.eval.train_mode)))
   rng = jax.random.PRNGKey(config.seed)
   output = pathlib.Path(output_dir).expanduser()
@@ -145,11 +129,11 @@ def predict(config: ml_collections.ConfigDict, workdir: str, input_path: str, ou
   written = []
   for index, path in enumerate(files):
     try:
-      image = folder.load_rgb(path)
+      image = image_lib.load_rgb(path)
       if pairs:
-        a, b = folder.split_side_by_side(image, path)
+        a, b = image_lib.split_side_by_side(image, path)
         image = a if config.data.direction == 'AtoB' else b
-    except folder.BadImageError as error:
+    except image_lib.BadImageError as error:
       logging.warning('Skipping %s: %s', path, error)
       continue
     height, width = image.shape[:2]

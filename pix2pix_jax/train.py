@@ -4,15 +4,10 @@ This is the only module that jits and writes to the workdir. Data flows one way:
 main -> train -> (data, models, losses, train_state, checkpointing).
 """
 
-import collections
 import functools
-import itertools
 import json
 import logging
 import pathlib
-import signal
-import threading
-import time
 
 from clu import parameter_overview
 import flax.linen as nn
@@ -23,10 +18,10 @@ import ml_collections
 import numpy as np
 import optax
 
-from pix2pix_jax import checkpointing, config_checks, inference, losses, models, runtime, summary
-from pix2pix_jax import train_state
+from pix2pix_jax import checkpointing, config_checks, evaluation, losses, models, plumbing
+from pix2pix_jax import runtime, summary, train_state
 from pix2pix_jax import sharding as sharding_lib
-from pix2pix_jax.data import device_data, pipeline
+from pix2pix_jax.data import device_data, images, pipeline
 
 LOSS_NAMES = ('g_total', 'g_gan', 'g_l1', 'd_total', 'd_real', 'd_fake')
 
@@ -62,16 +57,17 @@ def train_step(state: train_state.TrainState, batch: dict, *, generator: nn.Modu
     (new state, metrics): the six losses, mean D outputs on real and fake, and the learning rate.
   """
   step_rng = jax.random.fold_in(state.rng, state.step)
-  inputs, targets = inference.to_float(batch['input']), inference.to_float(batch['target'])
+  inputs, targets = images.to_float(batch['input']), images.to_float(batch['target'])
   g, d = state.generator, state.discriminator
 
   def run_generator(params):
-    return inference.apply_train_mode(generator, params, g.batch_stats, inputs, step_rng)
+    return train_state.apply_train_mode(generator, params, g.batch_stats, inputs, step_rng)
 
   fake, generator_vjp, g_batch_stats = jax.vjp(run_generator, g.params, has_aux=True)
 
   def run_discriminator(params, batch_stats, outputs):
-    return inference.apply_train_mode(discriminator, params, batch_stats, jnp.concatenate([inputs, outputs], axis=-1))
+    pairs = jnp.concatenate([inputs, outputs], axis=-1)
+    return train_state.apply_train_mode(discriminator, params, batch_stats, pairs)
 
   def d_loss_fn(params):
     # Fake first, then real, each its own BatchNorm call, as the reference's backward_D.
@@ -172,29 +168,6 @@ def next_call_end(step: int, config: ml_collections.ConfigDict, num_train_steps:
   return min([step + config.steps_per_call, num_train_steps] + [(step // p + 1) * p for p in periods])
 
 
-def eval_step(network: train_state.NetworkState, batch: dict, rng: jax.Array, *,
-              generator: nn.Module, train_mode: bool) -> dict:
-  """Generates a padded eval batch; returns the L1 sum (images in [0, 1]) over real examples."""
-  generated = inference.generate(generator, network, batch['input'], rng, train_mode)
-  per_example = jnp.mean(jnp.abs(generated - inference.to_float(batch['target'])), axis=(1, 2, 3)) / 2
-  return {'l1_sum': jnp.sum(per_example * batch['mask']), 'count': jnp.sum(batch['mask']),
-          'generated': inference.to_uint8(generated)}
-
-
-def prefetch_to_device(iterator, sharding: jax.sharding.Sharding, size: int = 2):
-  """Keeps `size` batches in flight to the devices (as global arrays) ahead of the step."""
-  queue = collections.deque()
-
-  def enqueue(n):
-    for batch in itertools.islice(iterator, n):
-      queue.append(sharding_lib.to_global(batch, sharding))
-
-  enqueue(size)
-  while queue:
-    yield queue.popleft()
-    enqueue(1)
-
-
 def check_finite(history: list[dict], first_step: int) -> None:
   """Raises FloatingPointError naming the first step and loss that is not finite.
 
@@ -207,114 +180,6 @@ def check_finite(history: list[dict], first_step: int) -> None:
       logging.warning('step %d: non-finite loss (%s): update skipped', first_step + offset, ', '.join(bad))
     elif bad:
       raise FloatingPointError(f'non-finite loss at step {first_step + offset}: {", ".join(bad)}')
-
-
-class StopRequest:
-  """SIGTERM / SIGINT (preemption, Ctrl-C): finish the step, checkpoint it, exit cleanly.
-
-  A second SIGINT interrupts at once. With several processes, SIGTERM is left to JAX's
-  preemption notifier and the stop step comes from Orbax's preemption sync point, so every
-  process checkpoints the same step; a Ctrl-C on any process is agreed at the next log step.
-  """
-
-  def __init__(self):
-    self.signal_name, self._previous = None, {}
-
-  def __enter__(self):
-    signals = [signal.SIGINT] + ([signal.SIGTERM] if jax.process_count() == 1 else [])
-    if threading.current_thread() is threading.main_thread():  # Python only allows it there.
-      for signum in signals:
-        self._previous[signum] = signal.signal(signum, self._handle)
-    return self
-
-  def __exit__(self, *exc):
-    for signum, handler in self._previous.items():
-      signal.signal(signum, handler)
-
-  def _handle(self, signum, frame):
-    if self.signal_name and signum == signal.SIGINT:
-      raise KeyboardInterrupt
-    self.signal_name = signal.Signals(signum).name
-    logging.warning('%s received: stopping after this step with a checkpoint (again with SIGINT '
-                    'to stop at once)', self.signal_name)
-
-  def requested(self, manager, step: int, agree_now: bool = True) -> bool:
-    """Whether to stop after `step`; `agree_now` allows a cross-process check (a host sync)."""
-    if jax.process_count() == 1:
-      return self.signal_name is not None
-    if manager.reached_preemption(step):
-      self.signal_name = self.signal_name or 'SIGTERM'
-      return True
-    if agree_now and np.any(multihost_utils.process_allgather(np.int32(self.signal_name is not None))):
-      self.signal_name = self.signal_name or 'SIGINT'
-      return True
-    return False
-
-
-def _check_writable(workdir: pathlib.Path) -> None:
-  """Fails at start, naming the workdir, if it cannot be created or written."""
-  probe = workdir / f'.write_test.{jax.process_index()}'  # One per process: no race.
-  try:
-    workdir.mkdir(parents=True, exist_ok=True)
-    probe.write_bytes(b'pix2pix_jax')
-    probe.unlink()
-  except OSError as error:
-    raise OSError(f'cannot write to --workdir {workdir}: {error}') from error
-
-
-class Progress:
-  """Steps/s, the share of time spent waiting for input batches, and an ETA for the log line.
-
-  The loop never waits for the device except when metrics are fetched, so time blocked in
-  `next(batches)` is time the input pipeline (not the device) held training up.
-  """
-
-  def __init__(self, start_step: int, num_train_steps: int):
-    self.num_train_steps = num_train_steps
-    self.last_step, self.last_time, self.data_wait = start_step, time.perf_counter(), 0.0
-
-  def next_batch(self, batches):
-    start = time.perf_counter()
-    batch = next(batches)
-    self.data_wait += time.perf_counter() - start
-    return batch
-
-  def update(self, step: int) -> tuple[float, float, str]:
-    """Returns (steps/s, data-wait fraction, ETA) since the last call."""
-    now = time.perf_counter()
-    elapsed = max(now - self.last_time, 1e-9)
-    rate, wait = (step - self.last_step) / elapsed, self.data_wait / elapsed
-    self.last_step, self.last_time, self.data_wait = step, now, 0.0
-    eta = (self.num_train_steps - step) / max(rate, 1e-9)
-    return rate, wait, (time.strftime('%H:%M:%S', time.gmtime(eta)) if eta < 86400
-                        else f'{eta / 86400:.1f}d')
-
-
-def evaluate_in_training(state, eval_fn, eval_source, config, data_sharding, rng):
-  """Eval L1 over the eval split and the image panel of its first examples.
-
-  Returns:
-    ({'eval_l1': mean L1 on [0, 1] images}, panel uint8 (rows of [input | generated | target])).
-  """
-  sums, counts, panel = [], [], None
-  batches = pipeline.eval_batches(
-      eval_source, config.data, batch_size=config.eval.batch_size,
-      num_examples=config.eval.num_examples, process_index=jax.process_index(),
-      process_count=jax.process_count())
-  for index, host_batch in enumerate(batches):
-    host_batch.pop('file_name')
-    batch = sharding_lib.to_global(host_batch, data_sharding)
-    out = eval_fn(state.generator, batch, jax.random.fold_in(rng, index))
-    sums.append(out['l1_sum'])
-    counts.append(out['count'])
-    if panel is None and config.eval.num_panel_images > 0:
-      gathered = multihost_utils.process_allgather(
-          {'input': batch['input'], 'generated': out['generated'], 'target': batch['target']}, tiled=True)
-      n = config.eval.num_panel_images
-      panel = summary.image_panel(gathered['input'][:n], gathered['generated'][:n],
-                                  gathered['target'][:n])
-  total, count = jax.device_get((sum(sums), sum(counts)))
-  return {'eval_l1': float(total) / max(float(count), 1.0)}, panel
 
 
 def create_train_functions(config: ml_collections.ConfigDict, steps_per_epoch: int,
@@ -375,14 +240,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   """
   config_checks.validate_config(config, jax.device_count())
   # Signals are caught from here on: a SIGTERM during start-up stops after the first step.
-  with StopRequest() as stop:
+  with plumbing.StopRequest() as stop:
     return _train(config, pathlib.Path(workdir), stop)
 
 
 def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
-           stop: StopRequest) -> train_state.TrainState:
+           stop: plumbing.StopRequest) -> train_state.TrainState:
   """The body of `train_and_evaluate`, once the config is valid and signals are caught."""
-  _check_writable(workdir)
+  plumbing.check_writable(workdir)
   replicated, data_sharding = sharding_lib.data_parallel_shardings()
 
   train_source, eval_source = create_sources(config)
@@ -426,7 +291,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
                                      seed=config.seed, process_index=jax.process_index(),
                                      process_count=jax.process_count())
     pipeline.check_batch(dataset[start_step], config)  # Before the step compiles.
-    batches = prefetch_to_device(pipeline.train_iterator(dataset, start_step, config.data), data_sharding)
+    batches = plumbing.prefetch_to_device(pipeline.train_iterator(dataset, start_step, config.data), data_sharding)
     batch_fn, data_in_sharding = None, data_sharding
 
   @functools.cache
@@ -435,11 +300,12 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
                          in_shardings=(replicated, data_in_sharding),
                          out_shardings=(replicated, replicated))
 
-  eval_fn = jax.jit(functools.partial(eval_step, generator=generator, train_mode=config.eval.train_mode),
+  eval_fn = jax.jit(functools.partial(evaluation.evaluate_batch_sums, generator=generator,
+                                      train_mode=config.eval.train_mode),
                     in_shardings=(replicated, data_sharding, replicated))
   eval_rng = jax.random.fold_in(rng, 0x5eed)
   writer = summary.SummaryWriter(workdir)
-  progress = Progress(start_step, num_train_steps)
+  progress = plumbing.Progress(start_step, num_train_steps)
   history = []  # Step metrics still on the device: fetched only when written.
 
   def flush_metrics(step):
@@ -461,10 +327,12 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
     history.clear()
 
   def evaluate(step):
-    eval_metrics, panel = evaluate_in_training(state, eval_fn, eval_source, config, data_sharding,
-                                               eval_rng)
+    eval_metrics, panel = evaluation.evaluate_in_training(state.generator, eval_fn, eval_source,
+                                                          config, data_sharding, eval_rng)
     writer.write_scalars(step, eval_metrics)
-    logging.info('step %d eval L1 (images in [0, 1]): %.4f', step, eval_metrics['eval_l1'])
+    logging.info('step %d eval (images in [0, 1], 8-bit outputs): L1 %.4f, PSNR %.2f dB, SSIM '
+                 '%.4f', step, eval_metrics['eval_l1'], eval_metrics['eval_psnr'],
+                 eval_metrics['eval_ssim'])
     if panel is not None:
       writer.write_images(step, {'eval_panel': panel})
       if jax.process_index() == 0:

@@ -22,6 +22,18 @@ class NetworkState:
   opt_state: Any
 
 
+def apply_train_mode(module: nn.Module, params, batch_stats, x, rng=None):
+  """A network's train-mode forward pass; returns (output, updated batch_stats).
+
+  Train mode: dropout with `rng` (if given) and BatchNorm with the batch's own statistics, as the
+  train step runs both networks and the paper's test time runs the generator.
+  """
+  rngs = {'dropout': rng} if rng is not None else {}
+  out, updates = module.apply({'params': params, 'batch_stats': batch_stats}, x, train=True,
+                              rngs=rngs, mutable=['batch_stats'])
+  return out, updates.get('batch_stats', batch_stats)
+
+
 @flax.struct.dataclass
 class TrainState:
   step: jax.Array  # int32 scalar: optimizer updates done so far.

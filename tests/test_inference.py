@@ -12,6 +12,7 @@ import pytest
 
 from configs import test as test_config
 from pix2pix_jax import export, inference
+from pix2pix_jax.data import images as image_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -79,7 +80,7 @@ def test_export_reloads_in_a_fresh_process(trained_workdir, tmp_path, train_mode
   np.save(tmp_path / 'images.npy', images)
   generator, network, _ = inference.restore_trained_generator(config, str(trained_workdir))
   key = np.array([7, 0], np.uint32)  # What load_generator(seed=7) uses for its first call.
-  expected = np.asarray(jax.jit(lambda x: inference.to_uint8(
+  expected = np.asarray(jax.jit(lambda x: image_lib.to_uint8(
       inference.generate(generator, network, x, key, train_mode)))(images))
   code = ('import sys, numpy as np\n'
           'from pix2pix_jax.serving import load_generator\n'

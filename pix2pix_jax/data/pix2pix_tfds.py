@@ -34,7 +34,6 @@ import dataclasses
 import hashlib
 import io
 import pathlib
-import re
 import socket
 import tarfile
 import time
@@ -46,6 +45,8 @@ import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
+from pix2pix_jax.data import images
+
 # 'full': every manifest file of the config's splits is present and matches, and every image
 #   present is in the manifest. 'present': every image present is in the manifest and matches;
 #   missing files are allowed (partial copies). 'off': nothing is checked (resized copies).
@@ -56,7 +57,6 @@ _VERIFY_STRENGTH = {'off': 0, 'present': 1, 'full': 2}
 
 URL_TEMPLATE = 'http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{}.tar.gz'
 _MANIFEST_DIR = pathlib.Path(__file__).resolve().parent / 'checksums'
-_IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png')
 _ARCHIVE_SUFFIXES = ('.tar.gz', '.tgz', '.tar')
 # Level 1 encodes a 600² maps half ~3× faster than PIL's default level 6 at about the same size
 # (measured: 1.05 vs 1.09 MB per pair); decoding speed is the same.
@@ -121,15 +121,6 @@ def _accepted_layouts(name: str, splits: Sequence[str]) -> str:
           "for maps with verify='off')")
 
 
-def natural_key(file_name: str) -> tuple:
-  """Sort key putting 'val/2.jpg' before 'val/10.jpg'."""
-  return tuple(int(t) if t.isdigit() else t for t in re.split(r'(\d+)', file_name))
-
-
-def _is_image(file_name: str) -> bool:
-  return not file_name.startswith('.') and file_name.lower().endswith(_IMAGE_SUFFIXES)
-
-
 @dataclasses.dataclass(frozen=True)
 class Source:
   """Where a dataset's side-by-side images are: an extracted folder or a tar archive.
@@ -161,8 +152,8 @@ class Source:
       split_dir = self.path / split
       if not split_dir.is_dir():
         continue
-      for path in sorted(split_dir.iterdir(), key=lambda p: natural_key(p.name)):
-        if _is_image(path.name) and path.is_file():
+      for path in sorted(split_dir.iterdir(), key=lambda p: images.natural_key(p.name)):
+        if images.is_image_name(path.name) and path.is_file():
           yield f'{split}/{path.name}', path.read_bytes
 
   def _iter_tar(self):
@@ -177,7 +168,7 @@ class Source:
     parts = [p for p in member_name.split('/') if p not in ('', '.')]
     if len(parts) == 3 and parts[0] == self.name:
       parts = parts[1:]
-    if len(parts) == 2 and parts[0] in self.splits and _is_image(parts[1]):
+    if len(parts) == 2 and parts[0] in self.splits and images.is_image_name(parts[1]):
       return '/'.join(parts)
     return None
 
@@ -274,14 +265,15 @@ def _listing(title: str, items: Sequence[str]) -> str:
 
 
 def split_pair(image: Image.Image, file_name: str) -> tuple[Image.Image, Image.Image]:
-  """Splits a side-by-side image into its (left, right) halves = (A, B).
+  """Splits a side-by-side image into its (left, right) halves = (A, B), as folder datasets do.
 
   Raises:
-    ValueError: naming `file_name` if the image is not exactly twice as wide as high.
+    ValueError: naming `file_name` if the image is not exactly twice as wide as high (the
+      authors' datasets are pairs of square halves).
   """
   check_pair_size(image.size, file_name)
-  width, height = image.size
-  return image.crop((0, 0, width // 2, height)), image.crop((width // 2, 0, width, height))
+  return tuple(Image.fromarray(half) for half in images.split_side_by_side(np.asarray(image),
+                                                                           file_name))
 
 
 def check_pair_size(size: tuple[int, int], file_name: str) -> None:
@@ -424,7 +416,7 @@ class Pix2pix(tfds.core.GeneratorBasedBuilder):
         bad_size.append(problem)
     missing = []
     if manifest is not None and self._verify == 'full':
-      missing = sorted(set(manifest) - set(found), key=natural_key)
+      missing = sorted(set(manifest) - set(found), key=images.natural_key)
     if mismatched or unknown or missing:
       raise self._verification_error(source, missing, mismatched, unknown)
     if bad_size:
@@ -440,7 +432,7 @@ class Pix2pix(tfds.core.GeneratorBasedBuilder):
           f'pix2pix/{name}: {source} has no images for split(s) {empty}; this dataset has splits '
           f'{list(self.builder_config.splits)}. Accepted layouts:\n'
           f'{_accepted_layouts(name, self.builder_config.splits)}')
-    return {split: sorted(names, key=natural_key) for split, names in by_split.items()}
+    return {split: sorted(names, key=images.natural_key) for split, names in by_split.items()}
 
   def _verification_error(self, source, missing, mismatched, unknown) -> VerificationError:
     problems = [_listing(title, items) for title, items in (
