@@ -1,6 +1,9 @@
-"""Tiny CPU config for tests and CI: seconds per run.
+"""Tiny CPU config for tests and CI: 32×32, 8 filters, 4 steps of batch 2 on synthetic maps.
 
   python main.py --config=configs/test.py --workdir=/tmp/test
+
+Checks wiring, not quality: a run compiles and trains in seconds (the step: 2.8 ms on the 2-core
+development CPU, benchmarks/README.md); eval L1 stays near its untrained 0.16.
 """
 
 from configs import default
