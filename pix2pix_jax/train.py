@@ -1,7 +1,10 @@
-"""pix2pix training: the jitted step and the `train_and_evaluate` driver.
+"""pix2pix training: the jitted step and the `train_and_evaluate` loop.
 
-This is the only module that jits and writes to the workdir. Data flows one way:
-main -> train -> (data, models, losses, train_state, checkpointing).
+`train_step` is one iteration of the paper's algorithm (G forward, D update, G update against the
+updated D); `train_and_evaluate` runs it for the config's steps, evaluates, logs and checkpoints
+along the way, and resumes from the latest checkpoint. Process plumbing (stop requests, progress,
+prefetch, the write probe) is in plumbing.py, the periodic eval in evaluation.py. Data flows one
+way: main -> train -> (data, models, losses, train_state, evaluation, checkpointing).
 """
 
 import functools
