@@ -62,7 +62,7 @@ WHEELS = (
     # folder sources.
     'array-record==0.8.6',
     'portpicker==1.6.0',  # 16,613 B. `import grain` imports it (process_prefetch.py).
-    'tensorboardX==2.6.5',  # 87,510 B. summary.py writes event files; report.py reads them.
+    'tensorboardX==2.6.5',  # 87,510 B. summary.py writes the event files.
 )
 
 # Mirrors the GPU image's packages (/work/.library/device/KINDS.md, "Python packages already

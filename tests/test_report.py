@@ -1,4 +1,4 @@
-"""The run report: event files read without TensorFlow, the page's content, and a real browser."""
+"""The run report: event files, charts, the page's content, and the page in a real browser."""
 
 import fcntl
 import json
@@ -7,6 +7,7 @@ import os
 import re
 import select
 import shutil
+import struct
 import subprocess
 import tempfile
 import time
@@ -16,7 +17,7 @@ import pytest
 import tensorboardX
 from PIL import Image
 
-from pix2pix_jax import report
+from pix2pix_jax import metrics, report
 
 LOSS_TAGS = ('train_g_total', 'train_g_gan', 'train_g_l1', 'train_d_total', 'train_d_real',
              'train_d_fake', 'train_d_real_output', 'train_d_fake_output')
@@ -162,27 +163,45 @@ def test_read_scalars_no_event_files(tmp_path):
   assert report.read_scalars(tmp_path) == {}
 
 
+def record_offsets(raw):
+  """The start of each TFRecord in `raw`: uint64 length, uint32 CRC, data, uint32 CRC."""
+  offsets, offset = [], 0
+  while offset < len(raw):
+    offsets.append(offset)
+    offset += 8 + 4 + struct.unpack('<Q', raw[offset:offset + 8])[0] + 4
+  return offsets
+
+
 def test_read_scalars_torn_and_corrupt_files(tmp_path):
   writer = tensorboardX.SummaryWriter(str(tmp_path))
   for step in range(5):
     writer.add_scalar('loss', float(step), step)
   writer.close()
   (path,) = report.event_files(tmp_path)
-  records = list(report.read_records(path))
-  assert len(records) == 6  # The file-version event, then one per scalar.
-  raw = bytearray(path.read_bytes())
-  # Flip a byte of the last record's data: that record is skipped, the others are read.
-  last_data_start = len(raw) - 4 - len(records[-1])
-  raw[last_data_start + 2] ^= 0xff
-  path.write_bytes(bytes(raw))
+  raw = path.read_bytes()
+  offsets = record_offsets(raw)
+  assert len(offsets) == 6  # The file-version event, then one per scalar.
+
+  def corrupt(record):
+    flipped = bytearray(raw)
+    flipped[offsets[record] + 12 + 2] ^= 0xff  # A byte of the record's data: its CRC fails.
+    return bytes(flipped)
+
+  # A bad record ends the file (as in TensorBoard): the records before it are read.
+  path.write_bytes(corrupt(5))
   assert report.read_scalars(tmp_path) == {'loss': [(0, 0.0), (1, 1.0), (2, 2.0), (3, 3.0)]}
+  path.write_bytes(corrupt(3))
+  assert report.read_scalars(tmp_path) == {'loss': [(0, 0.0), (1, 1.0)]}
   # A writer killed mid-record leaves a torn tail: everything before it is read.
-  path.write_bytes(bytes(raw[:-7]))
+  path.write_bytes(raw[:-7])
   assert report.read_scalars(tmp_path) == {'loss': [(0, 0.0), (1, 1.0), (2, 2.0), (3, 3.0)]}
 
 
 def test_tensor_scalars(tmp_path):
-  """TF2-style scalars (a 0-d float tensor) are read too; other tensors are not."""
+  """TF2-style scalars (a 0-d float tensor) are read too; other tensors are not.
+
+  TF2 writers name the plugin in a tag's first value only; the later values are still scalars.
+  """
   from tensorboardX.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
   metadata = summary_pb2.SummaryMetadata(
       plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name='scalars'))
@@ -194,12 +213,31 @@ def test_tensor_scalars(tmp_path):
       summary_pb2.Summary.Value(tag='vector', metadata=metadata, tensor=tensor_pb2.TensorProto(
           dtype=types_pb2.DT_FLOAT, float_val=[3.5], tensor_shape=tensor_shape_pb2.TensorShapeProto(
               dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=4)]))),
+      summary_pb2.Summary.Value(tag='other_plugin', tensor=tensor_pb2.TensorProto(
+          dtype=types_pb2.DT_FLOAT, float_val=[4.5]), metadata=summary_pb2.SummaryMetadata(
+              plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name='histograms'))),
   ]
   writer = tensorboardX.SummaryWriter(str(tmp_path))
   file_writer = writer._get_file_writer()  # pylint: disable=protected-access
   file_writer.add_summary(summary_pb2.Summary(value=values), 3)
+  file_writer.add_summary(summary_pb2.Summary(value=[summary_pb2.Summary.Value(
+      tag='f32', tensor=tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[0.5]))]), 4)
   writer.close()
-  assert report.read_scalars(tmp_path) == {'f32': [(3, 1.5)], 'f64': [(3, 2.5)]}
+  assert report.read_scalars(tmp_path) == {'f32': [(3, 1.5), (4, 0.5)], 'f64': [(3, 2.5)]}
+
+
+# ----------------------------------------------------------------------------------------------
+# Charts
+
+
+def chart_pixels(page, report_dir, title):
+  """The RGB pixels of the chart titled `title` on the page."""
+  (source,) = re.findall(rf'<img class="chart" src="([^"]+)" alt="{re.escape(title)}">', page)
+  return np.asarray(Image.open(report_dir / source).convert('RGB')).astype(np.int32)
+
+
+def count_color(pixels, color, tolerance=12):
+  return int(np.all(np.abs(pixels - np.array(color)) <= tolerance, axis=-1).sum())
 
 
 def test_non_finite_and_single_point_series(tmp_path):
@@ -215,35 +253,51 @@ def test_non_finite_and_single_point_series(tmp_path):
   assert all(same(a, b) for (_, a), b in zip(scalars['train_g_total'],
                                              [1.0, math.nan, 2.0, math.inf, 3.0]))
   page = report.write_report(tmp_path).read_text()
-  assert '2 non-finite values skipped' in page
+  assert 'Generator losses <span class="muted">(2 non-finite values skipped)' in page
   assert '2 non-finite values skipped)</span></figcaption><p class="muted">no finite values' in page
   assert '<tr><th>logged_once</th><td>5</td><td>nan</td></tr>' in page
-  assert 'nan' not in ' '.join(re.findall(r'<path d="([^"]*)"', page)).lower()
-  # The single eval point has a marker and a non-degenerate axis.
-  assert re.search(r'<circle cx="[\d.]+" cy="[\d.]+" r="2.6" fill="#ff7f0e"/>', page)
+  assert page.count('<img class="chart"') == 2
+  # The single eval point is drawn (as a marker, in the eval line's colour C1, orange).
+  pixels = chart_pixels(page, tmp_path / 'report', 'L1, images in [0, 1]')
+  assert count_color(pixels, (255, 127, 14)) > 20
 
 
 def test_chart_axes():
-  svg, skipped = report.line_chart_svg(
+  figure, skipped = report.line_chart(
       [('a', [(0, 0.1), (50000, 0.5)]), ('b', [(0, 100.0), (50000, 3.0)])], allow_log=True)
-  assert skipped == 0
-  labels = re.findall(r'>([^<>]+)</text>', svg)
-  assert {'0', '10k', '50k', 'log scale', 'a', 'b', 'step'} <= set(labels)
-  assert {'0.1', '1', '10', '100'} <= set(labels)  # Decades of the log axis.
-  svg, _ = report.line_chart_svg([('lr', [(0, 2e-4), (100, 1e-4), (200, 0.0)])])
-  labels = re.findall(r'>([^<>]+)</text>', svg)
-  assert {'0.0', '1.0', '2.0', '×10⁻⁴'} <= set(labels)
-  assert report.line_chart_svg([('x', [(0, math.nan)])]) == ('', 1)
+  figure.canvas.draw()
+  (axes,) = figure.axes
+  assert skipped == 0 and axes.get_yscale() == 'log'
+  assert {'0', '10k', '50k'} <= {t.get_text() for t in axes.get_xticklabels()}
+  assert {'0.1', '1', '10', '100'} <= {t.get_text() for t in axes.get_yticklabels()}
+  assert [t.get_text() for t in figure.legends[0].get_texts()] == ['a', 'b']
+  # Two decades or less: 1-2-5 ticks, so that the axis has labels between its decades.
+  figure, _ = report.line_chart([('c', [(0, 0.15), (1, 8.0)])], allow_log=True)
+  figure.canvas.draw()
+  assert {'0.2', '0.5', '1', '2', '5'} <= {t.get_text() for t in figure.axes[0].get_yticklabels()}
+  # Linear: a narrow span, values not all positive, or no log allowed.
+  for series, allow_log in (([(0, 1.0), (1, 40.0)], True), ([(0, 0.0), (1, 100.0)], True),
+                            ([(0, 0.01), (1, 100.0)], False)):
+    assert report.line_chart([('x', series)], allow_log=allow_log)[0].axes[0].get_yscale() == (
+        'linear')
+  figure, _ = report.line_chart([('lr', [(0, 2e-4), (100, 1e-4), (200, 0.0)])])
+  figure.canvas.draw()
+  assert '10^{-4}' in figure.axes[0].yaxis.get_offset_text().get_text().replace('\u2212', '-')
+  assert report.line_chart([('x', [(0, math.nan)])]) == (None, 1)
 
 
-def test_long_series_keep_their_envelope():
+def test_long_series_keep_their_envelope(tmp_path):
+  """100k points are drawn without decimation, and a one-step spike stays visible."""
   points = [(step, 1.0 + (step % 7) / 100) for step in range(100_000)]
   points[54_321] = (54_321, 9.0)
-  kept = report._decimate(points)  # pylint: disable=protected-access
-  assert len(kept) <= 1202 and kept == sorted(kept)
-  assert {(0, 1.0), (54_321, 9.0), points[-1]} <= set(kept)
-  svg, _ = report.line_chart_svg([('x', points)])
-  assert svg.count(' L') < 1202 and '>0</text>' in svg and '>80k</text>' in svg
+  figure, _ = report.line_chart([('x', points)])
+  assert len(figure.axes[0].lines[0].get_xdata()) == 100_000
+  figure.savefig(tmp_path / 'long.png', dpi=100)
+  pixels = np.asarray(Image.open(tmp_path / 'long.png').convert('RGB')).astype(np.int32)
+  x, y = figure.axes[0].transData.transform((54_321, 9.0))
+  column = pixels[:, int(round(x)) - 2:int(round(x)) + 3]  # Pixel rows count from the top.
+  blue = np.nonzero(np.all(np.abs(column - np.array((31, 119, 180))) <= 40, axis=-1))[0]
+  assert blue.size and abs(blue.min() - (pixels.shape[0] - y)) <= 3
 
 
 # ----------------------------------------------------------------------------------------------
@@ -256,35 +310,51 @@ def test_report_content(run_dir):
   page = path.read_text()
   for text in ('0.1234', '0.0512', '0.2468', '0.0201', '22.35', '0.4567', '0.0789', '0.3111',
                '42.17', '0.0123 ± 0.0011', '1,098', 'BtoA', 'val', '1,500',
-               'paper (dropout on, per-image batch statistics)', 'PSNR (dB)', 'LPIPS', 'FID',
-               'KID'):
+               'paper (dropout on, per-image batch statistics)', 'L1 ↓', 'PSNR (dB) ↑', 'SSIM ↑',
+               'LPIPS ↓', 'FID ↓', 'KID ↓'):
     assert text in page, text
+  # Titles come from the project's one metric table.
+  assert f'<th>{metrics.METRICS["hp_l1"].title} ↓</th>' in page and 'High-pass' not in page
+  assert 'L1 0.1101' in page  # A panel's caption.
   assert re.search(r'<th>mean</th><th>min</th><th>max</th><th>std</th>', page)
-  assert page.count('<svg class="chart"') == 6
-  for title in ('Generator losses', 'Discriminator losses', 'L1, images in [0, 1]',
-                'Discriminator outputs', 'Learning rate', 'Throughput'):
-    assert f'<figcaption>{title}' in page
+  charts = re.findall(r'<figcaption>([^<]+)</figcaption><img class="chart" src="([^"]+)"', page)
+  assert [title for title, _ in charts] == [
+      'Generator losses', 'Discriminator losses', 'L1, images in [0, 1]',
+      'Discriminator outputs', 'Learning rate', 'Throughput']
+  for _, source in charts:
+    with Image.open(path.parent / source) as chart:
+      assert chart.format == 'PNG' and chart.width > 600
   assert '3 event files, last logged step 1,500' in page
   # A tag logged once is a table row, not a chart.
   assert '<tr><th>eval_psnr</th><td>1,500</td><td>22.50</td></tr>' in page
   assert '<a href="per_image.csv">' in page and (path.parent / 'per_image.csv').is_file()
 
 
-def test_report_images_are_self_contained(run_dir):
+def test_report_curves(run_dir):
+  """The L1 chart is on a log axis (its curves span 50×) and shows the resumed run's values."""
+  workdir, _, _, path = run_dir
+  pixels = chart_pixels(path.read_text(), path.parent, 'L1, images in [0, 1]')
+  for color in ((31, 119, 180), (255, 127, 14)):  # train (C0) and eval (C1).
+    assert count_color(pixels, color) > 200, color
+  figure, _ = report.line_chart(
+      [(label, [(s, v * scale) for s, v in report.read_scalars(workdir)[tag]])
+       for tag, label, scale in report.CHARTS[2][1]], allow_log=report.CHARTS[2][2])
+  assert figure.axes[0].get_yscale() == 'log'
+
+
+def test_report_is_self_contained(run_dir):
   workdir, _, _, path = run_dir
   page = path.read_text()
-  sources = re.findall(r'<img src="([^"]+)"', page)
-  assert len(sources) == 4
-  for source in sources:
-    assert source.startswith('images/')
-    assert (path.parent / source).is_file()
-    assert (path.parent / source).read_bytes() == (
-        workdir / 'eval' / 'panels' / source.split('_', 1)[1]).read_bytes()
-  for file in path.parent.rglob('*'):
-    if file.suffix in ('.html', '.svg', '.css', '.js'):
-      text = file.read_text()
-      assert 'http://' not in text and 'https://' not in text and '<script' not in text
-  assert 'L1 0.1101' in page and 'Best (lowest L1)' in page and 'Worst (highest L1)' in page
+  references = re.findall(r'(?:src|href)="([^"]*)"', page)
+  assert len(references) == 4 + 6 + 1  # Panels, charts, per_image.csv.
+  for reference in references:
+    assert re.fullmatch(r'(images|charts)/[\w.-]+|per_image\.csv', reference), reference
+    assert (path.parent / reference).is_file()
+  assert 'http://' not in page and 'https://' not in page and '<script' not in page
+  panels = {p.read_bytes() for p in (workdir / 'eval' / 'panels').iterdir()}
+  copies = list((path.parent / 'images').iterdir())
+  assert len(copies) == 4 and {p.read_bytes() for p in copies} == panels
+  assert 'Best (lowest L1)' in page and 'Worst (highest L1)' in page
 
 
 def test_report_escapes_names(run_dir):
@@ -293,27 +363,24 @@ def test_report_escapes_names(run_dir):
   assert 'val/&lt;b&gt;odd&lt;/b&gt; &amp; &quot;quoted&quot; &#x27;name&#x27;.jpg' in page
 
 
-def test_markdown_tables():
-  out = report.render_markdown(ABLATION + '\n- one `a|b`\n- two\n\n## More\nplain <i>text</i>')
+def test_markdown():
+  """Pipe tables with their alignment, inline markup; raw HTML is text; headings start at h3."""
+  out = report.render_markdown(
+      ABLATION + '\n<script>x()</script>\n\n- one `a|b`\n- two\n\n## More\nplain <i>text</i>')
   assert '<p>Patch size ablation (BtoA, 200 epochs):</p>' in out
-  assert ('<thead><tr><th style="text-align:left">patch</th><th style="text-align:right">L1</th>'
-          '<th style="text-align:right">PSNR</th><th>notes</th></tr></thead>') in out
-  assert '<td style="text-align:right">0.145</td>' in out
+  assert '<th style="text-align: left;">patch</th>' in out
+  assert '<td style="text-align: right;">0.145</td>' in out
   assert '<td>PixelGAN &lt;colourful&gt;</td>' in out
-  assert "<td>the paper&#x27;s <strong>default</strong></td>" in out
-  assert '<ul><li>one <code>a|b</code></li><li>two</li></ul>' in out
-  assert '<h4>More</h4>' in out and '<p>plain &lt;i&gt;text&lt;/i&gt;</p>' in out
-  # Ragged rows are padded to the header; an escaped bar stays in its cell; no header row.
-  out = report.render_markdown('| a | b |\n|---|---|\n| 1 |\n| x \\| y | 2 | 3 |')
-  assert '<tr><td>1</td><td style="text-align:right"></td></tr>' in out
-  assert '<td>x | y</td>' in out and '>3<' not in out
-  assert report.render_markdown('| a | b |\n| c | d |').count('<th') == 0
+  assert "<td>the paper's <strong>default</strong></td>" in out
+  assert '<li>one <code>a|b</code></li>' in out and '&lt;script&gt;' in out
+  assert re.search(r'<h4[^>]*>More</h4>', out) and '<p>plain &lt;i&gt;text&lt;/i&gt;</p>' in out
+  assert '<script' not in out and '<i>' not in out
 
 
 def test_extra_section_in_report(run_dir):
   page = run_dir[3].read_text()
-  assert '<h2>Ablation: patch size</h2>' in page
-  assert '<table class="md">' in page
+  assert '<h2>Ablation: patch size</h2>\n<div class="md"><p>Patch size ablation' in page
+  assert '<td style="text-align: right;">0.123</td>' in page
 
 
 def test_no_evaluation_yet(tmp_path):
@@ -323,11 +390,20 @@ def test_no_evaluation_yet(tmp_path):
   assert '<img' not in page
 
 
+def test_scored_run_has_no_step(tmp_path):
+  """--mode=score writes `step: null` and no event files."""
+  (tmp_path / 'eval').mkdir()
+  (tmp_path / 'eval' / 'metrics.json').write_text(json.dumps(
+      {'step': None, 'num_images': 2, 'split': None, 'metrics': {'l1': {'mean': 0.5}}}))
+  page = report.write_report(tmp_path).read_text()
+  assert '<b>images</b> 2' in page and '<b>step</b>' not in page and '<b>split</b>' not in page
+
+
 def test_folder_of_runs(tmp_path):
   """The ablation's root has no run of its own: only its sections, no misleading notices."""
   page = report.write_report(tmp_path, extra_sections={'PatchGAN': ABLATION}).read_text()
   assert report.NO_EVAL_MESSAGE not in page and 'no training curves' not in page
-  assert '<h2>PatchGAN</h2>' in page and '<td style="text-align:right">0.145</td>' in page
+  assert '<h2>PatchGAN</h2>' in page and '<td style="text-align: right;">0.145</td>' in page
 
 
 def test_missing_panel_and_bad_json(tmp_path):
@@ -335,12 +411,13 @@ def test_missing_panel_and_bad_json(tmp_path):
   (tmp_path / 'eval' / 'metrics.json').write_text(json.dumps(
       {'step': 3, 'metrics': {'l1': {'mean': 0.5}},
        'panels': {'fixed': [{'file': 'panels/<gone>.png', 'name': 'x', 'l1': 0.5}]}}))
-  (tmp_path / 'report' / 'images').mkdir(parents=True)
-  (tmp_path / 'report' / 'images' / 'stale.png').write_bytes(b'old')
+  for stale in ('images/stale.png', 'charts/stale.png'):
+    (tmp_path / 'report' / stale).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / 'report' / stale).write_bytes(b'old')
   page = report.write_report(tmp_path).read_text()
   assert 'image missing: panels/&lt;gone&gt;.png' in page
   assert '0.5000' in page
-  assert not (tmp_path / 'report' / 'images' / 'stale.png').exists()
+  assert not list((tmp_path / 'report').glob('*/stale.png'))
   (tmp_path / 'eval' / 'metrics.json').write_text('{"step": ')
   page = report.write_report(tmp_path).read_text()
   assert 'could not read eval/metrics.json' in page
