@@ -81,7 +81,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # For configs/ and pix2pix_jax when run from anywhere.
 sys.path.insert(0, str(ROOT / 'benchmarks'))  # For pytorch_peer (imported only with --interleave).
 
-from pix2pix_jax import inference, losses, models, runtime, train, train_state  # pylint: disable=g-import-not-at-top
+from pix2pix_jax import losses, models, runtime, train, train_state  # pylint: disable=g-import-not-at-top
+from pix2pix_jax.data import images  # pylint: disable=g-import-not-at-top
 
 # Name -> config overrides (dotted keys), applied after the command line's. Steps per call and
 # on-device data are set, not 'auto', so that a setting means the same on every backend.
@@ -265,7 +266,7 @@ class JaxStepTimer:
         'norm': config.model.norm, 'patch_size': config.model.patch_size, 'ngf': config.model.ngf,
         'ndf': config.model.ndf, 'upsample_impl': config.model.upsample_impl,
         'matmul_max_pixels': config.model.matmul_max_pixels,
-        'winograd_min_channels': runtime.conv_forms(config.model).winograd_min_channels,
+        'winograd_min_channels': runtime.conv_impl(config.model).winograd_min_channels,
         'compute_dtype': config.model.compute_dtype, 'steps_per_call': self.steps_per_call,
         'on_device_data': config.data.on_device, 'compile_s': round(self.compile_s, 2),
         'seconds_per_step': round(seconds, 4), 'steps_per_s': round(1 / seconds, 3),
@@ -374,11 +375,11 @@ def time_breakdown(config, steps: int, repeats: int) -> dict:
   batch = _random_batch(config)
   g, d = state.generator, state.discriminator
   rng = jax.random.PRNGKey(1)
-  inputs, targets = inference.to_float(batch['input']), inference.to_float(batch['target'])
+  inputs, targets = images.to_float(batch['input']), images.to_float(batch['target'])
   gan_mode = config.loss.gan_mode
 
   def g_forward(params):
-    return inference.apply_train_mode(generator, params, g.batch_stats, inputs, rng)[0]
+    return train_state.apply_train_mode(generator, params, g.batch_stats, inputs, rng)[0]
 
   def g_forward_backward(params):
     fake, vjp = jax.vjp(g_forward, params)
@@ -386,7 +387,7 @@ def time_breakdown(config, steps: int, repeats: int) -> dict:
 
   def d_forward(params, images):
     pair = jnp.concatenate([inputs, images], axis=-1)
-    return inference.apply_train_mode(discriminator, params, d.batch_stats, pair)[0]
+    return train_state.apply_train_mode(discriminator, params, d.batch_stats, pair)[0]
 
   def d_loss(params, fake):
     return losses.discriminator_loss(d_forward(params, targets), d_forward(params, fake), gan_mode)['d_total']

@@ -2,7 +2,7 @@
 
 import ml_collections
 
-from pix2pix_jax import losses, models, runtime, train_state
+from pix2pix_jax import kernels, losses, models, runtime, train_state
 from pix2pix_jax.data import pipeline
 
 _CHOICES = {
@@ -13,7 +13,7 @@ _CHOICES = {
     'model.patch_size': tuple(models.PATCH_SIZE_TO_STRIDED_LAYERS),
     'model.norm': models.NORMS,
     'model.batch_norm_stats': models.BATCH_NORM_STATS,
-    'model.upsample_impl': models.UPSAMPLE_IMPLS + (runtime.AUTO,),
+    'model.upsample_impl': kernels.UPSAMPLE_IMPLS + (runtime.AUTO,),
     'model.conv_impl': ('xla', 'winograd', runtime.AUTO),
     'model.compute_dtype': ('float32', 'bfloat16', 'float16'),
     'loss.gan_mode': losses.GAN_MODES,

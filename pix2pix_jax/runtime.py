@@ -3,27 +3,31 @@
 These keys change how fast a run is, never what it computes (results agree up to float rounding),
 so their best values depend on the backend. 'auto' resolves as follows:
 
-| key                       | CPU                               | GPU / TPU                           |
-|---------------------------|-----------------------------------|-------------------------------------|
-| `steps_per_call`          | 1 (XLA:CPU unrolls the loop)      | 100 (`ACCELERATOR_STEPS_PER_CALL`)  |
-| `data.on_device`          | False                             | True if the resized train set takes |
-|                           |                                   | at most 1/4 of a device's memory    |
-| `model.upsample_impl`     | 'adjoint'                         | 'conv_transpose' (XLA's own)        |
-| `model.matmul_max_pixels` | 64                                | 0                                   |
-| `model.conv_impl`         | 'winograd' in float32, else 'xla' | 'xla'                               |
+| key                       | CPU                               | GPU / TPU                        |
+|---------------------------|-----------------------------------|----------------------------------|
+| `steps_per_call`          | 1 (XLA:CPU unrolls the loop)      | 100 (ACCELERATOR_STEPS_PER_CALL) |
+| `data.on_device`          | False                             | True if the resized train set    |
+|                           |                                   | takes ≤ 1/4 of a device's memory |
+| `model.upsample_impl`     | 'adjoint'                         | 'conv_transpose' (XLA's own)     |
+| `model.matmul_max_pixels` | 64                                | 0                                |
+| `model.conv_impl`         | 'winograd' in float32, else 'xla' | 'xla'                            |
+| PatchGAN logits' kernel   | custom (`kernels/logits.py`)      | XLA's (no config key: follows    |
+| gradient                  |                                   | the backend)                     |
 
 The CPU column is what the 2-core development CPU measured fastest (benchmarks/README figures);
 on GPUs and TPUs XLA's own convolutions are used (cuDNN picks its algorithms) until
 `benchmarks/gpu_suite.py` measures the CPU forms faster there. Any key can be set explicitly.
+`conv_impl` turns the model keys into the `kernels.ConvImpl` the networks take.
 """
 
 import copy
 import logging
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+
+from pix2pix_jax import kernels
 
 AUTO = 'auto'
 ACCELERATOR_STEPS_PER_CALL = 100
@@ -33,28 +37,29 @@ ON_DEVICE_MAX_MEMORY_FRACTION = 0.25
 CPU_MATMUL_MAX_PIXELS = 64
 
 
-class ConvForms(NamedTuple):
-  """How the networks compute their convolutions (all the same linear maps and parameters)."""
-  upsample_impl: str  # models.UPSAMPLE_IMPLS
-  matmul_max_pixels: int  # Levels of at most this many pixels use matrix products; 0: none.
-  winograd_min_channels: int | None  # 4×4 convs with at least this many inputs: Winograd; None: none.
-
-
 def _backend(backend: str | None) -> str:
   return backend or jax.default_backend()
 
 
-def conv_forms(model_config, backend: str | None = None) -> ConvForms:
+def conv_impl(model_config, backend: str | None = None, *,
+              network: str = 'generator') -> kernels.ConvImpl:
   """The convolution forms `config.model` asks for, with 'auto' resolved for `backend`.
 
   Args:
     model_config: `config.model` (upsample_impl, matmul_max_pixels, conv_impl,
       winograd_min_channels, compute_dtype).
     backend: 'cpu', 'gpu' or 'tpu'; default: JAX's default backend.
+    network: 'generator' or 'discriminator'. `model.matmul_max_pixels` counts the U-Net's levels:
+      the PatchGAN's convolutions are never matrix products.
+
+  Returns:
+    The `kernels.ConvImpl` for the network's `conv_impl` field.
 
   Raises:
     ValueError: naming `config.model.conv_impl` if it is not 'xla', 'winograd' or 'auto'.
   """
+  if network not in ('generator', 'discriminator'):
+    raise ValueError(f"network={network!r} is not 'generator' or 'discriminator'")
   cpu = _backend(backend) == 'cpu'
   upsample = model_config.upsample_impl
   if upsample == AUTO:
@@ -69,8 +74,11 @@ def conv_forms(model_config, backend: str | None = None) -> ConvForms:
     float32 = jnp.dtype(model_config.compute_dtype) == jnp.float32
     # Winograd's transforms scale values by up to 8: untested for the rounding of 16-bit floats.
     impl = 'winograd' if cpu and float32 else 'xla'
-  return ConvForms(upsample, int(matmul),
-                   model_config.winograd_min_channels if impl == 'winograd' else None)
+  return kernels.ConvImpl(
+      upsample=upsample,
+      matmul_max_pixels=int(matmul) if network == 'generator' else 0,
+      winograd_min_channels=model_config.winograd_min_channels if impl == 'winograd' else None,
+      few_outputs_grad=cpu)
 
 
 def _device_memory_bytes() -> int | None:
@@ -109,8 +117,8 @@ def resolve(config: ml_collections.ConfigDict, *, num_train_examples: int | None
     needed = train_set_bytes(resolved.data, num_train_examples or 0)
     _set(resolved.data, 'on_device',
          bool(not cpu and memory and needed <= ON_DEVICE_MAX_MEMORY_FRACTION * memory))
-  forms = conv_forms(resolved.model, backend)
-  _set(resolved.model, 'upsample_impl', forms.upsample_impl)
+  forms = conv_impl(resolved.model, backend)
+  _set(resolved.model, 'upsample_impl', forms.upsample)
   _set(resolved.model, 'matmul_max_pixels', forms.matmul_max_pixels)
   _set(resolved.model, 'conv_impl', 'xla' if forms.winograd_min_channels is None else 'winograd')
   return resolved

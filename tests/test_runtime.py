@@ -10,7 +10,7 @@ import pytest
 from configs import default as default_config
 from configs import maps as maps_config
 from configs import test as test_config
-from pix2pix_jax import config_checks, models, runtime, train
+from pix2pix_jax import config_checks, kernels, models, runtime, train
 
 H100_MEMORY = 80 * 10**9
 CPU_RESOLUTION = {'steps_per_call': 1, 'data.on_device': False, 'model.upsample_impl': 'adjoint',
@@ -48,10 +48,25 @@ def test_auto_on_cpu_is_the_cpu_tuned_behaviour():
   # The networks JAX's (CPU) backend builds from 'auto' are those of the explicit CPU values.
   auto = default_config.get_config().model
   assert jax.default_backend() == 'cpu'
-  generator = models.create_generator(auto, 256)
-  assert (generator.upsample_impl, generator.matmul_max_pixels, generator.winograd_min_channels) == (
-      'adjoint', 64, 64)
-  assert models.create_discriminator(auto).winograd_min_channels == 64
+  assert models.create_generator(auto, 256).conv_impl == kernels.ConvImpl(
+      upsample='adjoint', matmul_max_pixels=64, winograd_min_channels=64, few_outputs_grad=True)
+  # matmul_max_pixels counts the U-Net's levels: the PatchGAN's convolutions never are matmuls.
+  assert models.create_discriminator(auto).conv_impl == kernels.ConvImpl(
+      upsample='adjoint', winograd_min_channels=64, few_outputs_grad=True)
+
+
+@pytest.mark.parametrize('impl, dtype, expected', [
+    ('auto', 'float32', 64), ('auto', 'bfloat16', None), ('xla', 'float32', None),
+    ('winograd', 'bfloat16', 64)])
+def test_conv_impl_from_config(impl, dtype, expected):
+  config = default_config.get_config().model
+  config.conv_impl, config.compute_dtype = impl, dtype
+  assert jax.default_backend() == 'cpu'  # 'auto' picks Winograd on CPU only.
+  assert models.create_discriminator(config).conv_impl.winograd_min_channels == expected
+  assert models.create_generator(config, 256).conv_impl.winograd_min_channels == expected
+  config.conv_impl = 'fft'
+  with pytest.raises(ValueError, match="config.model.conv_impl='fft'"):
+    models.create_discriminator(config)
 
 
 def test_auto_on_gpu_is_what_the_config_documents():
@@ -62,6 +77,9 @@ def test_auto_on_gpu_is_what_the_config_documents():
                          device_memory_bytes=H100_MEMORY) == GPU_RESOLUTION
   assert resolved_values(config, 'tpu', num_train_examples=1096,
                          device_memory_bytes=H100_MEMORY) == GPU_RESOLUTION
+  # There the networks compute with XLA's own convolutions (the PatchGAN logits' gradient too).
+  for network in ('generator', 'discriminator'):
+    assert runtime.conv_impl(config.model, 'gpu', network=network) == kernels.ConvImpl()
   # A train set over a quarter of the device's memory stays on the host; so does one whose
   # device memory is unknown, and until the train set is known the key stays 'auto'.
   too_many = int(runtime.ON_DEVICE_MAX_MEMORY_FRACTION * H100_MEMORY
@@ -74,7 +92,8 @@ def test_auto_on_gpu_is_what_the_config_documents():
   # The documentation says the same.
   for key, value in GPU_RESOLUTION.items():
     assert f'`{key}`' in runtime.__doc__
-  assert f'{runtime.ACCELERATOR_STEPS_PER_CALL} on GPU/TPU' in inspect.getsource(default_config)
+  documented = f"'auto': CPU 1, GPU {runtime.ACCELERATOR_STEPS_PER_CALL}"
+  assert documented in inspect.getsource(default_config)
 
 
 def test_explicit_values_are_kept_on_every_backend():

@@ -1,0 +1,148 @@
+"""The layers the pix2pix networks are built of: 4×4 convolutions and the norms.
+
+Parameters and initialisation are the PyTorch reference's (junyanz/pytorch-CycleGAN-and-pix2pix):
+weights N(0, init_std), BatchNorm scales N(1, init_std). The convolutions hold the parameters of
+`nn.Conv` / `nn.ConvTranspose` and compute with the `kernels.ConvImpl` they are given.
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from pix2pix_jax import kernels
+
+NORMS = ('batch', 'instance')
+
+
+def normal_init(std: float):
+  """N(0, std) kernel init, as the reference's `init_weights(init_type='normal', gain=0.02)`."""
+  return nn.initializers.normal(stddev=std)
+
+
+def normal_scale_init(std: float):
+  """N(1, std) for BatchNorm scales, as the reference."""
+
+  def init(key, shape, dtype=jnp.float32):
+    return 1.0 + std * jax.random.normal(key, shape, dtype)
+
+  return init
+
+
+class _Kernel4x4(nn.Module):
+  """A 4×4 convolution layer: `op(x, kernel)` on a (4, 4, C_in, features) kernel, then a bias.
+
+  Subclasses define `op`; the parameters ('kernel' N(0, init_std), optional zero 'bias') are those
+  of the `nn.Conv` / `nn.ConvTranspose` they stand for.
+  """
+  features: int
+  use_bias: bool = True
+  init_std: float = 0.02
+  conv_impl: kernels.ConvImpl = kernels.ConvImpl()
+  dtype: Any = jnp.float32
+
+  def op(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
+    raise NotImplementedError
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param('kernel', normal_init(self.init_std), (4, 4, x.shape[-1], self.features))
+    y = self.op(x.astype(self.dtype), kernel.astype(self.dtype))
+    if self.use_bias:
+      y = y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
+    return y
+
+
+class Conv4x4(_Kernel4x4):
+  """PyTorch's `Conv2d(C_in, features, 4, stride, padding=1)`, by `conv_impl.conv`."""
+  stride: int = 2
+
+  def op(self, x, kernel):
+    return self.conv_impl.conv(x, kernel, self.stride)
+
+
+class ConvTranspose4x4(_Kernel4x4):
+  """PyTorch's `ConvTranspose2d(C_in, features, 4, stride=2, padding=1)`, by `conv_impl`."""
+
+  def op(self, x, kernel):
+    return self.conv_impl.conv_transpose(x, kernel)
+
+
+class Logits4x4(_Kernel4x4):
+  """PatchGAN's last layer, `Conv2d(C_in, features, 4, padding=1)`, by `conv_impl.logits`."""
+
+  def op(self, x, kernel):
+    return self.conv_impl.logits(x, kernel)
+
+
+class GroupedBatchNorm(nn.Module):
+  """BatchNorm whose batch statistics are taken over `groups` equal, consecutive parts of the batch.
+
+  With the batch split over devices in that order, groups = device count gives per-device
+  statistics (PyTorch DataParallel/DDP without SyncBatchNorm); XLA then needs no cross-device
+  reduction for them. Same parameters and running statistics as `nn.BatchNorm`, which is the
+  groups = 1 case (statistics over the global batch); running statistics are updated with the mean
+  of the groups' statistics.
+  """
+  groups: int
+  use_running_average: bool
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+  scale_init: Any = nn.initializers.ones
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    features = x.shape[-1]
+    ra_mean = self.variable('batch_stats', 'mean', lambda: jnp.zeros((features,), jnp.float32))
+    ra_var = self.variable('batch_stats', 'var', lambda: jnp.ones((features,), jnp.float32))
+    scale = self.param('scale', self.scale_init, (features,))
+    bias = self.param('bias', nn.initializers.zeros, (features,))
+    if self.use_running_average:
+      y = (x - ra_mean.value) * (jax.lax.rsqrt(ra_var.value + self.epsilon) * scale) + bias
+      return y.astype(self.dtype)
+    groups = 1 if x.shape[0] == 1 else self.groups  # One example (init, per-image inference).
+    if x.shape[0] % groups:
+      raise ValueError(f'a batch of {x.shape[0]} does not split into {groups} BatchNorm groups '
+                       '(config.model.batch_norm_stats=per_device: one group per device)')
+    grouped = x.reshape((groups, -1) + x.shape[1:]).astype(jnp.float32)
+    axes = tuple(range(1, grouped.ndim - 1))
+    mean = jnp.mean(grouped, axes, keepdims=True)  # (groups, 1, 1, 1, C)
+    var = jnp.maximum(jnp.mean(jnp.square(grouped), axes, keepdims=True) - jnp.square(mean), 0.0)
+    if not self.is_initializing():
+      for running, batch in ((ra_mean, mean), (ra_var, var)):
+        batch_mean = batch.reshape(-1, features).mean(0)
+        running.value = self.momentum * running.value + (1 - self.momentum) * batch_mean
+    y = (grouped - mean) * (jax.lax.rsqrt(var + self.epsilon) * scale) + bias
+    return y.reshape(x.shape).astype(self.dtype)
+
+
+def norm_layer(norm: str, *, train: bool, init_std: float, dtype: Any, name: str,
+               batch_norm_groups: int = 1) -> nn.Module:
+  """The reference's norm layer: BatchNorm (per `batch_norm_groups`) or InstanceNorm.
+
+  Args:
+    norm: one of NORMS.
+    train: BatchNorm normalises by the batch's statistics (and updates the running ones) if True,
+      by the running statistics if False.
+    init_std: BatchNorm scales are N(1, init_std).
+    dtype: the output's dtype.
+    name: the layer's name in the parameter tree.
+    batch_norm_groups: see `GroupedBatchNorm`; 1 = statistics over the global batch.
+
+  Returns:
+    The unbound layer.
+  """
+  if norm == 'batch' and batch_norm_groups > 1:
+    return GroupedBatchNorm(batch_norm_groups, use_running_average=not train, momentum=0.9,
+                            epsilon=1e-5, scale_init=normal_scale_init(init_std), dtype=dtype,
+                            name=name)
+  if norm == 'batch':
+    # PyTorch momentum 0.1 == Flax momentum 0.9. In train mode the batch's own statistics are used.
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                        scale_init=normal_scale_init(init_std), dtype=dtype, name=name)
+  if norm == 'instance':
+    # The reference's InstanceNorm2d has affine=False and no running statistics.
+    return nn.InstanceNorm(epsilon=1e-5, use_bias=False, use_scale=False, dtype=dtype, name=name)
+  raise ValueError(f'unknown norm {norm!r}; expected one of {NORMS}')
