@@ -58,10 +58,6 @@ CHARTS = (
 _MAX_MARKERS = 40
 
 
-# ----------------------------------------------------------------------------------------------
-# Event files
-
-
 def event_files(workdir: str | os.PathLike) -> list[pathlib.Path]:
   """The TensorBoard event files directly in `workdir` (not its subfolders), by name."""
   return sorted(p for p in pathlib.Path(workdir).glob('events.out.tfevents.*') if p.is_file())
@@ -101,10 +97,6 @@ def read_scalars(workdir: str | os.PathLike) -> dict[str, list[tuple[int, float]
     for tag, points in scalars.items():
       merged.setdefault(tag, {}).update(points)
   return {tag: sorted(points.items()) for tag, points in sorted(merged.items())}
-
-
-# ----------------------------------------------------------------------------------------------
-# Charts
 
 
 def line_chart(series: Sequence[tuple[str, Sequence[tuple[int, float]]]], *,
@@ -201,10 +193,6 @@ def render_markdown(text: str) -> str:
   return f'<div class="md">{converter.convert(text)}</div>'
 
 
-# ----------------------------------------------------------------------------------------------
-# Metrics and panels
-
-
 def _format(value) -> str:
   """A metric value with the digits that matter: 1,234, 42.17, 0.1234, 3.20e-05, nan; or —."""
   if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -298,38 +286,7 @@ def _panels_html(panels: dict, eval_dir: pathlib.Path, images_dir: pathlib.Path)
 # ----------------------------------------------------------------------------------------------
 # The page
 
-_CSS = """
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif; color: #222;
-       background: #fff; max-width: 1240px; margin: 0 auto; padding: 20px 24px 48px; }
-h1 { font-size: 22px; margin: 0 0 2px; }
-h2 { font-size: 18px; margin: 28px 0 10px; padding-bottom: 4px; border-bottom: 1px solid #ddd; }
-h3 { font-size: 15px; margin: 18px 0 6px; }
-.muted, .subtitle { color: #666; }
-.notice { background: #fff6dd; border: 1px solid #e8d48a; padding: 8px 12px; border-radius: 4px; }
-.notice::first-letter { text-transform: uppercase; }
-.facts span { display: inline-block; margin-right: 18px; }
-.facts b { color: #555; font-weight: 600; margin-right: 4px; }
-table { border-collapse: collapse; font-variant-numeric: tabular-nums; margin: 8px 0 12px; }
-th, td { padding: 4px 14px; border-bottom: 1px solid #e3e3e3; text-align: right; }
-thead th { border-bottom: 2px solid #bbb; font-weight: 600; }
-tbody th, thead th:first-child, .md td:first-child { text-align: left; font-weight: 600; }
-.md td:first-child { font-weight: normal; }
-.charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: 14px; }
-.panels { display: grid; grid-template-columns: repeat(auto-fill, minmax(300px, 1fr)); gap: 14px; }
-figure { margin: 0; }
-.card { border: 1px solid #e3e3e3; border-radius: 6px; padding: 8px 8px 2px; }
-.card figcaption { font-weight: 600; margin: 0 0 2px 4px; }
-figure img { display: block; width: 100%; height: auto; }
-.panel img { border: 1px solid #ddd; }
-.columns { display: grid; grid-template-columns: 1fr 1fr 1fr; color: #777; font-size: 11px;
-           text-align: center; }
-.panel figcaption { font-size: 12px; margin-top: 3px; display: flex; justify-content: space-between;
-                    gap: 8px; }
-.panel .name { overflow-wrap: anywhere; }
-.panel .value { white-space: nowrap; }
-.missing { border: 1px dashed #c66; color: #a33; padding: 20px; font-size: 12px; }
-code { background: #f3f3f3; padding: 0 3px; border-radius: 3px; }
-"""
+_CSS = pathlib.Path(__file__).with_name('report.css').read_text(encoding='utf-8')
 
 # Only inline styles and same-folder images may load: a browser refuses anything else, so a stray
 # external reference shows up as a console error instead of a silent network request.
