@@ -156,8 +156,8 @@ def environment() -> dict:
         capture_output=True, text=True, timeout=30, check=True).stdout.strip()
   except (OSError, subprocess.SubprocessError):
     env['nvidia_smi'] = None
-  probe = ('import jax; d = jax.devices()[0]; '
-           'print(jax.default_backend(), d.device_kind, d.client.platform_version, sep="|")')
+  probe = ('import jax; d = jax.devices()[0]; print(jax.default_backend(), d.device_kind, '
+           'getattr(d.client, "platform_version", ""), sep="|")')
   devices = _run([sys.executable, '-c', probe])
   env['backend'], env['device'], env['platform_version'] = devices.strip().splitlines()[-1].split('|')
   return env
