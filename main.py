@@ -2,7 +2,8 @@
 
   python main.py --config=configs/maps.py --workdir=/tmp/run                      # train / resume
   python main.py --config=configs/maps.py --workdir=/tmp/run --mode=evaluate      # metrics + report
-  python main.py --config=configs/maps.py --workdir=/tmp/run --mode=predict --input=DIR --output=OUT
+  python main.py --config=configs/maps.py --workdir=/tmp/run --mode=predict --input=DIR \
+      --output=OUT [--resolution=native]   # native: at each image's own size
   python main.py --config=configs/maps.py --workdir=/tmp/run --mode=score --input=GENERATED_DIR \
       [--targets=DIR]                  # metrics of images generated elsewhere, as evaluate's
   python main.py --config=configs/maps.py --workdir=/tmp/run --mode=export
@@ -48,6 +49,10 @@ flags.DEFINE_string('output', None, 'predict: output folder; export: default WOR
 flags.DEFINE_bool('pairs', False, 'predict: inputs are side-by-side A|B pairs; the input half '
                   'follows config.data.direction.')
 flags.DEFINE_bool('side_by_side', False, 'predict: write [input | output] images.')
+flags.DEFINE_enum('resolution', 'model', ['model', 'native'], 'predict: model (each image resized '
+                  'to image_size×image_size and the output back to its size) or native (the '
+                  'generator at the image\'s own size, reflect-padded to a multiple of image_size; '
+                  'over 1024×1024 pixels in blended overlapping tiles).')
 flags.DEFINE_list('patch_sizes', ['1', '16', '70', '286'], 'ablation: PatchGAN sizes to compare.')
 flags.DEFINE_bool('distributed', False,
                   'Join a multi-process run: jax.distributed.initialize() before anything else. '
@@ -118,7 +123,8 @@ def main(argv):
     if not FLAGS.input or not FLAGS.output:
       raise app.UsageError('--mode=predict needs --input=FILE_OR_DIR and --output=DIR')
     inference.predict(config, workdir, FLAGS.input, FLAGS.output, step=FLAGS.step,
-                      pairs=FLAGS.pairs, side_by_side=FLAGS.side_by_side)
+                      pairs=FLAGS.pairs, side_by_side=FLAGS.side_by_side,
+                      resolution=FLAGS.resolution)
   elif FLAGS.mode == 'export':
     export.export_generator(config, workdir, FLAGS.output, FLAGS.step)
   elif FLAGS.mode == 'ablation':

@@ -69,11 +69,15 @@ class UNetGenerator(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    """Translates images (N, H, W, C_in) in [-1, 1] into (N, H, W, out_channels) in [-1, 1]."""
+    """Translates images (N, H, W, C_in) in [-1, 1] into (N, H, W, out_channels) in [-1, 1].
+
+    H and W are multiples of 2**num_levels: the model size (a 1×1 bottleneck, as trained) or any
+    larger multiple (an (H/2**num_levels)×(W/2**num_levels) bottleneck; the net is convolutional).
+    """
     levels = self.num_levels
-    if x.shape[1] != 2**levels or x.shape[2] != 2**levels:
-      raise ValueError(f'a {levels}-level U-Net takes {2**levels}×{2**levels} images, '
-                       f'got {x.shape[1]}×{x.shape[2]}')
+    if x.shape[1] % 2**levels or x.shape[2] % 2**levels:
+      raise ValueError(f'a {levels}-level U-Net takes images whose sides are multiples of '
+                       f'{2**levels}, got {x.shape[1]}×{x.shape[2]}')
     # The reference gives every conv a bias with InstanceNorm and none with BatchNorm (whose
     # shift replaces it), even where no norm follows (outermost, innermost).
     bound = dict(use_bias=self.norm != 'batch', init_std=self.init_std,
