@@ -40,6 +40,7 @@ def get_config() -> ml_collections.ConfigDict:
   data.manual_dir = config_dict.placeholder(str)
   data.verify = 'full'  # maps SHA-256 check: 'full', 'present' (partial copy), 'off' (resized).
   data.folder_dir = config_dict.placeholder(str)  # Root of your own pairs (data.name='folder').
+  data.on_bad_file = 'error'  # Unusable folder files (corrupt, odd A|B width): 'error' or 'skip'.
   data.synthetic_train_examples = 1096  # data.name='synthetic': train pairs (as many as maps).
   data.synthetic_eval_examples = 100  # data.name='synthetic': eval pairs.
 
@@ -76,6 +77,9 @@ def get_config() -> ml_collections.ConfigDict:
   eval_config.perceptual = True  # --mode=evaluate/score: FID, KID, LPIPS (the `metrics` extra).
   eval_config.lpips_net = 'alex'  # LPIPS backbone: 'alex' (the LPIPS paper's default) or 'vgg'.
   eval_config.kid_subset_size = 1000  # KID subsets of this many images (fewer if the split is).
+
+  config.export = export_config = ml_collections.ConfigDict()
+  export_config.format = 'jax'  # 'jax' (jax.export, StableHLO) or 'onnx' (the `onnx` extra).
 
   # A non-finite loss: 'stop' (raise, naming step and loss) or 'skip' (drop the step's updates).
   config.on_nonfinite = 'stop'

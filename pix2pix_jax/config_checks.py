@@ -2,14 +2,15 @@
 
 import ml_collections
 
-from pix2pix_jax import kernels, losses, models, runtime, train_state
-from pix2pix_jax.data import pipeline
+from pix2pix_jax import export, kernels, losses, models, runtime, train_state
+from pix2pix_jax.data import folder, pipeline
 
 _CHOICES = {
     'data.name': pipeline.DATASETS,
     'data.direction': pipeline.DIRECTIONS,
     'data.preprocess': pipeline.PREPROCESS_MODES,
     'data.verify': pipeline.VERIFY_MODES,
+    'data.on_bad_file': folder.ON_BAD_FILE,
     'model.patch_size': tuple(models.PATCH_SIZE_TO_STRIDED_LAYERS),
     'model.norm': models.NORMS,
     'model.batch_norm_stats': models.BATCH_NORM_STATS,
@@ -18,6 +19,7 @@ _CHOICES = {
     'model.compute_dtype': ('float32', 'bfloat16', 'float16'),
     'loss.gan_mode': losses.GAN_MODES,
     'optim.schedule': train_state.SCHEDULES,
+    'export.format': export.FORMATS,
     'on_nonfinite': ('stop', 'skip'),
 }
 

@@ -250,16 +250,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
 def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
            stop: plumbing.StopRequest) -> train_state.TrainState:
   """The body of `train_and_evaluate`, once the config is valid and signals are caught."""
+  # Folder data is checked file by file here: bad data stops the run before the workdir is touched.
+  train_source, eval_source = create_sources(config)
   plumbing.check_writable(workdir)
   replicated, data_sharding = sharding_lib.data_parallel_shardings()
 
-  train_source, eval_source = create_sources(config)
   auto_on_device = config.data.on_device == runtime.AUTO
   config = runtime.resolve(config, num_train_examples=len(train_source))
   runtime.log_resolved(config)
   if auto_on_device and config.data.on_device:
     # The pairs are read once into device memory: a source without the host cache.
-    train_source = pipeline.create_source(config.data, 'train', config.seed)
+    train_source = train_source.uncached()
   steps_per_epoch = len(train_source) // config.batch_size
   if steps_per_epoch < 1:
     raise ValueError(f'config.batch_size={config.batch_size} exceeds the {len(train_source)} '

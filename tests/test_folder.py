@@ -356,3 +356,102 @@ def test_cmyk_converted():
 def test_float_images_refused_naming_file():
   with pytest.raises(BadImageError, match='x.png: 32-bit float'):
     folder.to_rgb_uint8(Image.new('F', (2, 2)), 'x.png')
+
+
+# ----------------------------------------------------------------------------------------------
+# The check before training: every file read once, every problem reported together
+
+
+def side_by_side_folder(root, split='train', count=3, size=8):
+  for i in range(count):
+    save(root / split / f'{i}.png', noise(2 * size, size, seed=i))
+
+
+def test_check_lists_every_bad_file_with_its_reason(tmp_path):
+  side_by_side_folder(tmp_path)
+  data = jpeg_bytes(tmp_path)
+  touch(tmp_path / 'train' / 'truncated.jpg', data[:len(data) // 2])
+  touch(tmp_path / 'train' / 'text.png', b'this is not a PNG')
+  save(tmp_path / 'train' / 'odd.png', solid(7, 3, 0))
+  source = PairedFolder(str(tmp_path), 'train')
+  with pytest.raises(BadImageError) as error:
+    source.check(num_threads=2)
+  message = str(error.value)
+  bad = [f'{tmp_path}/train/{name}' for name in ('odd.png', 'text.png', 'truncated.jpg')]
+  assert sorted(error.value.paths) == bad
+  assert '3 of 6 pairs' in message and "on_bad_file='skip'" in message
+  assert f'cannot decode image {bad[2]}: OSError: image file is truncated' in message
+  assert f'cannot decode image {bad[1]}: UnidentifiedImageError' in message
+  assert f'{bad[0]} is 7×3: a side-by-side A|B image needs an even width' in message
+  assert len(source) == 6  # Nothing dropped.
+
+
+def test_check_skip_drops_bad_pairs_with_one_warning(tmp_path, caplog):
+  for i in range(3):
+    save(tmp_path / 'A' / 'val' / f'{i}.png', solid(8, 8, i))
+    save(tmp_path / 'B' / 'val' / f'{i}.jpg', solid(8, 8, i))
+  touch(tmp_path / 'B' / 'val' / '1.jpg', b'\xff\xd8\xff\xe0broken')
+  save(tmp_path / 'A' / 'val' / '2.png', solid(8, 6, 0))  # A and B differ in size.
+  source = PairedFolder(str(tmp_path), 'val')
+  with caplog.at_level(logging.WARNING, logger=folder.__name__):
+    kept = source.check(on_bad_file='skip', transform=lambda example: example['file_name'])
+  assert kept == ['A/val/0.png'] and len(source) == 1 and source[0]['file_name'] == 'A/val/0.png'
+  (record,) = caplog.records
+  message = record.getMessage()
+  assert '2 of 3 pairs' in message and 'left out' in message
+  assert f'cannot decode image {tmp_path}/B/val/1.jpg' in message
+  assert f'{tmp_path}/A/val/2.png is 8×6, {tmp_path}/B/val/2.jpg is 8×8' in message
+
+
+def test_check_skip_with_nothing_left_is_an_error(tmp_path):
+  touch(tmp_path / 'train' / 'a.png', b'not a png')
+  with pytest.raises(BadImageError, match='no pair is left'):
+    PairedFolder(str(tmp_path), 'train').check(on_bad_file='skip')
+
+
+def test_check_warns_once_about_images_not_2_to_1(tmp_path, caplog):
+  side_by_side_folder(tmp_path, size=8)
+  save(tmp_path / 'train' / 'wide.png', noise(48, 8))  # 3:1: halves 24×8
+  save(tmp_path / 'train' / 'tall.png', noise(8, 8))  # 1:1: halves 4×8
+  with caplog.at_level(logging.WARNING, logger=folder.__name__):
+    PairedFolder(str(tmp_path), 'train').check()
+  (record,) = caplog.records
+  assert ('2 side-by-side images are not 2:1' in record.getMessage()
+          and 'train/tall.png (8×8), train/wide.png (48×8)' in record.getMessage())
+
+
+def test_check_warns_once_about_pairs_below_image_size(tmp_path, caplog):
+  side_by_side_folder(tmp_path, count=2, size=32)
+  save(tmp_path / 'train' / 'small.png', noise(32, 16))
+  save(tmp_path / 'train' / 'narrow.png', noise(40, 40))  # halves 20×40
+  with caplog.at_level(logging.WARNING, logger=folder.__name__):
+    PairedFolder(str(tmp_path), 'train').check(image_size=32)
+  messages = [r.getMessage() for r in caplog.records]
+  (small,) = [m for m in messages if 'smaller than' in m]
+  assert ('2 pairs have A and B smaller than config.data.image_size=32' in small
+          and 'train/narrow.png (20×40), train/small.png (16×16)' in small)
+
+
+def test_check_required_size_makes_small_pairs_bad(tmp_path):
+  side_by_side_folder(tmp_path, count=1, size=32)
+  save(tmp_path / 'train' / 'small.png', noise(32, 16))
+  with pytest.raises(BadImageError, match=re.escape(
+      f'{tmp_path}/train/small.png: A and B are 16×16, smaller than the 32×32 this run needs')):
+    PairedFolder(str(tmp_path), 'train').check(required_size=32)
+
+
+def test_pairs_the_check_decoded_at_cached_size_are_not_decoded_again(tmp_path):
+  from configs import test as test_config  # pylint: disable=g-import-not-at-top
+  from pix2pix_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  side_by_side_folder(tmp_path, 'train', count=2, size=36)  # load_size: train pairs cached as read
+  side_by_side_folder(tmp_path, 'val', count=2, size=36)  # resized to image_size 32 on first use
+  config = test_config.get_config().data
+  config.name, config.folder_dir = 'folder', str(tmp_path)
+  train, evaluation = (pipeline.create_source(config, split, seed=0) for split in ('train', 'eval'))
+  for path in tmp_path.glob('*/*.png'):
+    path.unlink()
+  np.testing.assert_array_equal(train[1]['A'], noise(72, 36, seed=1)[:, :36])
+  with pytest.raises(BadImageError, match='cannot decode'):
+    evaluation[0]
+  with pytest.raises(BadImageError, match='cannot decode'):
+    train.uncached()[0]  # A source without the cache reads the files.

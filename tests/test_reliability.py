@@ -180,17 +180,79 @@ def test_full_disk_at_save_keeps_the_previous_checkpoint(tmp_path):
   assert int(train.train_and_evaluate(config, str(tmp_path)).step) == 4
 
 
-def test_corrupt_image_in_a_dataset_names_the_file(tmp_path):
-  from PIL import Image
-  for split in ('train', 'val'):
-    (tmp_path / 'data' / split).mkdir(parents=True)
-    for i in range(4):
+def folder_config(root, splits=('train', 'val'), count=4):
+  """configs/test.py on a folder of `count` 64×32 side-by-side JPEG pairs per split."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  for split in splits:
+    (root / split).mkdir(parents=True)
+    for i in range(count):
       pair = np.random.default_rng(i).integers(0, 256, (32, 64, 3), np.uint8)
-      Image.fromarray(pair).save(tmp_path / 'data' / split / f'{i}.jpg')
-  broken = tmp_path / 'data' / 'train' / '2.jpg'
-  broken.write_bytes(broken.read_bytes()[:200])  # Truncated.
+      Image.fromarray(pair).save(root / split / f'{i}.jpg')
   config = test_config.get_config()
-  config.data.name, config.data.folder_dir = 'folder', str(tmp_path / 'data')
-  with pytest.raises(Exception, match=str(broken)):
+  config.data.name, config.data.folder_dir = 'folder', str(root)
+  config.num_train_steps = 2
+  return config
+
+
+def truncate(path):
+  path.write_bytes(path.read_bytes()[:200])
+
+
+def add_bad_files(split_dir) -> list[str]:
+  """A truncated JPEG, a '.png' that is text, an odd-width image; returns their paths."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  truncated = split_dir / '2.jpg'
+  truncate(truncated)
+  (split_dir / 'notes.png').write_bytes(b'these are notes, not an image')
+  Image.fromarray(np.zeros((32, 63, 3), np.uint8)).save(split_dir / 'odd.png')
+  return [str(split_dir / name) for name in ('2.jpg', 'notes.png', 'odd.png')]
+
+
+def files(directory):
+  return {p.relative_to(directory): p.read_bytes() for p in directory.rglob('*') if p.is_file()}
+
+
+def test_bad_train_files_all_named_before_anything_is_written(tmp_path):
+  config = folder_config(tmp_path / 'data')
+  bad = add_bad_files(tmp_path / 'data' / 'train')
+  with pytest.raises(ValueError) as error:
     train.train_and_evaluate(config, str(tmp_path / 'run'))
-  assert steps(tmp_path / 'run') == []  # Nothing was checkpointed from a run that read bad data.
+  assert all(path in str(error.value) for path in bad), str(error.value)
+  assert '3 of 6 pairs' in str(error.value)
+  assert not (tmp_path / 'run').exists()  # Not even created.
+
+
+def test_eval_split_is_checked_too(tmp_path):
+  config = folder_config(tmp_path / 'data')
+  truncate(tmp_path / 'data' / 'val' / '1.jpg')
+  with pytest.raises(ValueError, match=str(tmp_path / 'data' / 'val' / '1.jpg')):
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run').exists()
+
+
+def test_skip_trains_on_the_good_files_and_lists_the_bad_ones(tmp_path, caplog):
+  config = folder_config(tmp_path / 'data')
+  bad = add_bad_files(tmp_path / 'data' / 'train')
+  config.data.on_bad_file = 'skip'
+  config.batch_size = 3  # Two steps of 3 read every pair: a bad one left in would raise.
+  with caplog.at_level('WARNING'):
+    state = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert int(state.step) == 2 and steps(tmp_path / 'run') == [2]
+  (warning,) = [r.getMessage() for r in caplog.records if 'left out' in r.getMessage()]
+  assert '3 of 6 pairs' in warning and all(path in warning for path in bad), warning
+
+
+def test_resumed_run_on_data_gone_bad_loses_nothing(tmp_path):
+  config = folder_config(tmp_path / 'data')
+  config.eval.every_steps = 1  # Event files with eval scalars and panels too.
+  config.checkpoint_every_steps = 1
+  train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert steps(tmp_path / 'run') == [1, 2]
+  before = files(tmp_path / 'run')
+  assert any('events' in str(p) for p in before) and pathlib.Path('config.json') in before
+  broken = tmp_path / 'data' / 'train' / '9.jpg'
+  broken.write_bytes((tmp_path / 'data' / 'train' / '0.jpg').read_bytes()[:300])
+  config.num_train_steps = 4
+  with pytest.raises(ValueError, match=str(broken)):
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert files(tmp_path / 'run') == before

@@ -59,12 +59,24 @@ def create_source(data_config, split: str, seed: int):
   four native-resolution `image_size` crops.
   """
   source = _raw_source(data_config, split, seed)
-  if data_config.preprocess == 'patches':
-    source = NativePatches(source, data_config.image_size)
   jitter = split == 'train' and data_config.preprocess != 'resize'
+  size = data_config.load_size if jitter else data_config.image_size
   # With data.on_device the train pairs are read once into device memory: no host copy to keep.
   cache = data_config.cache and not (split == 'train' and data_config.on_device is True)
-  return ResizedPairs(source, data_config.load_size if jitter else data_config.image_size, cache=cache)
+  patches = data_config.preprocess == 'patches'
+  cached = None
+  if data_config.name == 'folder':
+    # Every file is read now, so that bad data stops the run before it starts. Pairs already at
+    # the cached size (maps prepared at 286×286) go into the cache as the check decoded them;
+    # others are decoded again on first use, since resizing them here would slow the check more
+    # than a second decode costs the pipeline.
+    cached = source.check(
+        num_threads=data_config.num_threads, on_bad_file=data_config.on_bad_file,
+        image_size=data_config.image_size, required_size=data_config.image_size if patches else 0,
+        transform=functools.partial(_if_sized, size=size) if cache and not patches else None)
+  if patches:
+    source = NativePatches(source, data_config.image_size)
+  return ResizedPairs(source, size, cache=cache, cached=cached)
 
 
 def resize(image: np.ndarray, size: int) -> np.ndarray:
@@ -72,6 +84,11 @@ def resize(image: np.ndarray, size: int) -> np.ndarray:
   if image.shape[0] == size and image.shape[1] == size:
     return image
   return np.asarray(Image.fromarray(image).resize((size, size), Image.BICUBIC))
+
+
+def _if_sized(example: dict, size: int) -> dict | None:
+  """`example` if its A and B are already size×size (what `ResizedPairs` would cache), else None."""
+  return example if all(example[key].shape[:2] == (size, size) for key in ('A', 'B')) else None
 
 
 class ResizedPairs:
@@ -82,9 +99,20 @@ class ResizedPairs:
   1096 pairs, 538 MB).
   """
 
-  def __init__(self, source, size: int, cache: bool = False):
+  def __init__(self, source, size: int, cache: bool = False, cached: list | None = None):
+    """Wraps `source`.
+
+    Args:
+      source: random-access paired source.
+      size: output side.
+      cache: keep each resized pair after its first read.
+      cached: with `cache`, what the cache starts with: per pair, the pair already at `size`
+        (as the folder check read it) or None.
+    """
     self._source, self._size = source, size
-    self._cache = [None] * len(source) if cache else None
+    if cached is not None and len(cached) != len(source):
+      raise ValueError(f'{len(cached)} cached pairs for a source of {len(source)}')
+    self._cache = (list(cached) if cached is not None else [None] * len(source)) if cache else None
 
   def __len__(self) -> int:
     return len(self._source)
@@ -98,6 +126,10 @@ class ResizedPairs:
     if self._cache is not None:
       self._cache[index] = example
     return example
+
+  def uncached(self) -> 'ResizedPairs':
+    """The same pairs without a host cache (read once into device memory, say); not re-checked."""
+    return ResizedPairs(self._source, self._size)
 
 
 class NativePatches:
