@@ -23,7 +23,9 @@ On the GPU machine (the device tool's `run`, from the repository root, carrying 
   --phase=generate  restores that checkpoint and translates the 1098 val maps (`--mode=predict`,
                     paper test mode), then packs the outputs into tar shards that come back:
                     lossless WebP if they fit, else the most faithful JPEG that does
-                    (`OUTPUT_FORMATS`).
+                    (`OUTPUT_FORMATS`), the lossless shards then waiting on the machine for
+  --phase=fetch     which sends them (62 MiB a call) straight after: lossy formats move FID by
+                    up to ~1 (benchmarks/output_format.py), lossless by nothing.
 
 Each phase writes `results.json`, `results.md` and `logs.tar.gz` into `--out` and prints the table
 last; a phase that fails still writes what it measured before the failure. Back on
@@ -31,6 +33,7 @@ CPU, all 1098 outputs are scored against the original val pairs (resized to 256Â
 resizes; the published maps figures use the same 1098 pairs at 256Â²):
 
   mkdir -p /tmp/gpu_generated && for f in FILES_AT/outputs_*.tar; do tar -xf $f -C /tmp/gpu_generated; done
+  # or, when every fetch came back, the lossless ones (same names, .webp): FILES_AT/lossless_*.tar
   python main.py --config=configs/maps.py --workdir=/tmp/gpu_score --mode=score \\
       --input=/tmp/gpu_generated --targets=../shared/data/maps_val/val
 
@@ -84,7 +87,8 @@ DEFAULT_WORKDIR = '.gpu/work'
 # would stop a ~3 ms/step GPU run every few seconds.
 TRAIN_OVERRIDES = ('--config.checkpoint_every_steps=25000', '--config.eval.every_steps=20000')
 
-flags.DEFINE_enum('phase', None, ['train', 'generate'], 'The phase to run on the GPU machine.')
+flags.DEFINE_enum('phase', None, ['train', 'generate', 'fetch'], 'The phase to run on the GPU '
+                  'machine (fetch: lossless outputs generate could not send).')
 flags.DEFINE_bool('rehearse', False, 'Run both phases on CPU on a tiny config, in a Python 3.12 '
                   'virtualenv like the GPU image with only the payload wheels on top.')
 flags.DEFINE_bool('commands', False, 'Print the device commands of both phases and exit.')
@@ -361,20 +365,39 @@ def _encode_all(paths: list[pathlib.Path], options: dict) -> list[bytes]:
     return list(pool.map(encode, paths))
 
 
+def _write_shards(paths: list[pathlib.Path], encoded: list[bytes], counts: list[int],
+                  folder: pathlib.Path, prefix: str, suffix: str) -> list[dict]:
+  """Writes consecutive members into tar shards `PREFIX_NN.tar`; returns [{'file', 'images', 'mib'}]."""
+  shards, first = [], 0
+  for count in counts:
+    shards.append({'file': f'{prefix}_{len(shards):02d}.tar', 'images': count})
+    with tarfile.open(folder / shards[-1]['file'], 'w') as tar:
+      for path, data in zip(paths[first:first + count], encoded[first:first + count]):
+        info = tarfile.TarInfo(path.stem + suffix)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    shards[-1]['mib'] = round((folder / shards[-1]['file']).stat().st_size / 2**20, 2)
+    first += count
+  return shards
+
+
 def pack_outputs(generated: pathlib.Path, out: pathlib.Path, shard_bytes: int,
-                 total_bytes: int) -> dict:
+                 total_bytes: int, pending: pathlib.Path | None = None) -> dict:
   """Packs the PNGs of `generated` into tar shards of <= shard_bytes, <= total_bytes in all.
 
-  The first of OUTPUT_FORMATS whose shards fit is used: lossless when the images allow it (FID
-  unmoved), else the most faithful JPEG that fits.
+  The first of OUTPUT_FORMATS whose shards fit is written to `out`: lossless when the images allow
+  it (FID unmoved), else the most faithful JPEG that fits. In that case the lossless shards are
+  also written to `pending` (if given), for `--phase=fetch` to send back in further calls.
 
   Returns:
-    {'format': the options used, 'shards': [{'file', 'images', 'mib'}], 'mib': total}.
+    {'format', 'options', 'shards': [{'file', 'images', 'mib'}], 'mib': total, and with lossless
+    shards left behind 'pending': their [{'file', 'images', 'mib'}]}.
 
   Raises:
     ValueError: if not even the last format fits.
   """
   paths = sorted(generated.glob('*.png'))
+  lossless = None
   for name, options in OUTPUT_FORMATS:
     encoded = _encode_all(paths, options)
     counts = _shards([len(data) for data in encoded], shard_bytes)
@@ -383,19 +406,35 @@ def pack_outputs(generated: pathlib.Path, out: pathlib.Path, shard_bytes: int,
     logging.info('outputs as %s: %d shards, %.1f MiB', name, len(counts), sum(sizes) / 2**20)
     if sum(sizes) <= total_bytes:
       break
+    lossless = lossless or (encoded, counts, OUTPUT_SUFFIX[options['format']])
   else:
     raise ValueError(f'{len(paths)} outputs do not fit {total_bytes / 2**20:.0f} MiB even as {name}')
-  shards = []
-  for first, count in zip(firsts, counts):
-    shards.append({'file': f'outputs_{len(shards):02d}.tar', 'images': count})
-    with tarfile.open(out / shards[-1]['file'], 'w') as tar:
-      for path, data in zip(paths[first:first + count], encoded[first:first + count]):
-        info = tarfile.TarInfo(path.stem + OUTPUT_SUFFIX[options['format']])
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    shards[-1]['mib'] = round((out / shards[-1]['file']).stat().st_size / 2**20, 2)
-  return {'format': name, 'options': options, 'shards': shards,
-          'mib': round(sum(s['mib'] for s in shards), 2)}
+  packed = {'format': name, 'options': options, 'shards': _write_shards(
+      paths, encoded, counts, out, 'outputs', OUTPUT_SUFFIX[options['format']])}
+  packed['mib'] = round(sum(s['mib'] for s in packed['shards']), 2)
+  if lossless and pending is not None:
+    shutil.rmtree(pending, ignore_errors=True)
+    pending.mkdir(parents=True)
+    packed['pending'] = _write_shards(paths, *lossless[:2], pending, 'lossless', lossless[2])
+  return packed
+
+
+def phase_fetch(results: dict, out: pathlib.Path) -> None:
+  """Moves lossless shards that --phase=generate left behind into `out`, as many as fit."""
+  pending = ROOT / FLAGS.workdir / 'pending'
+  files = sorted(pending.glob('lossless_*.tar')) if pending.is_dir() else []
+  if not files:
+    raise FileNotFoundError(f'no lossless shards left in {pending}: --phase=generate sent them all '
+                            'already, or this machine is not the one that ran it')
+  sent, total = [], 0
+  for path in files:
+    size = path.stat().st_size
+    if sent and total + size > FLAGS.return_mib * 2**20:
+      break
+    shutil.move(path, out / path.name)
+    sent.append({'file': path.name, 'mib': round(size / 2**20, 2)})
+    total += size
+  results |= {'sent': sent, 'left': [p.name for p in sorted(pending.glob('lossless_*.tar'))]}
 
 
 def phase_generate(results: dict, logs: pathlib.Path, out: pathlib.Path) -> None:
@@ -416,7 +455,7 @@ def phase_generate(results: dict, logs: pathlib.Path, out: pathlib.Path) -> None
   results |= {'images': count, 'predict_wall_s': round(seconds, 1),
               'images_per_s_with_startup': round(count / seconds, 1)}
   results['packed'] = pack_outputs(generated, out, int(FLAGS.shard_mib * 2**20),
-                                   int(FLAGS.return_mib * 2**20))
+                                   int(FLAGS.return_mib * 2**20), workdir / 'pending')
 
 
 def generate_table(results: dict) -> str:
@@ -430,7 +469,18 @@ def generate_table(results: dict) -> str:
   if packed:
     rows[-1] += (f'{packed["format"]}, {packed["mib"]} MiB | ' +
                  ', '.join(f'{s["file"]} ({s["images"]})' for s in packed['shards']) + ' |')
+    if packed.get('pending'):
+      rows.append(f'\nLossless shards left for --phase=fetch (run it now, {FLAGS.return_mib:.0f} '
+                  'MiB a call): ' + ', '.join(f'{s["file"]} ({s["mib"]} MiB)'
+                                             for s in packed['pending']))
   return '\n'.join(rows)
+
+
+def fetch_table(results: dict) -> str:
+  if 'sent' not in results:
+    return ''
+  return (f'| sent | left for the next --phase=fetch |\n|---|---|\n| '
+          f'{", ".join(s["file"] for s in results["sent"])} | {", ".join(results["left"]) or "none"} |')
 
 
 # ----------------------------------------------------------------------------------------------
@@ -537,14 +587,16 @@ def run_phase(phase: str, out: pathlib.Path) -> None:
   try:
     if phase == 'train':
       phase_train(results, logs)
-    else:
+    elif phase == 'generate':
       phase_generate(results, logs, out)
+    else:
+      phase_fetch(results, out)
   except Exception as e:  # pylint: disable=broad-except
     error = e
     results['error'] = f'{type(e).__name__}: {e}'[-3000:]
   with tarfile.open(out / 'logs.tar.gz', 'w:gz') as tar:
     tar.add(logs, arcname=f'logs_{phase}')
-  table = train_table(results) if phase == 'train' else generate_table(results)
+  table = {'train': train_table, 'generate': generate_table, 'fetch': fetch_table}[phase](results)
   if error:
     table += f'\n\n{phase} failed: {results["error"][-500:]}'
   (out / 'results.json').write_text(json.dumps(results, indent=2))
@@ -559,6 +611,8 @@ def main(argv):
   if FLAGS.commands:
     for phase in ('train', 'generate'):
       print(f'# --phase={phase}: carry [".gpu/{phase}"]\n{device_command(phase)}\n')
+    print('# --phase=fetch, only if generate left lossless shards (its table says so), carry '
+          f'nothing, repeat while any are left:\n{device_command("fetch", site=None)}')
     return
   if FLAGS.rehearse:
     work = pathlib.Path(FLAGS.rehearsal_dir or tempfile.mkdtemp(prefix='gpu_rehearsal_'))

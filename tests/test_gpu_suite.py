@@ -1,6 +1,7 @@
 """benchmarks/gpu_suite.py: a short rehearsal of both GPU phases in this environment, on CPU."""
 
 import importlib.util
+import io
 import json
 import pathlib
 import subprocess
@@ -108,6 +109,44 @@ def test_outputs_that_do_not_fit_losslessly_go_as_the_best_format_that_fits(tmp_
     assert sorted(tar.getnames())[:2] == ['0.jpg', '1.jpg']
   with pytest.raises(ValueError, match='do not fit'):
     gpu_suite.pack_outputs(tmp_path / 'generated', out, shard_bytes=10**6, total_bytes=1000)
+
+
+def test_lossless_shards_that_do_not_fit_wait_for_fetch(tmp_path):
+  noise_pngs(tmp_path / 'generated', 12)
+  out, pending = tmp_path / 'out', tmp_path / 'work' / 'pending'
+  out.mkdir()
+  pngs = sorted((tmp_path / 'generated').glob('*.png'))
+  lossless = sum(len(d) for d in gpu_suite._encode_all(pngs, gpu_suite.OUTPUT_FORMATS[0][1]))  # pylint: disable=protected-access
+  packed = gpu_suite.pack_outputs(tmp_path / 'generated', out, shard_bytes=lossless // 3,
+                                  total_bytes=lossless - 20_000, pending=pending)
+  assert packed['format'].startswith('JPEG') and len(packed['pending']) > 1
+  assert sum(s['images'] for s in packed['pending']) == 12
+  # --phase=fetch sends what fits a call (one shard at the least) and leaves the rest.
+  fetched = tmp_path / 'fetched'
+  fetched.mkdir()
+  done = subprocess.run([sys.executable, 'benchmarks/gpu_suite.py', '--phase=fetch',
+                         f'--workdir={tmp_path / "work"}', f'--out={fetched}',
+                         f'--return_mib={lossless / 2 / 2**20}'],
+                        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+  assert done.returncode == 0, done.stdout + done.stderr
+  results = json.loads((fetched / 'results.json').read_text())
+  assert results['sent'] and results['left']
+  again = tmp_path / 'again'
+  again.mkdir()
+  subprocess.run([sys.executable, 'benchmarks/gpu_suite.py', '--phase=fetch',
+                  f'--workdir={tmp_path / "work"}', f'--out={again}'], cwd=ROOT, check=True,
+                 capture_output=True, timeout=120)
+  names = []
+  for folder in (fetched, again):
+    for shard in folder.glob('lossless_*.tar'):
+      with tarfile.open(shard) as tar:
+        for member in tar.getmembers():
+          names.append(member.name)
+          image = Image.open(io.BytesIO(tar.extractfile(member).read()))
+          np.testing.assert_array_equal(  # Lossless: the generated pixels themselves.
+              np.asarray(image), np.asarray(Image.open(tmp_path / 'generated' /
+                                                       member.name.replace('.webp', '.png'))))
+  assert sorted(names) == sorted(f'{i}.webp' for i in range(12))
 
 
 def test_generate_without_a_trained_run_names_the_workdir(tmp_path):
