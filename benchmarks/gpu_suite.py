@@ -77,9 +77,12 @@ PEER_SETTINGS = ('paper', 'b64_instance_bf16', 'b16_instance_fp32')
 # much each JPEG moves it.
 OUTPUT_FORMATS = (
     ('lossless WebP', {'format': 'WEBP', 'lossless': True, 'quality': 100, 'method': 4}),
-    ('JPEG q97 4:4:4', {'format': 'JPEG', 'quality': 97, 'subsampling': 0}),
-    ('JPEG q95 4:4:4', {'format': 'JPEG', 'quality': 95, 'subsampling': 0}),
-    ('JPEG q90 4:4:4', {'format': 'JPEG', 'quality': 90, 'subsampling': 0}),
+    ('JPEG q97 4:4:4', {'format': 'JPEG', 'quality': 97, 'subsampling': 0,
+                        'optimize': True}),
+    ('JPEG q95 4:4:4', {'format': 'JPEG', 'quality': 95, 'subsampling': 0,
+                        'optimize': True}),
+    ('JPEG q90 4:4:4', {'format': 'JPEG', 'quality': 90, 'subsampling': 0,
+                        'optimize': True}),
 )
 OUTPUT_SUFFIX = {'WEBP': '.webp', 'JPEG': '.jpg'}
 DEFAULT_WORKDIR = '.gpu/work'

@@ -12,31 +12,43 @@ No trained generator is at hand, so "generated" images X are proxies, each score
 ΔFID = FID(format(X), Y) - FID(X, Y) with the project's FID (`perceptual.InceptionFeatures`,
 `perceptual.fid(method='svd')`):
   (a) degraded: Y = the targets; X = each target bicubic-downscaled ×2 and back, plus Gaussian
-      noise σ = 3 levels (seed 0): soft like pix2pix outputs, FID(X, Y) in the tens.
+      noise σ = 3 levels (seed 0): soft like pix2pix outputs; FID(X, Y) = 68.4.
+  (a0) blurred: (a) without the noise; FID 61.2.
   (b) real: X = the targets of files 1..549 (natural order), Y = those of 550..1098, and the
-      other way round (two ΔFIDs): real aerial statistics on both sides.
+      other way round (two ΔFIDs): real aerial statistics on both sides; FID 39.5.
   (c) sharp: Y = the targets; X = each target through an unsharp mask (radius 2, 200 %), no
-      noise: the halos and high-frequency ringing of GAN outputs without (a)'s pixel noise.
-Sizes are of the encoded bytes (PIL, in memory); `MiB` is for the 1098 real targets, the
-closest stand-in for generator outputs, with (a) and (c) beside it. Inception features are
-computed once per image set and cached as .npy under --cache_dir (CPU: ~3-5 images/s on two
-cores, so a cold run of every set takes hours; reruns only encode and score).
+      noise: the halos and high-frequency ringing of GAN outputs; FID 75.2.
+(a0) and (c) are scored by FID for --side_formats only. Sizes are of the encoded bytes (PIL,
+in memory, summed over 1098 images); `real` (the targets) is the best stand-in for generator
+outputs, but a generator with more high-frequency content than the photos, as (c), costs up to
+1.6× more. Inception features are computed once per image set and cached as .npy under
+--cache_dir: the 24 sets (26k images) took 80 min on 2 busy CPU cores (2-13 images/s); a rerun
+from the cache takes 30 s.
 
-Measured (2 CPU cores, 2026-11-28, two runs: `--proxies=degraded,real --formats=...` and
-`--formats=jpeg97_444,jpeg95_444 --proxies=degraded,real,blurred,sharp`; the first was stopped
-after four formats). Baselines FID(X, Y): (a) 68.40, (a0) 61.19 (bicubic ×2 down and up, no
-noise), (b) 39.45 both ways, (c) 75.19.
+Measured (Pillow 13, libjpeg-turbo, libwebp 1.6; ΔL1/ΔPSNR: format(X) vs Y minus X vs Y on
+[0, 1] images; PSNR fX: format(X) vs X on the real targets, in dB):
 
-  format         MiB (b)  MiB (a)  ΔFID (b) 1→2, 2→1   ΔFID (a)  ΔFID (a0)  ΔFID (c)
-  JPEG q97 4:4:4   57.6     59.8      -0.16, +0.11        +1.09     -0.56      -0.21
-  JPEG q95 4:4:4   48.0     39.5      -0.24, +0.30        +0.80
-  JPEG q97 4:2:0   49.6     38.6      +1.94, +2.42        -1.91
-  WebP q95         37.8     29.4      +1.81, +2.00        -0.90
+  | format     | MiB real/(a)/(c) | ΔFID (a) | ΔFID (b)      | (c)   | (a0)  | ΔL1 (a)  | PSNR fX |
+  |------------|------------------|----------|---------------|-------|-------|----------|---------|
+  | jpeg90_420 | 31.7/21.2/44.5   | -0.85    | +12.94 +13.74 |       |       | -0.00041 | 36.44   |
+  | jpeg95_420 | 42.1/30.1/55.4   | -2.44    | +5.28 +5.66   |       |       | -0.00050 | 40.37   |
+  | jpeg97_420 | 49.6/38.6/63.7   | -1.91    | +1.94 +2.42   |       |       | -0.00048 | 43.04   |
+  | jpeg90_444 | 35.6/25.8/50.8   | +0.40    | +0.03 +1.14   |       |       | -0.00051 | 37.00   |
+  | jpeg95_444 | 48.0/39.5/65.5   | +0.80    | -0.24 +0.30   | -0.60 | -1.02 | -0.00023 | 41.58   |
+  | jpeg97_444 | 57.6/59.8/80.1   | +1.09    | -0.16 +0.11   | -0.21 | -0.56 | +0.00055 | 44.81   |
+  | webp90     | 29.5/19.2/43.0   | -2.35    | +4.73 +4.91   |       |       | -0.00024 | 39.64   |
+  | webp95     | 37.8/29.4/52.6   | -0.90    | +1.81 +2.00   |       |       | -0.00049 | 42.76   |
 
-Chroma subsampling (4:2:0, and WebP's) moves FID by ~2; JPEG 4:4:4 at q95-97 by 0.1-0.3 on real
-photos but up to ~1 on the noisy and the blurred proxies. No lossy format stays under 0.5 on
-every proxy, so benchmarks/gpu_suite.py sends lossless WebP when it fits and otherwise JPEG q97
-4:4:4 with the lossless shards left for `--phase=fetch`.
+ΔPSNR (a) is within ±0.1 dB and ΔSSIM (a) within ±0.007 for every format: the pixel metrics do
+not care. FID does. Chroma subsampling is what real aerials cannot take: every 4:2:0 format
+(lossy WebP is always 4:2:0) moves (b) by ≥ 1.8. No format keeps |ΔFID| < 0.5 on every proxy:
+JPEG 4:4:4 at quality ≥ 95 stays within ±0.3 on real photos (b) but moves smooth (a0) and noisy
+(a) outputs by 0.56 to 1.09, not monotonically in quality. JPEG quality 97 4:4:4 is the most
+faithful and fits only just: 57.6 MiB (59.8 for (a), 80 for (c)) with `optimize=True`, 62.3
+without it (quality 95: 48.0 and 50.9). benchmarks/gpu_suite.py sends lossless WebP when it
+fits and otherwise JPEG quality 97 4:4:4, leaving the lossless shards for `--phase=fetch`; FID
+and KID from Inception features taken on the GPU machine (1098×2048 float32: 8.6 MiB) would not
+depend on the format at all.
 """
 
 import io
@@ -83,11 +95,12 @@ flags.DEFINE_string('eval_dir', '../shared/data/maps_val/val',
                     'Side-by-side split folder; the left halves (A) are the targets.')
 flags.DEFINE_string('cache_dir', '/tmp/output_format', 'Where features and scores are cached.')
 flags.DEFINE_list('formats', list(FORMATS), f'Formats to score, of {list(FORMATS)}.')
-flags.DEFINE_list('proxies', ['degraded', 'real', 'sharp'],
-                  f'Proxies for generated images, of {PROXIES}.')
-flags.DEFINE_list('cached_only', [],
-                  'Proxies whose encoded sets are scored by FID only where their features are '
-                  'cached (sizes and pixel scores are always measured).')
+flags.DEFINE_list('proxies', list(PROXIES), f'Proxies for generated images, of {PROXIES}.')
+flags.DEFINE_list('side_proxies', ['sharp', 'blurred'],
+                  'Proxies whose FID is measured for --side_formats only (each encoded set costs '
+                  'an Inception pass); their sizes and pixel scores are measured for all.')
+flags.DEFINE_list('side_formats', ['jpeg95_444', 'jpeg97_444'],
+                  'The formats scored by FID on --side_proxies.')
 flags.DEFINE_integer('image_size', 256, 'Target size (the generator output size).')
 flags.DEFINE_integer('num_examples', -1, 'Use the first N images only (-1: all).')
 flags.DEFINE_integer('scale_to', 1098, 'Sizes are reported for this many images.')
@@ -155,9 +168,6 @@ class Cache:
   def _path(self, name: str, suffix: str) -> pathlib.Path:
     return self.dir / f'{name}.n{self.n}.{suffix}'
 
-  def has(self, name: str) -> bool:
-    return self._path(name, 'npy').exists()
-
   def features(self, name: str, images_fn) -> np.ndarray:
     """Cached features of the set `name`; `images_fn()` makes its images on a miss."""
     path = self._path(name, 'npy')
@@ -201,7 +211,8 @@ def fid(a: np.ndarray, b: np.ndarray) -> float:
 
 def main(_):
   start = time.perf_counter()
-  unknown = set(FLAGS.formats) - set(FORMATS) | set(FLAGS.proxies) - set(PROXIES)
+  unknown = (set(FLAGS.formats + FLAGS.side_formats) - set(FORMATS)
+             | set(FLAGS.proxies + FLAGS.side_proxies) - set(PROXIES))
   if unknown:
     raise app.UsageError(f'unknown formats or proxies: {sorted(unknown)}')
   targets = load_targets(FLAGS.eval_dir, FLAGS.image_size, FLAGS.num_examples)
@@ -248,8 +259,8 @@ def main(_):
 
       s = cache.scores(name, scores)
       row[f'mib_{proxy}'] = s['bytes'] / MIB * FLAGS.scale_to / n
-      f_coded = (None if proxy in FLAGS.cached_only and not cache.has(name)
-                 else cache.features(name, coded_images))
+      skip = proxy in FLAGS.side_proxies and fmt not in FLAGS.side_formats
+      f_coded = None if skip else cache.features(name, coded_images)
       if proxy == 'real':
         row['dfid_real'] = f_coded is not None and [
             fid(f_coded[:half], f_targets[half:]) - baselines[0],
@@ -273,16 +284,18 @@ def print_table(rows: list[dict], proxies: list[str]) -> None:
   others = [p for p in proxies if p != 'real']
   header = (['format', 'MiB real'] + [f'MiB {LABELS[p]}' for p in others]
             + [f'ΔFID {LABELS[p]}' + (' 1→2, 2→1' if p == 'real' else '') for p in proxies]
-            + ['ΔL1 (a)', 'ΔPSNR (a)', 'ΔSSIM (a)', 'L1 vs X real', 'PSNR vs X real'])
+            + ['ΔL1 (a)', 'ΔPSNR (a)', 'ΔSSIM (a)', 'L1 vs X (a)', 'L1 vs X real',
+               'PSNR vs X real'])
   print('| ' + ' | '.join(header) + ' |')
   print('|' + '---|' * len(header))
   for r in rows:
-    d, vs_x = r.get('d_degraded'), r.get('real_vs_x')
+    d, vs_x, vs_xa = r.get('d_degraded'), r.get('real_vs_x'), r.get('degraded_vs_x')
     cells = [r['format']] + [f'{r[f"mib_{p}"]:.1f}' if f'mib_{p}' in r else '—'
                              for p in ['real'] + others]
     cells += [', '.join(f'{v:+.2f}' for v in r[f'dfid_{p}']) if r.get(f'dfid_{p}') else '—'
               for p in proxies]
-    cells += ([f'{d["l1"]:+.5f}', f'{d["psnr"]:+.3f}', f'{d["ssim"]:+.4f}'] if d else ['—'] * 3)
+    cells += ([f'{d["l1"]:+.5f}', f'{d["psnr"]:+.3f}', f'{d["ssim"]:+.4f}', f'{vs_xa["l1"]:.4f}']
+              if d else ['—'] * 4)
     cells += [f'{vs_x["l1"]:.4f}', f'{vs_x["psnr"]:.2f}'] if vs_x else ['—'] * 2
     print('| ' + ' | '.join(cells) + ' |')
 
@@ -294,8 +307,12 @@ def recommend(rows: list[dict], proxies: list[str]) -> None:
         if r[size_key] <= FLAGS.max_mib
         and all(abs(v) < FLAGS.max_delta_fid for p in proxies for v in r.get(f'dfid_{p}') or [])]
   if not ok:
+    worst = {r['format']: max(abs(v) for p in proxies for v in r.get(f'dfid_{p}') or [0])
+             for r in rows if r[size_key] <= FLAGS.max_mib}
     print(f'# no format fits in {FLAGS.max_mib:g} MiB with every |ΔFID| < '
-          f'{FLAGS.max_delta_fid:g}', flush=True)
+          f'{FLAGS.max_delta_fid:g}; worst |ΔFID| of those that fit (over the proxies '
+          f'measured for each): ' + ', '.join(
+              f'{k} {v:.2f}' for k, v in sorted(worst.items(), key=lambda kv: kv[1])), flush=True)
     return
   fidelity = lambda r: r['real_vs_x']['psnr'] if 'real_vs_x' in r else -r[size_key]
   best = max(ok, key=fidelity)
