@@ -107,7 +107,7 @@ def _write_jax(generator: nn.Module, network, train_mode: bool, size: int, chann
 
 def _check_onnx_installed() -> None:
   try:
-    import jax2onnx, onnx  # pylint: disable=g-import-not-at-top,multiple-imports,unused-import
+    import jax2onnx, onnx  # noqa: F401  pylint: disable=g-import-not-at-top,multiple-imports,unused-import
   except ImportError as error:
     raise ImportError(f"config.export.format='onnx' needs the `onnx` extra ({error}): "
                       "pip install -e '.[onnx]'") from error
