@@ -28,7 +28,9 @@ def get_config() -> ml_collections.ConfigDict:
   data.name = 'maps'
   data.direction = 'BtoA'  # maps: A = left = aerial, B = right = map; BtoA is map -> aerial.
   data.image_size = 256  # Model resolution; a power of two >= 32 (U-Net levels follow it).
-  data.channels = 3
+  data.channels = 3  # Image channels, input and output (unless set apart by the next two keys).
+  data.input_channels = config_dict.placeholder(int)  # Generator input channels; None: data.channels.
+  data.output_channels = config_dict.placeholder(int)  # Output (target) channels; None: data.channels.
   # 'resize_and_crop' (paper jitter), 'resize' (to image_size) or 'patches' (4 native crops).
   data.preprocess = 'resize_and_crop'
   data.load_size = 286  # Paper: resize to 286×286, then random-crop 256×256.
@@ -45,9 +47,15 @@ def get_config() -> ml_collections.ConfigDict:
   data.synthetic_eval_examples = 100  # data.name='synthetic': eval pairs.
 
   config.model = model = ml_collections.ConfigDict()
+  # 'unet' (paper; levels follow image_size), 'resnet_9blocks' or 'resnet_6blocks' (the
+  # reference's ResnetGenerator, Johnson et al.; GAN Compression's maps generator is resnet_9blocks).
+  model.generator = 'unet'
   model.ngf = 64  # Generator base filters (C64 ... C512).
   model.ndf = 64  # Discriminator base filters.
   model.patch_size = 70  # PatchGAN receptive field: 1 (PixelGAN), 16, 70 (paper), 286 (ImageGAN).
+  # PatchGANs on the pair at full, 1/2, 1/4 ... resolution (pix2pixHD's multi-scale D: 2-3); 1: paper.
+  model.num_discriminators = 1
+  model.d_spectral_norm = False  # Spectral normalisation of D's convolutions (SPADE); paper: off.
   model.norm = 'batch'  # 'batch' (paper) or 'instance' (no running stats, convs get biases).
   # BatchNorm over several devices: 'global' (the whole batch, as one device) or 'per_device'.
   model.batch_norm_stats = 'global'
@@ -57,10 +65,14 @@ def get_config() -> ml_collections.ConfigDict:
   model.num_dropout_layers = 3  # Paper: on the first three decoder layers.
   model.dropout_skip_innermost = False  # True: the PyTorch reference's placement (layers 2-4).
   model.init_std = 0.02  # Paper: weights N(0, 0.02); BatchNorm scales N(1, 0.02).
+  # Exponential moving average of G's params and batch stats, kept in the state; 0: off (paper).
+  model.ema_decay = 0.0
 
   config.loss = loss = ml_collections.ConfigDict()
-  loss.gan_mode = 'vanilla'  # 'vanilla' (paper: sigmoid cross-entropy on logits) or 'lsgan'.
+  # 'vanilla' (paper: sigmoid cross-entropy on logits), 'lsgan' or 'hinge' (SPADE).
+  loss.gan_mode = 'vanilla'
   loss.lambda_l1 = 100.0  # Paper: λ = 100 for the L1 term.
+  loss.lambda_feat = 0.0  # D feature-matching loss weight (pix2pixHD: 10); 0: off (paper).
 
   config.optim = optim = ml_collections.ConfigDict()
   optim.learning_rate = 2e-4  # Paper: Adam, lr 0.0002, β1 0.5, β2 0.999 (both networks).
@@ -71,6 +83,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.eval = eval_config = ml_collections.ConfigDict()
   eval_config.train_mode = True  # Paper's test time: dropout on, each image's own BatchNorm stats.
+  eval_config.use_ema = True  # With model.ema_decay > 0: score, predict and export the EMA weights.
   eval_config.num_examples = -1  # Eval examples scored during training; -1: the whole split.
   eval_config.every_steps = 5000  # Training's eval metrics and image panel (0: only at the end).
   eval_config.num_panel_images = 4  # Rows of the [input | generated | target] panel.

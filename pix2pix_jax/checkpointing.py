@@ -10,14 +10,19 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 # Config keys that change the networks (parameter shapes or the function they compute). Other
-# keys (learning rate, data, logging, model.compute_dtype, model.upsample_impl,
-# model.matmul_max_pixels, model.conv_impl, model.winograd_min_channels, model.batch_norm_stats)
-# may change between runs of the same checkpoint.
+# keys (learning rate, loss weights, data, logging, model.compute_dtype, model.upsample_impl,
+# model.matmul_max_pixels, model.conv_impl, model.winograd_min_channels, model.batch_norm_stats,
+# the value of a nonzero model.ema_decay) may change between runs of the same checkpoint.
 GENERATOR_KEYS = (
-    'data.image_size', 'data.channels', 'model.ngf', 'model.norm', 'model.bottleneck_norm',
-    'model.leaky_relu_slope', 'model.dropout_rate', 'model.num_dropout_layers',
-    'model.dropout_skip_innermost')
-ARCHITECTURE_KEYS = GENERATOR_KEYS + ('model.ndf', 'model.patch_size', 'loss.gan_mode')
+    'data.image_size', 'data.input_channels', 'data.output_channels', 'model.generator',
+    'model.ngf', 'model.norm', 'model.bottleneck_norm', 'model.leaky_relu_slope',
+    'model.dropout_rate', 'model.num_dropout_layers', 'model.dropout_skip_innermost')
+ARCHITECTURE_KEYS = GENERATOR_KEYS + (
+    'model.ndf', 'model.patch_size', 'model.num_discriminators', 'model.d_spectral_norm',
+    'model.ema_decay', 'loss.gan_mode')
+# Keys added after checkpoints were first written: the value every older checkpoint has.
+_ADDED_KEYS = {'model.generator': 'unet', 'model.num_discriminators': 1,
+               'model.d_spectral_norm': False, 'model.ema_decay': 0.0}
 
 
 class CheckpointMismatchError(ValueError):
@@ -72,9 +77,19 @@ def wait(manager: ocp.CheckpointManager) -> None:
 def _lookup(tree: dict, dotted: str):
   for part in dotted.split('.'):
     if not isinstance(tree, dict) or part not in tree:
-      return '<missing>'
+      return _ADDED_KEYS.get(dotted, '<missing>')
     tree = tree[part]
   return tree
+
+
+def _architecture_value(config: dict, key: str):
+  """`key`'s value in a config dict as the architecture sees it: derived keys resolved."""
+  if key in ('data.input_channels', 'data.output_channels'):
+    value = _lookup(config, key)  # None (or absent, before these keys existed): data.channels.
+    return _lookup(config, 'data.channels') if value in (None, '<missing>') else value
+  if key == 'model.ema_decay':  # Whether the state holds an EMA of G (not its decay).
+    return 'on' if _lookup(config, 'model.ema_decay') else 'off'
+  return _lookup(config, key)
 
 
 def check_architecture(saved_config: dict, config: ml_collections.ConfigDict, where: str,
@@ -88,8 +103,10 @@ def check_architecture(saved_config: dict, config: ml_collections.ConfigDict, wh
     keys: the keys to compare (GENERATOR_KEYS when only the generator is restored).
   """
   current = config.to_dict()
-  diffs = [f'  {key}: checkpoint {_lookup(saved_config, key)!r}, config {_lookup(current, key)!r}'
-           for key in keys if _lookup(saved_config, key) != _lookup(current, key)]
+  values = [(key, _architecture_value(saved_config, key), _architecture_value(current, key))
+            for key in keys]
+  diffs = [f'  {key}: checkpoint {saved!r}, config {now!r}' for key, saved, now in values
+           if saved != now]
   if diffs:
     raise CheckpointMismatchError(
         f'checkpoint {where} was made with a different architecture:\n' + '\n'.join(diffs) +

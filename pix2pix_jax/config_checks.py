@@ -11,6 +11,7 @@ _CHOICES = {
     'data.preprocess': pipeline.PREPROCESS_MODES,
     'data.verify': pipeline.VERIFY_MODES,
     'data.on_bad_file': folder.ON_BAD_FILE,
+    'model.generator': models.GENERATORS,
     'model.patch_size': tuple(models.PATCH_SIZE_TO_STRIDED_LAYERS),
     'model.norm': models.NORMS,
     'model.batch_norm_stats': models.BATCH_NORM_STATS,
@@ -69,6 +70,18 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
       raise ValueError(f"config.{key}={value!r} must be 'auto' or an integer >= {minimum}")
   if config.data.on_device != runtime.AUTO and not isinstance(config.data.on_device, bool):
     raise ValueError(f"config.data.on_device={config.data.on_device!r} must be 'auto', True or False")
+  for key in ('data.channels', 'data.input_channels', 'data.output_channels',
+              'model.num_discriminators'):
+    value = _get(config, key)
+    if not (key.endswith('put_channels') and value is None) and (not _is_int(value) or value < 1):
+      raise ValueError(f'config.{key}={value!r} must be an integer >= 1'
+                       + (' (or None: data.channels)' if key.endswith('put_channels') else ''))
+  if not 0 <= config.model.ema_decay < 1:
+    raise ValueError(f'config.model.ema_decay={config.model.ema_decay} must be in [0, 1) '
+                     '(0: no EMA; 0.999 averages over about the last 1000 steps)')
+  for key in ('loss.lambda_l1', 'loss.lambda_feat'):
+    if _get(config, key) < 0:
+      raise ValueError(f'config.{key}={_get(config, key)} must be >= 0')
   for key in ('log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints'):
     if _get(config, key) < 1:
       raise ValueError(f'config.{key}={_get(config, key)} must be >= 1')

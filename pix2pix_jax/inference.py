@@ -90,8 +90,9 @@ def restore_trained_generator(config: ml_collections.ConfigDict, workdir: str,
   if not checkpoint_dir.is_dir():
     raise FileNotFoundError(f'no checkpoints in {checkpoint_dir}: train first (--mode=train), or '
                             'check --workdir')
-  generator = models.create_generator(config.model, config.data.image_size, config.data.channels)
-  shape = (1, config.data.image_size, config.data.image_size, config.data.channels)
+  input_channels, output_channels = pipeline.channels(config.data)
+  generator = models.create_generator(config.model, config.data.image_size, output_channels)
+  shape = (1, config.data.image_size, config.data.image_size, input_channels)
   variables = jax.eval_shape(
       lambda: generator.init({'params': jax.random.PRNGKey(0), 'dropout': jax.random.PRNGKey(0)},
                              jnp.zeros(shape), train=True))

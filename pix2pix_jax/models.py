@@ -24,6 +24,7 @@ from pix2pix_jax import kernels, layers, runtime
 # 0 means the 1×1 "PixelGAN" discriminator.
 PATCH_SIZE_TO_STRIDED_LAYERS = {1: 0, 16: 1, 70: 3, 286: 5}
 NORMS = layers.NORMS
+GENERATORS = ('unet', 'resnet_9blocks', 'resnet_6blocks')
 BATCH_NORM_STATS = ('global', 'per_device')
 
 
@@ -174,20 +175,20 @@ def batch_norm_groups(model_config) -> int:
   return jax.device_count() if model_config.batch_norm_stats == 'per_device' else 1
 
 
-def create_generator(model_config, image_size: int, channels: int = 3) -> UNetGenerator:
+def create_generator(model_config, image_size: int, out_channels: int = 3) -> nn.Module:
   """The generator a config describes (`config.model`), for `image_size`² images.
 
   Args:
     model_config: `config.model`; its 'auto' speed keys take their value for JAX's default
       backend (`runtime.conv_impl`).
     image_size: the side of the square images (a power of two >= 32).
-    channels: image channels, in and out.
+    out_channels: channels of the generated images (the input's follow the images given).
 
   Returns:
-    The unbound `UNetGenerator`.
+    The unbound generator.
   """
   return UNetGenerator(
-      out_channels=channels,
+      out_channels=out_channels,
       num_levels=num_unet_levels(image_size),
       base_features=model_config.ngf,
       norm=model_config.norm,

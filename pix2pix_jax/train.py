@@ -197,7 +197,8 @@ def create_train_functions(config: ml_collections.ConfigDict, steps_per_epoch: i
   Returns:
     (generator, init_fn(rng) -> TrainState, step_fn(state, batch) -> (state, metrics)).
   """
-  generator = models.create_generator(config.model, config.data.image_size, config.data.channels)
+  input_channels, output_channels = pipeline.channels(config.data)
+  generator = models.create_generator(config.model, config.data.image_size, output_channels)
   discriminator = models.create_discriminator(config.model)
   schedule = train_state.create_learning_rate_schedule(config.optim, steps_per_epoch, num_train_steps)
   g_optimizer = train_state.create_optimizer(config.optim, schedule)
@@ -205,7 +206,7 @@ def create_train_functions(config: ml_collections.ConfigDict, steps_per_epoch: i
   init_fn = functools.partial(
       train_state.create_train_state, generator=generator, discriminator=discriminator,
       g_optimizer=g_optimizer, d_optimizer=d_optimizer, image_size=config.data.image_size,
-      channels=config.data.channels)
+      input_channels=input_channels, output_channels=output_channels)
   step_fn = functools.partial(
       train_step, generator=generator, discriminator=discriminator, g_optimizer=g_optimizer,
       d_optimizer=d_optimizer, schedule=schedule, lambda_l1=config.loss.lambda_l1,

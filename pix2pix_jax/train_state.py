@@ -76,7 +76,7 @@ def _init_network(module: nn.Module, rng: jax.Array, example: jax.Array,
 def create_train_state(rng: jax.Array, generator: nn.Module, discriminator: nn.Module,
                        g_optimizer: optax.GradientTransformation,
                        d_optimizer: optax.GradientTransformation, *, image_size: int,
-                       channels: int) -> TrainState:
+                       input_channels: int, output_channels: int) -> TrainState:
   """Initialises both networks (jit this: eager init is ~100× slower).
 
   Args:
@@ -86,14 +86,14 @@ def create_train_state(rng: jax.Array, generator: nn.Module, discriminator: nn.M
     g_optimizer: G's optax optimizer.
     d_optimizer: D's optax optimizer.
     image_size: side of the (square) images.
-    channels: channels of input and target images.
+    input_channels, output_channels: channels of input and target images.
 
   Returns:
     The state at step 0.
   """
   g_rng, d_rng, run_rng = jax.random.split(rng, 3)
-  image = jnp.zeros((1, image_size, image_size, channels), jnp.float32)
-  pair = jnp.concatenate([image, image], axis=-1)
+  image = jnp.zeros((1, image_size, image_size, input_channels), jnp.float32)
+  pair = jnp.zeros((1, image_size, image_size, input_channels + output_channels), jnp.float32)
   return TrainState(
       step=jnp.zeros((), jnp.int32),
       rng=run_rng,

@@ -29,6 +29,13 @@ DATASETS = PIX2PIX_DATASETS + ('folder', 'synthetic')
 VERIFY_MODES = ('full', 'present', 'off')
 
 
+def channels(data_config) -> tuple[int, int]:
+  """(input, output) channels of the generator: `data.input_channels` / `data.output_channels`,
+  each `data.channels` when None."""
+  return tuple(data_config.channels if value is None else value
+               for value in (data_config.input_channels, data_config.output_channels))
+
+
 def _split_name(data_config, split: str) -> str:
   return data_config.train_split if split == 'train' else data_config.eval_split
 
