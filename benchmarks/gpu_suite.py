@@ -7,12 +7,13 @@ A GPU occasion is short (~12 minutes of machine time, each command <= 10 minutes
   python benchmarks/gpu_payload.py --phase=train --maps_dir=../shared/data/maps286
   python benchmarks/gpu_payload.py --phase=generate --eval_dir=../shared/data/maps_val/val
   python benchmarks/gpu_suite.py --commands             # the two device commands to run
+  python benchmarks/gpu_suite.py --commands --recipe=resnet   # another recipe (RECIPES)
 
 On the GPU machine (the device tool's `run`, from the repository root, carrying `.gpu/train`, then
 `.gpu/generate` straight after, while the machine is still warm: the checkpoint stays in
 `.gpu/work` only as long as the machine does):
 
-  --phase=train     the environment; the speed table (the paper step as a GPU run trains it, with
+  --phase=train     [--recipe=paper|resnet|pix2pixhd|spade|ema] the environment; the speed table (the paper step as a GPU run trains it, with
                     and without the CPU-tuned convolution forms, in bfloat16; batch 16 and 64 with
                     instance norm; the PyTorch peer; compile time and peak memory, each setting in
                     its own process through benchmarks/train_step.py); then configs/maps.py
@@ -86,6 +87,19 @@ OUTPUT_FORMATS = (
 )
 OUTPUT_SUFFIX = {'WEBP': '.webp', 'JPEG': '.jpg'}
 DEFAULT_WORKDIR = '.gpu/work'
+# What --phase=train trains (`--recipe`): a config file and its overrides. One occasion trains one
+# recipe; comparing them on maps takes one occasion each (the paper's first).
+RECIPES = {
+    'paper': ('configs/maps.py', ()),  # Isola et al. 2017: U-Net, 70×70 PatchGAN, BCE + 100·L1.
+    'resnet': ('configs/maps_resnet.py', ()),  # GAN Compression's ResNet-9 recipe (its docstring).
+    # pix2pixHD's discriminator side on the paper's generator: 2 scales, feature matching, LSGAN.
+    'pix2pixhd': ('configs/maps.py', ('model.num_discriminators=2', 'loss.lambda_feat=10.0',
+                                      'loss.gan_mode=lsgan')),
+    # SPADE's: hinge loss, spectral norm in D, 2 scales, feature matching.
+    'spade': ('configs/maps.py', ('model.num_discriminators=2', 'loss.lambda_feat=10.0',
+                                  'loss.gan_mode=hinge', 'model.d_spectral_norm=True')),
+    'ema': ('configs/maps.py', ('model.ema_decay=0.999',)),  # The paper's, scoring G's EMA.
+}
 # Training in the suite: fewer checkpoints and periodic evals than the product's defaults, which
 # would stop a ~3 ms/step GPU run every few seconds.
 TRAIN_OVERRIDES = ('--config.checkpoint_every_steps=25000', '--config.eval.every_steps=20000')
@@ -95,9 +109,11 @@ flags.DEFINE_enum('phase', None, ['train', 'generate', 'fetch'], 'The phase to r
 flags.DEFINE_bool('rehearse', False, 'Run both phases on CPU on a tiny config, in a Python 3.12 '
                   'virtualenv like the GPU image with only the payload wheels on top.')
 flags.DEFINE_bool('commands', False, 'Print the device commands of both phases and exit.')
-flags.DEFINE_string('config', 'configs/maps.py', 'Config file (relative to the repository root).')
+flags.DEFINE_enum('recipe', 'paper', list(RECIPES), 'train: what to train (RECIPES: a config and '
+                  'its overrides); generate and evaluate use what train used.')
 flags.DEFINE_multi_string('override', [], 'Config override `key=value`, for every product run and '
-                          'benchmark of the phase (the rehearsal makes the config tiny this way).')
+                          'benchmark of the phase, after the recipe\'s (the rehearsal makes the '
+                          'config tiny this way).')
 flags.DEFINE_string('data_dir', '.gpu/train/data', 'train: folder dataset root (train/, val/).')
 flags.DEFINE_string('eval_dir', '.gpu/generate/data/inputs', 'generate: the input images.')
 flags.DEFINE_string('workdir', DEFAULT_WORKDIR, 'Training workdir; it must survive between the '
@@ -127,7 +143,9 @@ FLAGS = flags.FLAGS
 # Running the product and the benchmark as subprocesses.
 
 def _config_args() -> list[str]:
-  return [f'--config={FLAGS.config}'] + [f'--config.{o}' for o in FLAGS.override]
+  """The config flags of `--recipe` and `--override`, for main.py and train_step.py."""
+  config, overrides = RECIPES[FLAGS.recipe]
+  return [f'--config={config}'] + [f'--config.{o}' for o in (*overrides, *FLAGS.override)]
 
 
 def _run(command: list[str], log_path: pathlib.Path | None = None, **kwargs) -> str:
@@ -214,9 +232,9 @@ def fastest_paper_forms(lines: list[dict]) -> tuple[str, list[str]]:
                            f'--config.model.conv_impl={conv_impl}']
 
 
-def _main_py(mode: str, extra: list[str]) -> list[str]:
+def _main_py(mode: str, config_args: list[str], extra: list[str]) -> list[str]:
   return ([sys.executable, 'main.py', f'--mode={mode}', f'--workdir={FLAGS.workdir}'] +
-          _config_args() + extra)
+          config_args + extra)
 
 
 def train_for(minutes: float, args: list[str], log_path: pathlib.Path) -> dict:
@@ -228,7 +246,7 @@ def train_for(minutes: float, args: list[str], log_path: pathlib.Path) -> dict:
   """
   start = time.perf_counter()
   with open(log_path, 'w') as log:
-    process = subprocess.Popen(_main_py('train', args), cwd=ROOT, stdout=log,
+    process = subprocess.Popen(_main_py('train', _config_args(), args), cwd=ROOT, stdout=log,
                                stderr=subprocess.STDOUT, text=True)
     stopped = False
     while process.poll() is None:
@@ -269,13 +287,15 @@ def phase_train(results: dict, logs: pathlib.Path) -> None:
   args = data_args + forms + list(TRAIN_OVERRIDES)
   workdir = ROOT / FLAGS.workdir
   workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / 'gpu_suite.json').write_text(json.dumps({'config': _config_args(), 'args': args}))
+  (workdir / 'gpu_suite.json').write_text(json.dumps({'recipe': FLAGS.recipe,
+                                                     'config': _config_args(), 'args': args}))
   num_train = len([p for p in (data_dir / 'train').iterdir() if p.is_file()])
-  results['training'] = {'forms_from': chosen, 'args': args, 'train_pairs': num_train}
+  results['training'] = {'recipe': FLAGS.recipe, 'config': _config_args(), 'forms_from': chosen,
+                         'args': args, 'train_pairs': num_train}
   results['training'] |= train_for(FLAGS.train_minutes, args, logs / 'train.log')
   results['training'] |= training_summary(workdir)
   results['training']['epochs'] = round(results['training']['final_step'] / num_train, 2)
-  _run(_main_py('evaluate', args), logs / 'evaluate.log')
+  _run(_main_py('evaluate', _config_args(), args), logs / 'evaluate.log')
   evaluated = json.loads((workdir / 'eval' / 'metrics.json').read_text())
   results['evaluation'] = {k: evaluated[k] for k in ('step', 'num_images', 'test_mode')} | {
       name: stats['mean'] if isinstance(stats, dict) else stats  # FID is one number.
@@ -315,7 +335,7 @@ def train_table(results: dict) -> str:
     rows.append('')
   t = results.get('training', {})
   if 'final_step' in t:
-    rows += ['| training (configs/maps.py, map -> aerial, paper settings) | final step | epochs | '
+    rows += [f'| training (recipe {t["recipe"]}: {" ".join(t["config"])}) | final step | epochs | '
              'wall s | steps/s | data wait | forms from |', '|---|---|---|---|---|---|---|',
              f'| {t["train_pairs"]} train pairs | {t["final_step"]} | {t["epochs"]} | '
              f'{t["wall_s"]} | {t["steps_per_s"]} | {t["data_wait_fraction"]} | '
@@ -447,15 +467,17 @@ def phase_generate(results: dict, logs: pathlib.Path, out: pathlib.Path) -> None
   if not saved.exists():
     raise FileNotFoundError(f'no trained run in {workdir}: run --phase=train on this machine first '
                             '(its files stay only while the machine is warm)')
-  args = json.loads(saved.read_text())['args']
+  trained = json.loads(saved.read_text())  # The config and arguments training used.
   generated = workdir / 'generated'
   shutil.rmtree(generated, ignore_errors=True)
   start = time.perf_counter()
-  _run(_main_py('predict', args + [f'--input={(ROOT / FLAGS.eval_dir).resolve()}',
-                                   f'--output={generated}']), logs / 'predict.log')
+  _run(_main_py('predict', trained['config'], trained['args'] + [
+      f'--input={(ROOT / FLAGS.eval_dir).resolve()}', f'--output={generated}']),
+       logs / 'predict.log')
   seconds = time.perf_counter() - start
   count = len(list(generated.glob('*.png')))
-  results |= {'images': count, 'predict_wall_s': round(seconds, 1),
+  results |= {'recipe': trained.get('recipe', 'paper'), 'images': count,
+              'predict_wall_s': round(seconds, 1),
               'images_per_s_with_startup': round(count / seconds, 1)}
   results['packed'] = pack_outputs(generated, out, int(FLAGS.shard_mib * 2**20),
                                    int(FLAGS.return_mib * 2**20), workdir / 'pending')
@@ -613,7 +635,8 @@ def main(argv):
   del argv
   if FLAGS.commands:
     for phase in ('train', 'generate'):
-      print(f'# --phase={phase}: carry [".gpu/{phase}"]\n{device_command(phase)}\n')
+      extra = (f'--recipe={FLAGS.recipe}',) if phase == 'train' and FLAGS.recipe != 'paper' else ()
+      print(f'# --phase={phase}: carry [".gpu/{phase}"]\n{device_command(phase, extra=extra)}\n')
     print('# --phase=fetch, only if generate left lossless shards (its table says so), carry '
           f'nothing, repeat while any are left:\n{device_command("fetch", site=None)}')
     return

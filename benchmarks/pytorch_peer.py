@@ -111,6 +111,89 @@ class UnetGenerator(nn.Module):
     return self.model(x)
 
 
+class ResnetBlock(nn.Module):
+  """The reference's `ResnetBlock` (reflection padding): x + conv_block(x).
+
+  conv_block: ReflectionPad2d(1), 3×3 conv, norm, ReLU, (Dropout(0.5)), ReflectionPad2d(1), 3×3
+  conv, norm.
+  """
+
+  def __init__(self, dim, norm_layer, use_dropout, use_bias):
+    super().__init__()
+    conv_block = [nn.ReflectionPad2d(1),
+                  nn.Conv2d(dim, dim, kernel_size=3, padding=0, bias=use_bias),
+                  norm_layer(dim), nn.ReLU(True)]
+    if use_dropout:
+      conv_block.append(nn.Dropout(0.5))
+    conv_block += [nn.ReflectionPad2d(1),
+                   nn.Conv2d(dim, dim, kernel_size=3, padding=0, bias=use_bias),
+                   norm_layer(dim)]
+    self.conv_block = nn.Sequential(*conv_block)
+
+  def forward(self, x):
+    return x + self.conv_block(x)
+
+
+class ResnetGenerator(nn.Module):
+  """The reference's `ResnetGenerator` (Johnson et al.): `n_blocks` 9 or 6 residual blocks.
+
+  c7s1-ngf, two stride-2 3×3 convs, the blocks at ngf*4, two 3×3 stride-2 transposed convs
+  (padding 1, output_padding 1), c7s1-output_nc with a bias, tanh.
+  """
+
+  def __init__(self, input_nc, output_nc, ngf=64, norm_layer=nn.BatchNorm2d, use_dropout=False,
+               n_blocks=6):
+    super().__init__()
+    use_bias = _uses_bias(norm_layer)
+    model = [nn.ReflectionPad2d(3),
+             nn.Conv2d(input_nc, ngf, kernel_size=7, padding=0, bias=use_bias),
+             norm_layer(ngf), nn.ReLU(True)]
+    for i in range(2):  # Downsampling.
+      mult = 2**i
+      model += [nn.Conv2d(ngf * mult, ngf * mult * 2, kernel_size=3, stride=2, padding=1,
+                          bias=use_bias),
+                norm_layer(ngf * mult * 2), nn.ReLU(True)]
+    model += [ResnetBlock(ngf * 4, norm_layer, use_dropout, use_bias) for _ in range(n_blocks)]
+    for i in range(2):  # Upsampling.
+      mult = 2**(2 - i)
+      model += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, kernel_size=3, stride=2, padding=1,
+                                   output_padding=1, bias=use_bias),
+                norm_layer(ngf * mult // 2), nn.ReLU(True)]
+    model += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, kernel_size=7, padding=0), nn.Tanh()]
+    self.model = nn.Sequential(*model)
+
+  def forward(self, x):
+    return self.model(x)
+
+
+def resnet_modules(net: ResnetGenerator) -> dict:
+  """Our `models.ResnetGenerator`'s module names -> the peer's modules holding the same variables.
+
+  Convolutions outside the blocks in order are 'stem', 'down0', 'down1', 'up0', 'up1', 'out'; the
+  norm after each is '<name>_norm' (none after 'out'); block i is 'block{i}' with 'conv0',
+  'conv0_norm', 'conv1', 'conv1_norm'. Kernels map as everywhere: Conv2d `weight[o, i, ky, kx]` =
+  our `kernel[ky, kx, i, o]`; ConvTranspose2d `weight[i, o, ky, kx]` = our `kernel[ky, kx, i, o]`.
+  """
+  norm_types = (nn.BatchNorm2d, nn.InstanceNorm2d)
+  outer, blocks = [], []
+  for layer in net.model:
+    if isinstance(layer, ResnetBlock):
+      blocks.append(layer)
+    elif isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, *norm_types)):
+      outer.append(layer)
+  convs = [m for m in outer if not isinstance(m, norm_types)]
+  norms = [m for m in outer if isinstance(m, norm_types)]
+  conv_names = ['stem', 'down0', 'down1', 'up0', 'up1', 'out']
+  modules = dict(zip(conv_names, convs)) | {f'{n}_norm': m for n, m in zip(conv_names, norms)}
+  for i, block in enumerate(blocks):
+    block_convs = [m for m in block.conv_block if isinstance(m, nn.Conv2d)]
+    block_norms = [m for m in block.conv_block if isinstance(m, norm_types)]
+    for j in range(2):
+      modules[f'block{i}/conv{j}'] = block_convs[j]
+      modules[f'block{i}/conv{j}_norm'] = block_norms[j]
+  return modules
+
+
 class NLayerDiscriminator(nn.Module):
   """The reference's PatchGAN: `n_layers` = 1, 3, 5 give 16², 70², 286² receptive fields."""
 
@@ -180,11 +263,35 @@ def num_downs_for(image_size: int) -> int:
   return image_size.bit_length() - 1
 
 
+# The reference's `--netG` resnet names -> its `n_blocks`.
+RESNET_BLOCKS = {'resnet_9blocks': 9, 'resnet_6blocks': 6}
+
+
 def create_generator(image_size: int, ngf: int = 64, norm: str = 'batch', input_nc: int = 3,
-                     output_nc: int = 3) -> UnetGenerator:
-  """The reference's `define_G(netG='unet_<size>', use_dropout=True)`, initialised."""
-  net = UnetGenerator(input_nc, output_nc, num_downs_for(image_size), ngf, get_norm_layer(norm),
-                      use_dropout=True)
+                     output_nc: int = 3, generator: str = 'unet') -> nn.Module:
+  """The reference's `define_G(netG, use_dropout=True)` (pix2pix's default dropout), initialised.
+
+  Args:
+    image_size: side of the square images (U-Net: a power of two >= 32, `netG='unet_<size>'`).
+    ngf: base filters.
+    norm: 'batch' or 'instance'.
+    input_nc: input channels.
+    output_nc: output channels.
+    generator: 'unet' (`unet_<image_size>`), 'resnet_9blocks' or 'resnet_6blocks' (our
+      `model.generator` names, which are also the reference's `--netG` for the ResNets).
+
+  Returns:
+    The `UnetGenerator` or `ResnetGenerator`.
+  """
+  norm_layer = get_norm_layer(norm)
+  if generator in RESNET_BLOCKS:
+    net = ResnetGenerator(input_nc, output_nc, ngf, norm_layer, use_dropout=True,
+                          n_blocks=RESNET_BLOCKS[generator])
+  elif generator == 'unet':
+    net = UnetGenerator(input_nc, output_nc, num_downs_for(image_size), ngf, norm_layer,
+                        use_dropout=True)
+  else:
+    raise ValueError(f'generator {generator!r} is not unet, {" or ".join(RESNET_BLOCKS)}')
   init_weights(net)
   return net
 
@@ -207,6 +314,130 @@ def count_parameters(net: nn.Module) -> int:
   return sum(p.numel() for p in net.parameters())
 
 
+def disable_dropout(net: nn.Module) -> nn.Module:
+  """Turns every dropout layer of `net` into the identity (p = 0), as the reference's `--no_dropout`.
+
+  A p = 0 `nn.Dropout` returns its input unchanged in train mode too, so this equals building the
+  net with `use_dropout=False` for any generator, without rebuilding it. Returns `net`.
+  """
+  for module in net.modules():
+    if isinstance(module, nn.Dropout):
+      module.p = 0.0
+  return net
+
+
+def _conv_weight(kernel):
+  # Ours: HWIO `kernel[ky, kx, i, o]` (lax.conv's cross-correlation, as torch's: no flip).
+  # Conv2d: `weight[o, i, ky, kx]`.
+  return torch.tensor(kernel).permute(3, 2, 0, 1)
+
+
+def _conv_transpose_weight(kernel):
+  # Ours (layers.ConvTranspose4x4, every kernels/ form): `kernel[ky, kx, i, o]` is ConvTranspose2d's
+  # `weight[i, o, ky, kx]` (no flip: kernels/xla.py's `transpose_kernel=True` applies the flip).
+  return torch.tensor(kernel).permute(2, 3, 0, 1)
+
+
+def _unet_blocks(net: UnetGenerator) -> list:
+  """The U-Net's `UnetSkipConnectionBlock`s, outermost (level 0) to innermost."""
+  blocks, block = [], net.model
+  while block is not None:
+    blocks.append(block)
+    block = next((m for m in block.model if isinstance(m, UnetSkipConnectionBlock)), None)
+  return blocks
+
+
+def unet_modules(net: UnetGenerator) -> dict:
+  """Our `models.UNetGenerator`'s module names -> the peer's modules holding the same variables.
+
+  Level i (0 = outermost) of ours is the reference's i-th nested block: 'down{i}' its Conv2d,
+  'up{i}' its ConvTranspose2d, and its norms in order 'down{i}_norm' (not on the outermost and
+  innermost levels), 'up{i}_norm' (not on the outermost).
+  """
+  blocks, modules = _unet_blocks(net), {}
+  for i, block in enumerate(blocks):
+    layers = list(block.model)
+    modules[f'down{i}'] = next(m for m in layers if isinstance(m, nn.Conv2d))
+    modules[f'up{i}'] = next(m for m in layers if isinstance(m, nn.ConvTranspose2d))
+    norms = [m for m in layers if isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d))]
+    names = [f'up{i}_norm'] if i == len(blocks) - 1 else [f'down{i}_norm', f'up{i}_norm'] if i else []
+    if len(norms) != len(names):
+      raise ValueError(f'U-Net level {i}: {len(norms)} norms, expected {len(names)}')
+    modules.update(zip(names, norms))
+  return modules
+
+
+def discriminator_modules(net: nn.Module) -> dict:
+  """Our `models.PatchDiscriminator`'s module names -> the peer's modules (either PatchGAN).
+
+  Convolutions in order are 'conv0', 'conv1', ..., 'logits'; the n-th norm is 'conv{n}_norm'.
+  """
+  layers = list(net.net if isinstance(net, PixelDiscriminator) else net.model)
+  convs = [m for m in layers if isinstance(m, nn.Conv2d)]
+  norms = [m for m in layers if isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d))]
+  modules = {f'conv{n}': conv for n, conv in enumerate(convs[:-1])} | {'logits': convs[-1]}
+  return modules | {f'conv{n + 1}_norm': norm for n, norm in enumerate(norms)}
+
+
+def _flatten(tree: dict, prefix: str = '') -> dict:
+  flat = {}
+  for key, value in tree.items():
+    if hasattr(value, 'items'):  # A dict of Flax variables (plain or frozen).
+      flat |= _flatten(value, f'{prefix}{key}/')
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
+
+
+# Our variable names other than 'kernel' -> the peer module's attribute.
+_PEER_ATTRIBUTES = {'bias': 'bias', 'scale': 'weight', 'mean': 'running_mean', 'var': 'running_var'}
+
+
+def load_jax_variables(net: nn.Module, variables: dict, modules: dict) -> nn.Module:
+  """Copies our Flax variables into the peer's `net`, checking that every tensor is covered.
+
+  Args:
+    net: the peer's network.
+    variables: ours, {'params': ..., 'batch_stats': ...} as host arrays (`jax.device_get`).
+    modules: our module path ('/'-joined, e.g. 'down3' or 'block0/conv1') -> the peer's module,
+      e.g. `unet_modules(net)`. Kernels map by the module's type (`_conv_weight`,
+      `_conv_transpose_weight`), 'scale' to `weight`, 'mean' / 'var' to the running statistics.
+
+  Returns:
+    `net`, its parameters and BatchNorm running statistics now ours.
+
+  Raises:
+    ValueError: naming what is left over, if one of our variables has no peer tensor or a peer
+      parameter or running statistic was not written.
+  """
+  flat = _flatten({kind: variables.get(kind, {}) for kind in ('params', 'batch_stats')})
+  written = set()
+  with torch.no_grad():
+    for path, value in flat.items():
+      _, rest = path.split('/', 1)  # 'params/...' or 'batch_stats/...'
+      module_path, name = rest.rsplit('/', 1)
+      if module_path not in modules:
+        raise ValueError(f'our {path} has no peer module')
+      module = modules[module_path]
+      if name == 'kernel':
+        to_weight = (_conv_transpose_weight if isinstance(module, nn.ConvTranspose2d)
+                     else _conv_weight)
+        target, tensor = module.weight, to_weight(value)
+      elif name in _PEER_ATTRIBUTES:
+        target, tensor = getattr(module, _PEER_ATTRIBUTES[name]), torch.tensor(value)
+      else:
+        raise ValueError(f'our {path}: no peer tensor for a {name!r}')
+      if target.shape != tensor.shape:
+        raise ValueError(f'our {path} {tuple(tensor.shape)} != peer {tuple(target.shape)}')
+      target.copy_(tensor)
+      written.add(id(target))
+  missing = [name for name, t in [*net.named_parameters(), *net.named_buffers()]
+             if id(t) not in written and not name.endswith('num_batches_tracked')]
+  if missing:
+    raise ValueError(f'peer tensors not written: {missing}')
+  return net
+
+
 class Pix2PixPeer:
   """The reference's `Pix2PixModel` training logic (vanilla GAN loss, λ = 100, Adam 2e-4, β 0.5/0.999).
 
@@ -215,21 +446,28 @@ class Pix2PixPeer:
     net_d: the discriminator (takes the input and output images concatenated on channels).
     lambda_l1: weight of the L1 term.
     autocast_dtype: None (float32, the reference) or a torch dtype to autocast forward passes to.
+    learning_rate: Adam's learning rate, both networks (the reference's `--lr`).
+    betas: Adam's (β1, β2) (the reference's `--beta1`; β2 is its fixed 0.999).
+    gan_mode: 'vanilla' (BCEWithLogitsLoss) or 'lsgan' (MSELoss), as the reference's `GANLoss`.
   """
 
   def __init__(self, net_g: nn.Module, net_d: nn.Module, lambda_l1: float = 100.0,
-               autocast_dtype=None):
+               autocast_dtype=None, *, learning_rate: float = 2e-4,
+               betas: tuple[float, float] = (0.5, 0.999), gan_mode: str = 'vanilla'):
     self.net_g, self.net_d, self.lambda_l1 = net_g.train(), net_d.train(), lambda_l1
     self.autocast_dtype = autocast_dtype
     device = next(net_g.parameters()).device
     self.device_type = device.type
-    self.criterion_gan = nn.BCEWithLogitsLoss()  # The reference's GANLoss('vanilla').
+    if gan_mode not in ('vanilla', 'lsgan'):
+      raise ValueError(f'gan_mode {gan_mode!r} is not vanilla or lsgan')
+    # The reference's GANLoss('vanilla') / GANLoss('lsgan').
+    self.criterion_gan = nn.BCEWithLogitsLoss() if gan_mode == 'vanilla' else nn.MSELoss()
     # GANLoss keeps its labels as device buffers, so building a target costs no host copy.
     self.real_label = torch.tensor(1.0, device=device)
     self.fake_label = torch.tensor(0.0, device=device)
     self.criterion_l1 = nn.L1Loss()
-    self.optimizer_g = torch.optim.Adam(net_g.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    self.optimizer_d = torch.optim.Adam(net_d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    self.optimizer_g = torch.optim.Adam(net_g.parameters(), lr=learning_rate, betas=betas)
+    self.optimizer_d = torch.optim.Adam(net_d.parameters(), lr=learning_rate, betas=betas)
 
   def _autocast(self):
     return torch.autocast(self.device_type, dtype=self.autocast_dtype,
@@ -252,7 +490,9 @@ class Pix2PixPeer:
       real_b: target images, the same shape.
 
     Returns:
-      The losses as (still on-device) scalar tensors: reading them would synchronise.
+      The losses as the reference computes them, as (still on-device) scalar tensors (reading
+      them would synchronise): 'g_total', 'g_gan', 'g_l1' (already × λ, the reference's
+      `loss_G_L1`), 'd_total' (the halved sum), 'd_real', 'd_fake'.
     """
     with self._autocast():
       fake_b = self.net_g(real_a)
@@ -277,8 +517,8 @@ class Pix2PixPeer:
       loss_g = loss_g_gan + loss_g_l1
     loss_g.backward()
     self.optimizer_g.step()
-    return {'g_gan': loss_g_gan.detach(), 'g_l1': loss_g_l1.detach(), 'd_real': loss_d_real.detach(),
-            'd_fake': loss_d_fake.detach()}
+    return {'g_total': loss_g.detach(), 'g_gan': loss_g_gan.detach(), 'g_l1': loss_g_l1.detach(),
+            'd_total': loss_d.detach(), 'd_real': loss_d_real.detach(), 'd_fake': loss_d_fake.detach()}
 
 
 def default_device() -> str:
@@ -301,7 +541,7 @@ class PeerStepTimer:
 
   def __init__(self, *, image_size: int, batch_size: int, ngf: int = 64, ndf: int = 64,
                patch_size: int = 70, norm: str = 'batch', device: str | None = None,
-               dtype: str = 'float32', seed: int = 0):
+               dtype: str = 'float32', seed: int = 0, generator: str = 'unet'):
     self.device = torch.device(device or default_device())
     if dtype not in ('float32', 'bfloat16'):
       raise ValueError(f'dtype {dtype!r} is not float32 or bfloat16')
@@ -309,12 +549,13 @@ class PeerStepTimer:
       # The reference's BaseModel turns cuDNN autotuning on for fixed-size crops (the pix2pix default).
       torch.backends.cudnn.benchmark = True
     torch.manual_seed(seed)
-    net_g = create_generator(image_size, ngf, norm).to(self.device)
+    net_g = create_generator(image_size, ngf, norm, generator=generator).to(self.device)
     net_d = create_discriminator(patch_size, ndf, norm).to(self.device)
     self.batch_size = batch_size
     self.info = {
         'image_size': image_size, 'batch_size': batch_size, 'norm': norm, 'patch_size': patch_size,
-        'ngf': ngf, 'ndf': ndf, 'dtype': dtype, 'params_g': count_parameters(net_g),
+        'generator': generator, 'ngf': ngf, 'ndf': ndf, 'dtype': dtype,
+        'params_g': count_parameters(net_g),
         'params_d': count_parameters(net_d), 'seconds_per_step': None, 'steps_per_s': None,
         'images_per_s': None, 'first_step_s': None, 'repeat_seconds_per_step': None,
         'peak_memory_bytes': None, 'device': self.device.type,
@@ -377,11 +618,11 @@ class PeerStepTimer:
 def time_pytorch_step(*, image_size: int, batch_size: int, ngf: int = 64, ndf: int = 64,
                       patch_size: int = 70, norm: str = 'batch', steps: int = 5, warmup: int = 2,
                       device: str | None = None, dtype: str = 'float32', repeats: int = 1,
-                      seed: int = 0) -> dict:
+                      seed: int = 0, generator: str = 'unet') -> dict:
   """Times the peer's train step on a fixed device batch (as benchmarks/train_step.py times ours).
 
   Args:
-    image_size: side of the square images (a power of two >= 32).
+    image_size: side of the square images (U-Net: a power of two >= 32; ResNet: a multiple of 4).
     batch_size: images per step.
     ngf: generator base filters.
     ndf: discriminator base filters.
@@ -393,6 +634,7 @@ def time_pytorch_step(*, image_size: int, batch_size: int, ngf: int = 64, ndf: i
     dtype: 'float32' (the reference) or 'bfloat16' (autocast; CUDA only, else not timed).
     repeats: timed blocks of `steps`; the median is reported.
     seed: torch seed for init, dropout and the random batch.
+    generator: 'unet', 'resnet_9blocks' or 'resnet_6blocks' (see `create_generator`).
 
   Returns:
     {'seconds_per_step', 'steps_per_s', 'images_per_s', 'params_g', 'params_d', 'device',
@@ -401,7 +643,8 @@ def time_pytorch_step(*, image_size: int, batch_size: int, ngf: int = 64, ndf: i
     'repeat_seconds_per_step' and 'peak_memory_bytes' (CUDA: torch.cuda.max_memory_allocated).
   """
   timer = PeerStepTimer(image_size=image_size, batch_size=batch_size, ngf=ngf, ndf=ndf,
-                        patch_size=patch_size, norm=norm, device=device, dtype=dtype, seed=seed)
+                        patch_size=patch_size, norm=norm, device=device, dtype=dtype, seed=seed,
+                        generator=generator)
   if not timer.timed:
     return timer.info
   timer.warm_up(max(warmup, 1))
@@ -416,6 +659,7 @@ def main(argv=None):
   parser.add_argument('--ndf', type=int, default=64)
   parser.add_argument('--patch_size', type=int, default=70)
   parser.add_argument('--norm', default='batch', choices=('batch', 'instance'))
+  parser.add_argument('--generator', default='unet', choices=('unet', *RESNET_BLOCKS))
   parser.add_argument('--steps', type=int, default=5)
   parser.add_argument('--warmup', type=int, default=2)
   parser.add_argument('--repeats', type=int, default=1)

@@ -17,6 +17,9 @@ keys they do not set keep their 'auto' value for the backend, see pix2pix_jax/ru
   paper               batch 1, BatchNorm, float32 (the paper's; 256² with configs/maps.py), one
                       step per device call, host-fed batch
   paper_bf16          paper with `model.compute_dtype=bfloat16`
+  paper_resnet_9blocks  paper with `model.generator=resnet_9blocks` (the reference's ResNet, 9
+                      residual blocks; dropout in each as the paper setting keeps dropout_rate 0.5)
+  paper_resnet_6blocks  the same with `model.generator=resnet_6blocks`
   b16_instance_fp32   batch 16, instance norm, float32
   b16_instance_bf16   batch 16, instance norm, bfloat16
   b64_instance_fp32   batch 64, instance norm, float32
@@ -97,6 +100,9 @@ _INSTANCE = {'model.norm': 'instance', 'model.compute_dtype': 'float32'}
 SETTINGS = {
     'paper': _PAPER | _ONE_STEP,
     'paper_bf16': _PAPER | _BF16 | _ONE_STEP,
+    # The paper's step with the reference's ResNet generators instead of the U-Net.
+    'paper_resnet_9blocks': _PAPER | _ONE_STEP | {'model.generator': 'resnet_9blocks'},
+    'paper_resnet_6blocks': _PAPER | _ONE_STEP | {'model.generator': 'resnet_6blocks'},
     'b16_instance_fp32': {'batch_size': 16} | _INSTANCE | _ONE_STEP,
     'b16_instance_bf16': {'batch_size': 16} | _INSTANCE | _BF16 | _ONE_STEP,
     'b64_instance_fp32': {'batch_size': 64} | _INSTANCE | _ONE_STEP,
@@ -263,7 +269,8 @@ class JaxStepTimer:
     memory = self.compiled.memory_analysis()
     return {
         'impl': 'jax', 'image_size': config.data.image_size, 'batch_size': config.batch_size,
-        'norm': config.model.norm, 'patch_size': config.model.patch_size, 'ngf': config.model.ngf,
+        'generator': config.model.generator, 'norm': config.model.norm,
+        'patch_size': config.model.patch_size, 'ngf': config.model.ngf,
         'ndf': config.model.ndf, 'upsample_impl': config.model.upsample_impl,
         'matmul_max_pixels': config.model.matmul_max_pixels,
         'winograd_min_channels': runtime.conv_impl(config.model).winograd_min_channels,
@@ -309,7 +316,8 @@ def time_interleaved(config, steps: int, repeats: int) -> tuple[dict, dict]:
   peer_timer = pytorch_peer.PeerStepTimer(
       image_size=config.data.image_size, batch_size=config.batch_size, ngf=config.model.ngf,
       ndf=config.model.ndf, patch_size=config.model.patch_size, norm=config.model.norm,
-      device='cuda' if jax.default_backend() == 'gpu' else 'cpu', dtype=config.model.compute_dtype)
+      device='cuda' if jax.default_backend() == 'gpu' else 'cpu', dtype=config.model.compute_dtype,
+      generator=config.model.generator)
   jax_timer.run(1)  # Warm-up.
   if not peer_timer.timed:
     return jax_timer.result([jax_timer.run(steps) for _ in range(repeats)], steps), peer_timer.info
@@ -477,6 +485,7 @@ def time_peer(config, name: str, backend: str, steps: int, repeats: int) -> dict
              f'--image_size={config.data.image_size}', f'--batch_size={config.batch_size}',
              f'--ngf={config.model.ngf}', f'--ndf={config.model.ndf}',
              f'--patch_size={config.model.patch_size}', f'--norm={config.model.norm}',
+             f'--generator={config.model.generator}',
              f'--dtype={config.model.compute_dtype}', f'--steps={steps}', f'--repeats={repeats}',
              f'--device={"cuda" if backend == "gpu" else "cpu"}']
   return {'setting': name, 'impl': 'pytorch_peer'} | _run_child(command)[-1]

@@ -27,7 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
   # 'edges2handbags', 'night2day'; 'folder' (your pairs, data/folder.py); 'synthetic' (built in).
   data.name = 'maps'
   data.direction = 'BtoA'  # maps: A = left = aerial, B = right = map; BtoA is map -> aerial.
-  data.image_size = 256  # Model resolution; a power of two >= 32 (U-Net levels follow it).
+  data.image_size = 256  # Model resolution. U-Net: a power of two >= 32; ResNet: a multiple of 4.
   data.channels = 3  # Image channels, input and output (unless set apart by the next two keys).
   data.input_channels = config_dict.placeholder(int)  # Generator input channels; None: data.channels.
   data.output_channels = config_dict.placeholder(int)  # Output (target) channels; None: data.channels.
@@ -55,13 +55,14 @@ def get_config() -> ml_collections.ConfigDict:
   model.patch_size = 70  # PatchGAN receptive field: 1 (PixelGAN), 16, 70 (paper), 286 (ImageGAN).
   # PatchGANs on the pair at full, 1/2, 1/4 ... resolution (pix2pixHD's multi-scale D: 2-3); 1: paper.
   model.num_discriminators = 1
-  model.d_spectral_norm = False  # Spectral normalisation of D's convolutions (SPADE); paper: off.
+  model.d_spectral_norm = False  # Spectral norm on D's middle convolutions (SPADE's); paper: off.
   model.norm = 'batch'  # 'batch' (paper) or 'instance' (no running stats, convs get biases).
   # BatchNorm over several devices: 'global' (the whole batch, as one device) or 'per_device'.
   model.batch_norm_stats = 'global'
   model.bottleneck_norm = False  # Paper: no BatchNorm on the 1×1 bottleneck (zero at batch 1).
   model.leaky_relu_slope = 0.2  # Paper: encoder and discriminator LeakyReLU slope 0.2.
   model.dropout_rate = 0.5  # Paper: dropout, also at test time, is G's only noise source (no z).
+  # U-Net only: dropout's placement (the ResNet has one dropout per residual block if rate > 0).
   model.num_dropout_layers = 3  # Paper: on the first three decoder layers.
   model.dropout_skip_innermost = False  # True: the PyTorch reference's placement (layers 2-4).
   model.init_std = 0.02  # Paper: weights N(0, 0.02); BatchNorm scales N(1, 0.02).

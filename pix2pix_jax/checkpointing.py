@@ -4,8 +4,10 @@ Resume is the normal path: `restore` continues from the latest checkpoint if the
 one, after checking that it was made with the same architecture.
 """
 
+import dataclasses
 import pathlib
 
+import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
@@ -114,17 +116,29 @@ def check_architecture(saved_config: dict, config: ml_collections.ConfigDict, wh
 
 
 def _checked_step(manager: ocp.CheckpointManager, config: ml_collections.ConfigDict,
-                  step: int | None, keys: tuple[str, ...]) -> tuple[int | None, str]:
-  """The step to restore (None: no checkpoint) after checking its config's `keys`."""
+                  step: int | None, keys: tuple[str, ...]) -> tuple[int | None, str, dict]:
+  """(step to restore (None: no checkpoint), its path, its config) after checking `keys`."""
   step = manager.latest_step() if step is None else step
   if step is None:
-    return None, ''
+    return None, '', {}
   where = str(manager.directory / str(step))
   if step not in manager.all_steps():
     raise FileNotFoundError(f'no checkpoint {where}; available steps: {list(manager.all_steps())}')
   saved_config = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))['config']
   check_architecture(saved_config, config, where, keys)
-  return step, where
+  return step, where, saved_config
+
+
+def _fields_in_checkpoint(target, manager: ocp.CheckpointManager, step: int) -> dict:
+  """The TrainState fields of `target` that checkpoint `step` holds, by name.
+
+  Orbax stores an empty field (`ema` with the EMA off) as an entry of its own, and a checkpoint
+  made before the field existed has no such entry; its target must not have it either. A field
+  with leaves is always kept: if it is missing, the restore names it.
+  """
+  saved = ocp.StandardCheckpointHandler().metadata(manager.directory / str(step) / 'state').tree
+  return {field.name: getattr(target, field.name) for field in dataclasses.fields(target)
+          if field.name in saved or jax.tree.leaves(getattr(target, field.name))}
 
 
 def restore(manager: ocp.CheckpointManager, target, config: ml_collections.ConfigDict,
@@ -140,20 +154,28 @@ def restore(manager: ocp.CheckpointManager, target, config: ml_collections.Confi
   Returns:
     (state, step), or (None, 0) when there is no checkpoint and `step` is None.
   """
-  step, where = _checked_step(manager, config, step, ARCHITECTURE_KEYS)
+  step, where, _ = _checked_step(manager, config, step, ARCHITECTURE_KEYS)
   if step is None:
     return None, 0
+  fields = ocp.args.StandardRestore(_fields_in_checkpoint(target, manager, step))
   try:
-    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+    restored = manager.restore(step, args=ocp.args.Composite(state=fields))
   except ValueError as error:
     raise CheckpointMismatchError(
         f'checkpoint {where} cannot be restored into this model on these devices: {error}') from error
-  return restored['state'], step
+  return target.replace(**restored['state']), step
+
+
+def generator_weights(config: ml_collections.ConfigDict) -> str:
+  """The generator that evaluation, prediction and export use: 'ema' (its EMA) or 'raw'."""
+  return 'ema' if config.model.ema_decay > 0 and config.eval.use_ema else 'raw'
 
 
 def restore_generator(manager: ocp.CheckpointManager, target: dict,
                       config: ml_collections.ConfigDict, step: int | None = None):
   """Reads only the generator's params and batch_stats (no discriminator, no optimizer state).
+
+  The weights are `generator_weights(config)`'s: the state's 'ema' subtree or its 'generator'.
 
   Args:
     manager: the workdir's checkpoint manager.
@@ -166,11 +188,19 @@ def restore_generator(manager: ocp.CheckpointManager, target: dict,
 
   Raises:
     FileNotFoundError: there is no checkpoint (or none at `step`).
+    CheckpointMismatchError: the generator differs, or the config asks for the EMA of a
+      checkpoint trained without one.
   """
-  step, where = _checked_step(manager, config, step, GENERATOR_KEYS)
+  step, where, saved_config = _checked_step(manager, config, step, GENERATOR_KEYS)
   if step is None:
     raise FileNotFoundError(f'no checkpoint in {manager.directory}: train first (--mode=train)')
-  target = {'generator': target}
+  subtree = 'ema' if generator_weights(config) == 'ema' else 'generator'
+  if subtree == 'ema' and _architecture_value(saved_config, 'model.ema_decay') == 'off':
+    raise CheckpointMismatchError(
+        f'checkpoint {where} was trained without an EMA of the generator (model.ema_decay=0), '
+        f'but the config asks for its EMA weights (model.ema_decay={config.model.ema_decay}, '
+        'eval.use_ema=True). Set eval.use_ema=False or model.ema_decay=0 to use its raw generator.')
+  target = {subtree: target}
   # Explicit restore args carry the target's shardings, so a checkpoint written on other devices
   # (8 GPUs, say) restores onto these.
   args = ocp.args.PyTreeRestore(item=target, partial_restore=True,
@@ -179,4 +209,4 @@ def restore_generator(manager: ocp.CheckpointManager, target: dict,
     restored = manager.restore(step, args=ocp.args.Composite(state=args))
   except ValueError as error:
     raise CheckpointMismatchError(f'checkpoint {where}: cannot restore the generator: {error}') from error
-  return restored['state']['generator'], step
+  return restored['state'][subtree], step

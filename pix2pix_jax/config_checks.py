@@ -35,6 +35,22 @@ def _is_int(value) -> bool:
   return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _check_generator_size(config: ml_collections.ConfigDict) -> None:
+  """The image size the generator can take: U-Net levels follow it, the ResNet halves it twice."""
+  size, generator = config.data.image_size, config.model.generator
+  if generator == 'unet':
+    try:
+      models.num_unet_levels(size)
+    except ValueError as error:
+      raise ValueError(f'config.data.image_size: {error}') from None
+  elif size % models.RESNET_SIDE_MULTIPLE or size < models.RESNET_MIN_SIDE:
+    raise ValueError(
+        f'config.data.image_size={size} does not suit config.model.generator={generator!r}: the '
+        f'ResNet generator needs a multiple of {models.RESNET_SIDE_MULTIPLE} (two stride-2 '
+        f'convolutions, undone by two transposed ones), at least {models.RESNET_MIN_SIDE} (its '
+        'reflection padding at a quarter of the size)')
+
+
 def validate_config(config: ml_collections.ConfigDict, device_count: int) -> None:
   """Raises ValueError naming the offending `config.*` key.
 
@@ -45,10 +61,7 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
   for key, choices in _CHOICES.items():
     if _get(config, key) not in choices:
       raise ValueError(f'config.{key}={_get(config, key)!r} is not one of {list(choices)}')
-  try:
-    models.num_unet_levels(config.data.image_size)
-  except ValueError as error:
-    raise ValueError(f'config.data.image_size: {error}') from None
+  _check_generator_size(config)
   if config.data.name == 'folder' and not config.data.folder_dir:
     raise ValueError("config.data.name='folder' needs config.data.folder_dir: the root of your pairs")
   if config.data.preprocess != 'resize' and config.data.load_size < config.data.image_size:
@@ -76,6 +89,12 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
     if not (key.endswith('put_channels') and value is None) and (not _is_int(value) or value < 1):
       raise ValueError(f'config.{key}={value!r} must be an integer >= 1'
                        + (' (or None: data.channels)' if key.endswith('put_channels') else ''))
+  if config.data.name != 'folder' and pipeline.channels(config.data) != (3, 3):
+    raise ValueError(
+        f'config.data.input_channels/output_channels resolve to {pipeline.channels(config.data)} '
+        f'(config.data.channels={config.data.channels}), but config.data.name='
+        f"{config.data.name!r} is RGB: 3 and 3. Other channel counts need your own pairs "
+        "(config.data.name='folder')")
   if not 0 <= config.model.ema_decay < 1:
     raise ValueError(f'config.model.ema_decay={config.model.ema_decay} must be in [0, 1) '
                      '(0: no EMA; 0.999 averages over about the last 1000 steps)')
@@ -93,3 +112,20 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
         f'config.model.patch_size={config.model.patch_size} needs config.data.image_size >= '
         f'{3 * 2**strided} (its {strided} stride-2 convolutions leave no patch logit at '
         f'{config.data.image_size}×{config.data.image_size})')
+  _check_smallest_scale(config, strided)
+
+
+def _check_smallest_scale(config: ml_collections.ConfigDict, strided: int) -> None:
+  """A multi-scale D's coarsest PatchGAN still gives a patch logit (`strided` stride-2 convs)."""
+  num_scales, size = config.model.num_discriminators, config.data.image_size
+  smallest = size
+  for _ in range(num_scales - 1):
+    smallest = -(-smallest // 2)  # models.downsample: AvgPool2d(3, 2, padding=1) rounds up.
+  if strided and smallest // 2**strided - 2 < 1:
+    # The least size whose (num_scales - 1) halvings, rounded up, leave 3·2**strided pixels.
+    minimum = (3 * 2**strided - 1) * 2**(num_scales - 1) + 1
+    raise ValueError(
+        f'config.model.num_discriminators={num_scales} with config.model.patch_size='
+        f'{config.model.patch_size} needs config.data.image_size >= {minimum}: at '
+        f'config.data.image_size={size} its coarsest scale ({smallest}×{smallest}, downsampled '
+        f'{num_scales - 1} times) leaves no patch logit')

@@ -5,9 +5,15 @@ anywhere (another implementation, the PyTorch reference, an earlier run) and sco
 the same targets. Both go through one `ImageScores`, so their numbers and files are comparable.
 
 Metrics are computed on images in [0, 1] after the generator's output is quantised to 8 bits
-(what a saved PNG holds): L1, PSNR (data range 1), SSIM (Gaussian window 11, σ 1.5, per channel),
-HP-L1 (L1 of 3×3 Laplacian high-passes), and with the `metrics` extra FID and KID (InceptionV3
-pool3) and LPIPS (AlexNet). Results go to WORKDIR/eval/metrics.json, per_image.csv and panels/,
+(what a saved PNG holds; 16-bit targets keep their 16 bits): L1, PSNR (data range 1), SSIM
+(Gaussian window 11, σ 1.5, per channel), HP-L1 (L1 of 3×3 Laplacian high-passes), and with the
+`metrics` extra FID and KID (InceptionV3 pool3) and LPIPS (AlexNet).
+
+Channels: the pixel metrics are defined for 1- and 3-channel images and, for any other count,
+are the same per-pixel, per-channel means (SSIM: the mean of the per-channel SSIMs), so they
+compare runs on the same bands only. FID, KID and LPIPS are 3-channel RGB networks: 1-channel
+images are replicated to 3 (the usual practice for grayscale); for other counts they are skipped
+with one warning, and metrics.json says why (`perceptual_skipped`). Results go to WORKDIR/eval/metrics.json, per_image.csv and panels/,
 to the log as a table and, for `evaluate` only, to TensorBoard (`eval_*` scalars at the
 checkpoint's step; scored images have no step).
 """
@@ -28,7 +34,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from pix2pix_jax import config_checks, inference, metrics, summary
+from pix2pix_jax import checkpointing, config_checks, inference, metrics, summary
 from pix2pix_jax import sharding as sharding_lib
 from pix2pix_jax.data import folder, images, pipeline
 
@@ -46,10 +52,21 @@ SCORE_TEST_MODE = 'unknown (images generated elsewhere)'
 _UNIT_VALUES = np.arange(256, dtype=np.float32) / np.float32(255)
 
 
+@functools.cache
+def _unit_values_16() -> np.ndarray:
+  # uint16 likewise (256 KiB): v / 65535 for 257·u is u / 255's float, so 16-bit targets agree
+  # exactly with 8-bit outputs of the same value.
+  return np.arange(65536, dtype=np.float32) / np.float32(65535)
+
+
+def _to_unit(images_: jax.Array) -> jax.Array:
+  table = _unit_values_16() if images_.dtype == jnp.uint16 else _UNIT_VALUES
+  return jnp.asarray(table)[images_]
+
+
 def pixel_metrics(generated: jax.Array, target: jax.Array) -> dict:
-  """Per-image PIXEL_METRICS of two uint8 (N, H, W, C) batches, on images in [0, 1]."""
-  values = jnp.asarray(_UNIT_VALUES)
-  fake, real = values[generated], values[target]
+  """Per-image PIXEL_METRICS of two uint8/uint16 (N, H, W, C) batches, on images in [0, 1]."""
+  fake, real = _to_unit(generated), _to_unit(target)
   return {name: getattr(metrics, name)(fake, real) for name in PIXEL_METRICS}
 
 
@@ -135,15 +152,23 @@ class _Panels:
 
 
 def _perceptual_scorers(config: ml_collections.ConfigDict):
-  """(InceptionFeatures, LPIPS) if the `metrics` extra is installed and wanted, else Nones."""
+  """(InceptionFeatures, LPIPS, None) if the `metrics` extra is installed and wanted and the
+  outputs have 1 or 3 channels, else (None, None, why not or None if not wanted)."""
   if not config.eval.perceptual:
-    return None, None
+    return None, None, None
+  output_channels = pipeline.channels(config.data)[1]
+  if output_channels not in (1, 3):
+    why = (f'the outputs have {output_channels} channels (config.data.output_channels); these '
+           'networks take RGB (1-channel images are replicated to 3, other counts have no '
+           'standard mapping)')
+    logging.warning('FID, KID and LPIPS skipped: %s', why)
+    return None, None, why
   from pix2pix_jax import perceptual  # pylint: disable=g-import-not-at-top
   ok, why = perceptual.available()
   if not ok:
     logging.warning('FID, KID and LPIPS skipped: %s', why)
-    return None, None
-  return perceptual.InceptionFeatures(), perceptual.LPIPS(net=config.eval.lpips_net)
+    return None, None, why
+  return perceptual.InceptionFeatures(), perceptual.LPIPS(net=config.eval.lpips_net), None
 
 
 def format_table(results: dict) -> str:
@@ -179,7 +204,7 @@ class ImageScores:
   def __init__(self, config: ml_collections.ConfigDict):
     self._batch_size = config.eval.batch_size
     self._kid_subset_size = config.eval.kid_subset_size
-    self._inception, self._lpips = _perceptual_scorers(config)
+    self._inception, self._lpips, self._perceptual_skipped = _perceptual_scorers(config)
     self._features = {'generated': [], 'target': []}
     self._panels = _Panels(config.eval.num_panel_images)
     self.per_image = []
@@ -202,9 +227,9 @@ class ImageScores:
 
     Args:
       names: the N images' names (per_image.csv's file_name, the panels' captions).
-      generated: uint8 (N, H, W, C).
-      target: uint8 (N, H, W, C).
-      inputs: uint8 (N, H, W, C) for [input | generated | target] panels; None gives
+      generated: uint8 or uint16 (N, H, W, C).
+      target: uint8 or uint16 (N, H, W, C).
+      inputs: uint8 or uint16 (N, H, W, C_input) for [input | generated | target] panels; None gives
         [generated | target].
       indices: N example indices (per_image.csv's index, panel tie-breaks); default: the running
         count of images added.
@@ -215,10 +240,12 @@ class ImageScores:
       indices = range(len(self.per_image), len(self.per_image) + len(generated))
     rows = dict(pixel) if pixel is not None else self._pixel_metrics(generated, target)
     if self._lpips is not None:
-      rows['lpips'] = self._lpips(generated / 255.0, target / 255.0)
+      rows['lpips'] = self._lpips(images.to_unit(generated), images.to_unit(target))
     if self._inception is not None:
-      self._features['generated'].append(self._inception(generated))
-      self._features['target'].append(self._inception(target))
+      # uint8 as it is; 16-bit as [0, 1] floats, which the Inception path rounds to 8 bits.
+      for key, batch in (('generated', generated), ('target', target)):
+        self._features[key].append(
+            self._inception(batch if batch.dtype == np.uint8 else images.to_unit(batch)))
     for row, (name, index) in enumerate(zip(names, indices)):
       values = {k: float(rows[k][row]) for k in PIXEL_METRICS + ('lpips',) if k in rows}
       self.per_image.append({'file_name': str(name), 'index': int(index)} | values)
@@ -254,6 +281,8 @@ class ImageScores:
     results = self._results()
     report = {'step': facts['step'], 'num_images': len(self.per_image)} | facts | {
         'metrics': results}
+    if self._perceptual_skipped:
+      report['perceptual_skipped'] = self._perceptual_skipped
     if jax.process_index() == 0:
       report['panels'] = _write_outputs(pathlib.Path(workdir), report, self.per_image, self._panels)
     logging.info('%s on %d images:\n%s', heading, len(self.per_image), format_table(results))
@@ -296,7 +325,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, step: int | None =
                indices=rows['index'], pixel={k: rows[k] for k in PIXEL_METRICS})
   facts = {'step': step, 'split': config.data.eval_split, 'direction': config.data.direction,
            'dataset': config.data.name,
-           'test_mode': inference.test_mode_description(config.eval.train_mode)}
+           'test_mode': inference.test_mode_description(config.eval.train_mode),
+           'weights': checkpointing.generator_weights(config)}  # 'ema' or 'raw'.
   return scores.finish(workdir, facts, f'Evaluation of step {step}')
 
 
@@ -383,13 +413,18 @@ def _targets_are_pairs(files: list[pathlib.Path], direction: str) -> bool:
   return False
 
 
-def _load_target(path: pathlib.Path, *, pairs: bool, direction: str,
-                 size: int) -> tuple[np.ndarray | None, np.ndarray]:
-  """(input or None, target) of a --targets file, resized as evaluation resizes."""
-  image = images.load_rgb(path)
+def _load_target(path: pathlib.Path, *, pairs: bool, data_config) -> tuple[np.ndarray | None,
+                                                                            np.ndarray]:
+  """(input or None, target) of a --targets file, resized as evaluation resizes; each with its
+  configured channel count (`images.load_image`'s rules, as folder datasets)."""
+  size, direction = data_config.image_size, data_config.direction
+  keys = pipeline.channel_keys(data_config)
   if not pairs:
-    return None, pipeline.resize(image, size)
-  a, b = images.split_side_by_side(image, path)
+    target_side = 'B' if direction == 'AtoB' else 'A'
+    return None, pipeline.resize(images.load_image(
+        path, pipeline.channels(data_config)[1], keys[target_side]), size)
+  sides = pipeline.side_channels(data_config)
+  a, b = images.load_side_by_side(path, (sides['A'], sides['B']), (keys['A'], keys['B']))
   # The eval split's resize, then its choice of input and target by direction.
   pair = {'A': pipeline.resize(a, size), 'B': pipeline.resize(b, size)}
   pair = pipeline.preprocess_pair(pair, None, image_size=size, flip=False, direction=direction)
@@ -402,8 +437,7 @@ _Target = tuple[str, int, Callable[[], tuple[np.ndarray | None, np.ndarray]]]
 
 def _folder_targets(files: list[pathlib.Path], pairs: bool, data_config) -> Iterator[_Target]:
   """The --targets files in natural order ('2.jpg' before '10.jpg'), decoded when loaded."""
-  load = functools.partial(_load_target, pairs=pairs, direction=data_config.direction,
-                           size=data_config.image_size)
+  load = functools.partial(_load_target, pairs=pairs, data_config=data_config)
   files = sorted(files, key=lambda path: images.natural_key(path.name))
   for index, path in enumerate(files):
     yield path.name, index, functools.partial(load, path)
@@ -422,8 +456,11 @@ class _Matcher:
   """Pairs targets with generated images by name and feeds them to `ImageScores` in batches."""
 
   def __init__(self, scores: ImageScores, generated: dict[str, pathlib.Path], size: int,
-               batch_size: int, *, generated_dir: str, where: str):
+               batch_size: int, *, generated_dir: str, where: str, channels: int = 3,
+               wanted: str = ''):
     self._scores, self._size, self._batch_size = scores, size, batch_size
+    # Generated images are read with the outputs' channel count; `wanted` names its config key.
+    self._channels, self._wanted = channels, wanted
     self._generated_dir, self._where = generated_dir, where
     self.unmatched_generated = dict(generated)  # What is left at the end has no target.
     self.unmatched_targets, self.unreadable, self.resized = [], [], {}
@@ -444,7 +481,7 @@ class _Matcher:
     self.matched += 1
     try:
       inputs, target = load()
-      generated = images.load_rgb(path)
+      generated = images.load_image(path, self._channels, self._wanted)
     except images.BadImageError as error:
       self.unreadable.append(str(error))
       return
@@ -461,8 +498,8 @@ class _Matcher:
     if not self._pending:
       return
     names, indices, inputs, generated, targets = zip(*self._pending)
-    self._scores.add(names, np.stack(generated), np.stack(targets), indices=indices,
-                     inputs=None if inputs[0] is None else np.stack(inputs))
+    self._scores.add(names, images.stack(generated), images.stack(targets), indices=indices,
+                     inputs=None if inputs[0] is None else images.stack(inputs))
     self._pending = []
 
   def warn(self) -> None:
@@ -540,7 +577,10 @@ def score(config: ml_collections.ConfigDict, workdir: str, generated_dir: str,
                where)
   scores = ImageScores(config)
   matcher = _Matcher(scores, generated, config.data.image_size, config.eval.batch_size,
-                     generated_dir=generated_dir, where=where)
+                     generated_dir=generated_dir, where=where,
+                     channels=pipeline.channels(config.data)[1],
+                     wanted=pipeline.channel_keys(config.data)[
+                         'B' if config.data.direction == 'AtoB' else 'A'])
   for name, index, load in targets:
     matcher.add(name, index, load)
   matcher.flush()

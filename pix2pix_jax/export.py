@@ -2,16 +2,19 @@
 
 `config.export.format` picks the format; WORKDIR/export/ (or --output) gets:
   'jax' (default):
-    generator.jaxexport  StableHLO of translate(weights, images uint8 (N, S, S, C), key) -> uint8,
+    generator.jaxexport  StableHLO of translate(weights, images uint8 (N, S, S, C_in), key) -> uint8
+                         (N, S, S, C_out) (8-bit inputs: 16-bit data is scaled to 8 bits first),
                          batch size symbolic, lowered for CPU and CUDA;
     weights.npz          the generator's params and batch statistics, flattened (w0, w1, ...);
     `pix2pix_jax/serving.py` loads it with jax and numpy alone.
   'onnx' (the `onnx` extra: jax2onnx converts):
-    generator.onnx       'images' uint8 (batch, S, S, C) -> 'translated' uint8, batch dynamic,
+    generator.onnx       'images' uint8 (batch, S, S, C_in) -> 'translated' uint8 (.., C_out),
                          weights inside, opset ONNX_OPSET; any ONNX runtime runs it, e.g.
                            session = onnxruntime.InferenceSession('generator.onnx')
                            (outputs,) = session.run(None, {'images': images})
-and, for both, signature.json: format, image size, channels, direction, checkpoint step, test mode.
+and, for both, signature.json: format, image size, input_channels and output_channels ('channels':
+the input's, as before), direction, checkpoint step, test mode,
+weights ('ema': the generator's moving average, with model.ema_decay > 0 and eval.use_ema; 'raw').
 
 Test time (`config.eval.train_mode`), as `inference.generate`:
   False (deterministic): both formats; ONNX matches JAX within one level (float rounding).
@@ -35,8 +38,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from pix2pix_jax import inference, kernels, train_state
-from pix2pix_jax.data import images
+from pix2pix_jax import checkpointing, inference, kernels, train_state
+from pix2pix_jax.data import images, pipeline
 
 FORMATS = ('jax', 'onnx')
 PLATFORMS = ('cpu', 'cuda')
@@ -69,21 +72,23 @@ def export_generator(config: ml_collections.ConfigDict, workdir: str, output_dir
   output = pathlib.Path(output_dir or pathlib.Path(workdir) / 'export').expanduser()
   output.mkdir(parents=True, exist_ok=True)
   train_mode = config.eval.train_mode
-  size, channels = config.data.image_size, config.data.channels
+  size, channels = config.data.image_size, pipeline.channels(config.data)  # (input, output)
   if export_format == 'jax':
     details = _write_jax(generator, network, train_mode, size, channels, output)
   else:
     details = _write_onnx(generator, network, train_mode, size, channels, output)
-  signature = {'format': export_format, 'image_size': size, 'channels': channels,
+  signature = {'format': export_format, 'image_size': size, 'channels': channels[0],
+               'input_channels': channels[0], 'output_channels': channels[1],
                'direction': config.data.direction, 'step': step,
-               'test_mode': inference.test_mode_description(train_mode), **details}
+               'test_mode': inference.test_mode_description(train_mode),
+               'weights': checkpointing.generator_weights(config), **details}
   (output / 'signature.json').write_text(json.dumps(signature, indent=2))
   logging.info('Exported the generator of step %d to %s (format %r, test mode: %s)', step, output,
                export_format, signature['test_mode'])
   return output
 
 
-def _write_jax(generator: nn.Module, network, train_mode: bool, size: int, channels: int,
+def _write_jax(generator: nn.Module, network, train_mode: bool, size: int, channels: tuple,
                output: pathlib.Path) -> dict:
   """Writes generator.jaxexport and weights.npz; returns signature.json's format-specific keys."""
   leaves, treedef = jax.tree.flatten(network)
@@ -96,7 +101,7 @@ def _write_jax(generator: nn.Module, network, train_mode: bool, size: int, chann
   (batch,) = export.symbolic_shape('n')
   specs = (
       [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in leaves],
-      jax.ShapeDtypeStruct((batch, size, size, channels), np.uint8),
+      jax.ShapeDtypeStruct((batch, size, size, channels[0]), np.uint8),
       jax.ShapeDtypeStruct((2,), np.uint32),
   )
   serialized = export.export(jax.jit(translate), platforms=PLATFORMS)(*specs).serialize()
@@ -113,7 +118,7 @@ def _check_onnx_installed() -> None:
                       "pip install -e '.[onnx]'") from error
 
 
-def _write_onnx(generator: nn.Module, network, train_mode: bool, size: int, channels: int,
+def _write_onnx(generator: nn.Module, network, train_mode: bool, size: int, channels: tuple,
                 output: pathlib.Path) -> dict:
   """Writes generator.onnx (weights inside); returns signature.json's format-specific keys.
 
@@ -134,7 +139,7 @@ def _write_onnx(generator: nn.Module, network, train_mode: bool, size: int, chan
   # their optional annotations are dropped).
   with _quiet_logger('onnx_ir.serde'):
     model = jax2onnx.to_onnx(
-        translate, [jax.ShapeDtypeStruct(('batch', size, size, channels), np.uint8)],
+        translate, [jax.ShapeDtypeStruct(('batch', size, size, channels[0]), np.uint8)],
         model_name='pix2pix_generator', opset=ONNX_OPSET, input_names=['images'],
         output_names=['translated'])
   # jax2onnx 0.17 annotates some tensors it transposes to NCHW with their NHWC shapes; these
@@ -144,8 +149,8 @@ def _write_onnx(generator: nn.Module, network, train_mode: bool, size: int, chan
   onnx.checker.check_model(model)
   # One self-contained file: protobuf's 2 GB limit is far (the 256² U-Net's weights: 218 MB).
   onnx.save_model(model, output / 'generator.onnx')
-  return {'inputs': f'images uint8 (batch, {size}, {size}, {channels})',
-          'outputs': f'translated uint8 (batch, {size}, {size}, {channels})',
+  return {'inputs': f'images uint8 (batch, {size}, {size}, {channels[0]})',
+          'outputs': f'translated uint8 (batch, {size}, {size}, {channels[1]})',
           'opset': ONNX_OPSET, 'jax2onnx_version': importlib.metadata.version('jax2onnx')}
 
 

@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from PIL import Image
 
 from pix2pix_jax import checkpointing, models, train_state
 from pix2pix_jax.data import pipeline
@@ -33,18 +32,18 @@ NATIVE_MAX_PIXELS = 1024 * 1024
 # up over that many pixels from its edges (a raised cosine), so there is no seam.
 TILE_OVERLAP_FRACTION = 0.25
 
-# uint8 (1, h, w, C), key -> float (1, h, w, C) in [-1, 1]: the generator at one size.
+# uint8/uint16 (1, h, w, C_in), key -> float (1, h, w, C_out) in [-1, 1]: the generator at one size.
 TranslateFn = Callable[[np.ndarray, jax.Array], jax.Array]
 
 
 def generate(generator: nn.Module, network, inputs: jax.Array, rng: jax.Array,
              train_mode: bool) -> jax.Array:
-  """Translates uint8 inputs to float images in [-1, 1].
+  """Translates uint8 (or 16-bit uint16) inputs to float images in [-1, 1].
 
   Args:
     generator: the U-Net.
     network: its variables: a NetworkState or a dict with 'params' and 'batch_stats'.
-    inputs: uint8 (B, H, W, C).
+    inputs: uint8 or uint16 (B, H, W, C_in).
     rng: dropout key (used in train mode).
     train_mode: the paper's test-time behaviour: dropout on and BatchNorm with each image's own
       statistics (the paper tests at batch 1; vmapping over single images keeps that whatever
@@ -101,7 +100,8 @@ def restore_trained_generator(config: ml_collections.ConfigDict, workdir: str,
                               variables.get(key, {})) for key in ('params', 'batch_stats')}
   manager = checkpointing.create_checkpoint_manager(checkpoint_dir, config.keep_checkpoints)
   network, step = checkpointing.restore_generator(manager, target, config, step)
-  logging.info('Restored the generator of %s (step %d)', checkpoint_dir / str(step), step)
+  logging.info('Restored the generator of %s (step %d, %s weights)', checkpoint_dir / str(step),
+               step, checkpointing.generator_weights(config))
   return generator, network, step
 
 
@@ -130,7 +130,8 @@ def pad_to_multiple(image: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple
 
   Args:
     image: (H, W, C).
-    multiple: what the sides must be multiples of (2**levels for the U-Net).
+    multiple: what the sides must be multiples of (`models.side_multiple`: 2**levels for the
+      U-Net, 4 for the ResNet).
 
   Returns:
     (the padded image, (top, left): where `image` starts in it).
@@ -188,36 +189,38 @@ def tile_weights(tile: int, ramp: int, start: int, length: int) -> np.ndarray:
 
 def translate_tiled(translate: TranslateFn, image: np.ndarray, rng: jax.Array,
                     tile: tuple[int, int], ramp: int, multiple: int) -> np.ndarray:
-  """Translates a uint8 (H, W, C) image tile by tile and blends the tiles without seams.
+  """Translates an (H, W, C) image tile by tile and blends the tiles without seams.
 
   Each output pixel is the weighted mean of the tiles that cover it (weights: `tile_weights`
   along both axes, normalised by their sum). Tile k uses the key fold_in(rng, k).
 
   Args:
     translate: the generator at the tile's size (see TranslateFn).
-    image: uint8 (H, W, C), H and W multiples of `multiple`.
+    image: uint8 or uint16 (H, W, C_in), H and W multiples of `multiple`.
     rng: the image's key.
     tile: (height, width) of the tiles, multiples of `multiple`, at most (H, W).
     ramp: the blend's length in pixels from a tile's inner edges (and the tiles' least overlap).
     multiple: 2**levels, see `tile_starts`.
 
   Returns:
-    float32 (H, W, C) in [-1, 1].
+    float32 (H, W, C_out) in [-1, 1].
   """
 
   def axis_tiles(length, size):  # (start, weights) of each tile along one axis.
     return [(start, tile_weights(size, ramp, start, length))
             for start in tile_starts(length, size, ramp, multiple)]
 
-  height, width, channels = image.shape
+  height, width = image.shape[:2]
   rows, columns = axis_tiles(height, tile[0]), axis_tiles(width, tile[1])
-  blended = np.zeros((height, width, channels), np.float32)
+  blended = None  # (H, W, C_out): the output's channels may not be the input's.
   total_weight = np.zeros((height, width, 1), np.float32)
   for index, ((top, row_weights), (left, column_weights)) in enumerate(
       itertools.product(rows, columns)):
     window = (slice(top, top + tile[0]), slice(left, left + tile[1]))
     piece = np.asarray(translate(image[window][None], jax.random.fold_in(rng, index)))[0]
     weights = row_weights[:, None, None] * column_weights[None, :, None]
+    if blended is None:
+      blended = np.zeros((height, width, piece.shape[-1]), np.float32)
     blended[window] += weights * piece
     total_weight[window] += weights
   return blended / total_weight
@@ -225,7 +228,7 @@ def translate_tiled(translate: TranslateFn, image: np.ndarray, rng: jax.Array,
 
 def translate_native(translate: TranslateFn, image: np.ndarray, rng: jax.Array, multiple: int,
                      max_pixels: int = NATIVE_MAX_PIXELS) -> np.ndarray:
-  """Translates a uint8 (H, W, C) image at its own size (--resolution=native).
+  """Translates a uint8 or uint16 (H, W, C_in) image at its own size (--resolution=native).
 
   The image is reflect-padded to multiples of `multiple` (`pad_to_multiple`), translated in one
   piece if that has at most `max_pixels` pixels, else in square tiles of the largest multiple
@@ -234,13 +237,13 @@ def translate_native(translate: TranslateFn, image: np.ndarray, rng: jax.Array, 
 
   Args:
     translate: the generator (see TranslateFn); it is called at the padded or the tile size.
-    image: uint8 (H, W, C).
+    image: uint8 or uint16 (H, W, C_in).
     rng: the image's key.
-    multiple: 2**levels of the U-Net.
+    multiple: `models.side_multiple(generator)`.
     max_pixels: the budget of pixels translated at once.
 
   Returns:
-    uint8 (H, W, C).
+    uint8 (H, W, C_out).
   """
   padded, (top, left) = pad_to_multiple(image, multiple)
   height, width = padded.shape[:2]
@@ -263,8 +266,13 @@ def predict(config: ml_collections.ConfigDict, workdir: str, input_path: str, ou
   `resolution='model'`: each image is resized (bicubic) to the model's size, translated, and the
   output resized back to the image's own size. 'native': the generator runs at the image's own
   size (`translate_native`: reflect-padded to a multiple of the model size, tiled above
-  `max_pixels`). The output is written as OUTPUT_DIR/<name>.png. Files that cannot be decoded
-  are logged with their path and skipped; a folder without any image is an error.
+  `max_pixels`). Inputs are read with `config.data.input_channels` by the folder datasets' rules
+  (`images.load_image`; 16-bit inputs at full precision). Outputs are 8-bit: OUTPUT_DIR/<name>.png
+  for 1 channel (gray) and 3 (RGB), OUTPUT_DIR/<name>.tif (tifffile, the `tiff` extra) for other
+  counts; `side_by_side` panels of an input and output that differ in channels or bit depth are
+  shown as `images.to_display` does (RGB PNG). Files that cannot be decoded, or have a channel
+  count that does not convert, are logged with their path and skipped; a folder without any
+  image is an error.
 
   Args:
     config: the run's config.
@@ -283,6 +291,8 @@ def predict(config: ml_collections.ConfigDict, workdir: str, input_path: str, ou
   if resolution not in RESOLUTIONS:
     raise ValueError(f'--resolution={resolution} is not one of {RESOLUTIONS}')
   files = list_images(pathlib.Path(input_path).expanduser())
+  input_channels, output_channels = pipeline.channels(config.data)
+  image_lib.check_tiff_writer(output_channels, 'config.data.output_channels: the output')
   generator, network, step = restore_trained_generator(config, workdir, step)
   size = config.data.image_size
 
@@ -294,28 +304,31 @@ def predict(config: ml_collections.ConfigDict, workdir: str, input_path: str, ou
   rng = jax.random.PRNGKey(config.seed)
   output = pathlib.Path(output_dir).expanduser()
   output.mkdir(parents=True, exist_ok=True)
-  written = []
+  written, keys = [], pipeline.channel_keys(config.data)
   for index, path in enumerate(files):
     try:
-      image = image_lib.load_rgb(path)
       if pairs:
-        a, b = image_lib.split_side_by_side(image, path)
+        sides = pipeline.side_channels(config.data)
+        a, b = image_lib.load_side_by_side(path, (sides['A'], sides['B']), (keys['A'], keys['B']))
         image = a if config.data.direction == 'AtoB' else b
+      else:
+        image = image_lib.load_image(path, input_channels,
+                                     keys['A' if config.data.direction == 'AtoB' else 'B'])
     except image_lib.BadImageError as error:
       logging.warning('Skipping %s: %s', path, error)
       continue
     height, width = image.shape[:2]
     if resolution == 'native':
       out = translate_native(generate_float, image, jax.random.fold_in(rng, index),
-                             2**generator.num_levels, max_pixels)
+                             models.side_multiple(generator), max_pixels)
     else:
       out = translate(pipeline.resize(image, size)[None], jax.random.fold_in(rng, index))
-      out = np.asarray(Image.fromarray(np.asarray(out[0])).resize((width, height), Image.BICUBIC))
+      out = image_lib.resize(np.asarray(out[0]), width, height)
     if side_by_side:
-      out = np.concatenate([image, out], axis=1)
-    target = output / f'{path.stem}.png'
-    Image.fromarray(out).save(target)
-    written.append(target)
+      same = image.shape[2] == out.shape[2] and image.dtype == out.dtype
+      out = np.concatenate([image, out] if same else
+                           [image_lib.to_display(image), image_lib.to_display(out)], axis=1)
+    written.append(image_lib.save_image(out, output / path.stem))
   logging.info('Wrote %d image(s) to %s (checkpoint step %d, test mode: %s, resolution: %s)',
                len(written), output, step, test_mode_description(config.eval.train_mode),
                resolution)

@@ -1,8 +1,9 @@
-"""The layers the pix2pix networks are built of: 4×4 convolutions and the norms.
+"""The layers the pix2pix networks are built of: 4×4 convolutions, the ResNet's 3×3 transposed
+convolution, and the norms.
 
 Parameters and initialisation are the PyTorch reference's (junyanz/pytorch-CycleGAN-and-pix2pix):
-weights N(0, init_std), BatchNorm scales N(1, init_std). The convolutions hold the parameters of
-`nn.Conv` / `nn.ConvTranspose` and compute with the `kernels.ConvImpl` they are given.
+weights N(0, init_std), BatchNorm scales N(1, init_std). The 4×4 convolutions hold the parameters
+of `nn.Conv` / `nn.ConvTranspose` and compute with the `kernels.ConvImpl` they are given.
 """
 
 from typing import Any
@@ -74,6 +75,36 @@ class Logits4x4(_Kernel4x4):
 
   def op(self, x, kernel):
     return self.conv_impl.logits(x, kernel)
+
+
+class ConvTranspose3x3(nn.Module):
+  """PyTorch's `ConvTranspose2d(C_in, features, 3, stride=2, padding=1, output_padding=1)`.
+
+  The ResNet generator's upsampling (its `u128`, `u64`): output (N, 2H, 2W, features). XLA's
+  transposed convolution, not a `conv_impl` form (those cover the 4×4 layers only).
+
+  Parameters are `nn.ConvTranspose`'s: 'kernel' (3, 3, C_in, features), N(0, init_std), and an
+  optional zero 'bias'. The kernel has the 4×4 layers' layout: `kernel[ky, kx, c_in, c_out]` is
+  the PyTorch weight `W[c_in, c_out, ky, kx]`, *not* flipped, i.e. a PyTorch weight of shape
+  (C_in, C_out, 3, 3) maps onto it as `W.permute(2, 3, 0, 1)` (NumPy: `W.transpose(2, 3, 0, 1)`);
+  the bias is PyTorch's as is.
+  """
+  features: int
+  use_bias: bool = True
+  init_std: float = 0.02
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param('kernel', normal_init(self.init_std), (3, 3, x.shape[-1], self.features))
+    # As a convolution of the stride-dilated input with the flipped kernel (transpose_kernel),
+    # PyTorch pads k - 1 - padding = 1 before and k - 1 - padding + output_padding = 2 after.
+    y = jax.lax.conv_transpose(
+        x.astype(self.dtype), jnp.swapaxes(kernel, 2, 3).astype(self.dtype), (2, 2),
+        ((1, 2), (1, 2)), dimension_numbers=('NHWC', 'HWIO', 'NHWC'), transpose_kernel=True)
+    if self.use_bias:
+      y = y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
+    return y
 
 
 class GroupedBatchNorm(nn.Module):

@@ -241,6 +241,9 @@ def _metrics_html(data: dict) -> str:
     out.append(_table([], singles))
   if not rows and not singles:
     out.append('<p class="muted">metrics.json lists no metrics.</p>')
+  if isinstance(data.get('perceptual_skipped'), str):
+    out.append(f'<p class="muted">FID, KID and LPIPS skipped: '
+               f'{html.escape(data["perceptual_skipped"])}</p>')
   return '\n'.join(out)
 
 

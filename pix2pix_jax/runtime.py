@@ -86,15 +86,19 @@ def _device_memory_bytes() -> int | None:
   return stats.get('bytes_limit') if stats else None
 
 
-def train_set_bytes(data_config, num_examples: int) -> int:
-  """Bytes of the resized train set as `data.on_device` holds it: uint8 (N, S, S, 2C)."""
+def train_set_bytes(data_config, num_examples: int, sample_bytes: int = 1) -> int:
+  """Bytes of the resized train set as `data.on_device` holds it: (N, S, S, C_in + C_out) of
+  `sample_bytes` each (1: uint8; 2: uint16, 16-bit data)."""
   size = data_config.image_size if data_config.preprocess == 'resize' else data_config.load_size
-  return num_examples * size * size * 2 * data_config.channels
+  input_channels, output_channels = (data_config.channels if value is None else value
+                                     for value in (data_config.input_channels,
+                                                   data_config.output_channels))
+  return num_examples * size * size * (input_channels + output_channels) * sample_bytes
 
 
 def resolve(config: ml_collections.ConfigDict, *, num_train_examples: int | None = None,
-            backend: str | None = None,
-            device_memory_bytes: int | None = None) -> ml_collections.ConfigDict:
+            backend: str | None = None, device_memory_bytes: int | None = None,
+            sample_bytes: int = 1) -> ml_collections.ConfigDict:
   """A copy of `config` with every 'auto' speed key replaced by its value for `backend`.
 
   Args:
@@ -103,6 +107,7 @@ def resolve(config: ml_collections.ConfigDict, *, num_train_examples: int | None
       an accelerator; None leaves that key 'auto' there (resolve again once the data is known).
     backend: 'cpu', 'gpu' or 'tpu'; default: JAX's default backend.
     device_memory_bytes: one device's memory; default: what JAX reports (unknown: not on device).
+    sample_bytes: bytes per train-set value: 1 (uint8) or 2 (16-bit data).
 
   Returns:
     The resolved copy (the argument is unchanged).
@@ -114,7 +119,7 @@ def resolve(config: ml_collections.ConfigDict, *, num_train_examples: int | None
     _set(resolved, 'steps_per_call', 1 if cpu else ACCELERATOR_STEPS_PER_CALL)
   if resolved.data.on_device == AUTO and (cpu or num_train_examples is not None):
     memory = device_memory_bytes or (None if cpu else _device_memory_bytes())
-    needed = train_set_bytes(resolved.data, num_train_examples or 0)
+    needed = train_set_bytes(resolved.data, num_train_examples or 0, sample_bytes)
     _set(resolved.data, 'on_device',
          bool(not cpu and memory and needed <= ON_DEVICE_MAX_MEMORY_FRACTION * memory))
   forms = conv_impl(resolved.model, backend)

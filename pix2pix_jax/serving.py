@@ -17,7 +17,7 @@ import numpy as np
 
 
 def load_generator(export_dir: str, seed: int = 0):
-  """Returns translate(images uint8 (N, S, S, C)) -> uint8 (N, S, S, C) and its signature.
+  """Returns translate(images uint8 (N, S, S, C_in)) -> uint8 (N, S, S, C_out) and its signature.
 
   Args:
     export_dir: the folder `--mode=export` wrote (generator.jaxexport, weights.npz,
@@ -25,7 +25,8 @@ def load_generator(export_dir: str, seed: int = 0):
     seed: dropout seed, used when the export is in the paper's test mode (dropout on).
 
   Returns:
-    A callable with a `signature` attribute (dict: image_size, channels, direction, step, ...).
+    A callable with a `signature` attribute (dict: image_size, input_channels, output_channels,
+    direction, step, ...; exports from before input_channels have only `channels`, both ways).
   """
   path = pathlib.Path(export_dir)
   signature = json.loads((path / 'signature.json').read_text())
@@ -37,7 +38,7 @@ def load_generator(export_dir: str, seed: int = 0):
 
   def translate(images: np.ndarray) -> np.ndarray:
     images = np.asarray(images)
-    size, channels = signature['image_size'], signature['channels']
+    size, channels = signature['image_size'], signature.get('input_channels', signature['channels'])
     if images.ndim != 4 or images.shape[1:] != (size, size, channels) or images.dtype != np.uint8:
       raise ValueError(f'expected uint8 images of shape (N, {size}, {size}, {channels}), got '
                        f'{images.dtype} {images.shape}')

@@ -10,6 +10,8 @@ import jax
 import numpy as np
 from PIL import Image
 
+from pix2pix_jax.data import images as image_lib
+
 
 class SummaryWriter:
   """Writes scalars and images under `logdir`; a no-op on processes other than 0."""
@@ -47,11 +49,14 @@ class SummaryWriter:
 
 def image_panel(inputs: np.ndarray | None, generated: np.ndarray,
                 targets: np.ndarray) -> np.ndarray:
-  """Rows of [input | generated | target] for a batch of uint8 (N, H, W, C) images.
+  """Rows of [input | generated | target] for a batch of (N, H, W, C) images, as uint8 RGB.
 
   Without inputs (images scored against plain targets, --mode=score) rows are [generated | target].
+  Each column may have its own channel count and bit depth (`images.to_display`: 1 channel gray,
+  more than 3 their first three, 16 bits rounded to 8).
   """
   columns = (generated, targets) if inputs is None else (inputs, generated, targets)
+  columns = [image_lib.to_display(np.asarray(column)) for column in columns]
   rows = [np.concatenate(row, axis=1) for row in zip(*columns)]
   return np.concatenate(rows, axis=0)
 

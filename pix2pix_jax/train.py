@@ -26,38 +26,62 @@ from pix2pix_jax import runtime, summary, train_state
 from pix2pix_jax import sharding as sharding_lib
 from pix2pix_jax.data import device_data, images, pipeline
 
-LOSS_NAMES = ('g_total', 'g_gan', 'g_l1', 'd_total', 'd_real', 'd_fake')
+LOSS_NAMES = ('g_total', 'g_gan', 'g_l1', 'd_total', 'd_real', 'd_fake')  # In every step's metrics.
+OPTIONAL_LOSS_NAMES = ('g_feat',)  # In them when their term is on (g_feat: loss.lambda_feat > 0).
 
 
-def _mean_output(logits: jax.Array, gan_mode: str) -> jax.Array:
-  """Mean D output: the probability of 'real' for the vanilla GAN, the raw score for LSGAN."""
-  return jnp.mean(jax.nn.sigmoid(logits) if gan_mode == 'vanilla' else logits)
+def loss_names(metrics: dict) -> list[str]:
+  """The losses among a step's metrics: LOSS_NAMES and the optional ones present."""
+  return [name for name in LOSS_NAMES + OPTIONAL_LOSS_NAMES if name in metrics]
+
+
+def _mean_output(logits: losses.Logits, gan_mode: str) -> jax.Array:
+  """Mean D output, over patches, then scales.
+
+  The probability of 'real' for the vanilla GAN; the raw score for LSGAN (target 1 on real, 0 on
+  fake) and hinge (D aims at >= 1 on real, <= -1 on fake).
+  """
+  per_scale = [jnp.mean(jax.nn.sigmoid(x) if gan_mode == 'vanilla' else x)
+               for x in losses.scales(logits)]
+  return sum(per_scale) / len(per_scale)
+
+
+def _logits_and_features(outputs, discriminator: nn.Module):
+  """A `return_features` call's outputs as (logits per scale, features per scale)."""
+  per_scale = outputs if isinstance(discriminator, models.MultiScaleDiscriminator) else [outputs]
+  return [logits for logits, _ in per_scale], [features for _, features in per_scale]
 
 
 def train_step(state: train_state.TrainState, batch: dict, *, generator: nn.Module,
                discriminator: nn.Module, g_optimizer: optax.GradientTransformation,
                d_optimizer: optax.GradientTransformation, schedule: optax.Schedule,
-               lambda_l1: float, gan_mode: str, skip_nonfinite: bool = False):
+               lambda_l1: float, gan_mode: str, lambda_feat: float = 0.0,
+               skip_nonfinite: bool = False):
   """One pix2pix iteration in the reference's order: G forward, D update, G update.
 
   G runs forward once (with this step's dropout noise); D is updated on (input, target) vs the
   detached (input, G(input)); then G is updated against the *updated* D, reusing the forward
-  pass through `jax.vjp`.
+  pass through `jax.vjp`. With `lambda_feat` > 0, G's feature-matching target is the *updated*
+  D's features on (input, target): one extra D forward, without gradient, before G's. Real and
+  fake features so come from one D, as in pix2pixHD (whose D is the one before its update: it
+  updates G first).
 
   Args:
     state: the TrainState (donated by the caller's jit).
-    batch: {'input', 'target'}: uint8 (B, H, W, C).
+    batch: {'input', 'target'}: uint8 or uint16 (B, H, W, C_in / C_out).
     generator, discriminator: the networks.
     g_optimizer, d_optimizer: their optax optimizers.
     schedule: the learning-rate schedule (logged only; the optimizers hold it too).
     lambda_l1: weight of the L1 term.
-    gan_mode: 'vanilla' or 'lsgan'.
+    gan_mode: one of losses.GAN_MODES.
+    lambda_feat: weight of pix2pixHD's feature-matching loss; 0: off (no extra D forward).
     skip_nonfinite: if any loss is not finite, keep the networks, batch statistics and
       optimizer states as they were (the step counter still advances, so the data moves on);
       metrics['skipped'] is 1 for such a step.
 
   Returns:
-    (new state, metrics): the six losses, mean D outputs on real and fake, and the learning rate.
+    (new state, metrics): the six losses (and 'g_feat' with `lambda_feat` > 0), mean D outputs
+    on real and fake, and the learning rate.
   """
   step_rng = jax.random.fold_in(state.rng, state.step)
   inputs, targets = images.to_float(batch['input']), images.to_float(batch['target'])
@@ -68,9 +92,9 @@ def train_step(state: train_state.TrainState, batch: dict, *, generator: nn.Modu
 
   fake, generator_vjp, g_batch_stats = jax.vjp(run_generator, g.params, has_aux=True)
 
-  def run_discriminator(params, batch_stats, outputs):
+  def run_discriminator(params, batch_stats, outputs, **kwargs):
     pairs = jnp.concatenate([inputs, outputs], axis=-1)
-    return train_state.apply_train_mode(discriminator, params, batch_stats, pairs)
+    return train_state.apply_train_mode(discriminator, params, batch_stats, pairs, **kwargs)
 
   def d_loss_fn(params):
     # Fake first, then real, each its own BatchNorm call, as the reference's backward_D.
@@ -85,9 +109,24 @@ def train_step(state: train_state.TrainState, batch: dict, *, generator: nn.Modu
   d_updates, d_opt_state = d_optimizer.update(d_grads, d.opt_state, d.params)
   d_params = optax.apply_updates(d.params, d_updates)
 
+  feature_matching = lambda_feat > 0
+  real_features = None
+  if feature_matching:
+    # pix2pixHD's `pred_real[i][j].detach()`, from the D that G now meets; this forward updates
+    # D's running statistics (and spectral norm's u) like the others.
+    real_outputs, d_batch_stats = run_discriminator(d_params, d_batch_stats, targets,
+                                                    return_features=True)
+    real_features = jax.lax.stop_gradient(_logits_and_features(real_outputs, discriminator)[1])
+
   def g_loss_fn(outputs):
-    fake_logits, batch_stats = run_discriminator(d_params, d_batch_stats, outputs)
-    g_losses = losses.generator_loss(fake_logits, outputs, targets, lambda_l1, gan_mode)
+    fake_outputs, batch_stats = run_discriminator(d_params, d_batch_stats, outputs,
+                                                  return_features=feature_matching)
+    fake_logits, fake_features = fake_outputs, None
+    if feature_matching:
+      fake_logits, fake_features = _logits_and_features(fake_outputs, discriminator)
+    g_losses = losses.generator_loss(fake_logits, outputs, targets, lambda_l1, gan_mode,
+                                     fake_features=fake_features, real_features=real_features,
+                                     lambda_feat=lambda_feat)
     return g_losses['g_total'], (g_losses, batch_stats)
 
   fake_grads, (g_metrics, d_batch_stats) = jax.grad(g_loss_fn, has_aux=True)(fake)
@@ -99,7 +138,7 @@ def train_step(state: train_state.TrainState, batch: dict, *, generator: nn.Modu
               train_state.NetworkState(d_params, d_batch_stats, d_opt_state))
   metrics = g_metrics | d_metrics | {'learning_rate': schedule(state.step)}
   if skip_nonfinite:
-    finite = jnp.all(jnp.isfinite(jnp.stack([metrics[name] for name in LOSS_NAMES])))
+    finite = jnp.all(jnp.isfinite(jnp.stack([metrics[name] for name in loss_names(metrics)])))
     networks = jax.tree.map(lambda new, old: jnp.where(finite, new, old), networks, (g, d))
     metrics['skipped'] = 1.0 - finite.astype(jnp.float32)
   return state.replace(step=state.step + 1, generator=networks[0], discriminator=networks[1]), metrics
@@ -154,7 +193,8 @@ def device_batch_fn(config: ml_collections.ConfigDict, data_sharding: jax.shardi
   def batch_fn(images, step):
     batch = device_data.batch_for_step(
         images, step, seed=config.seed, batch_size=config.batch_size,
-        image_size=config.data.image_size, flip=config.data.flip, direction=config.data.direction)
+        image_size=config.data.image_size, flip=config.data.flip, direction=config.data.direction,
+        channels=pipeline.channels(config.data))
     return jax.lax.with_sharding_constraint(batch, data_sharding)
 
   return batch_fn
@@ -178,7 +218,8 @@ def check_finite(history: list[dict], first_step: int) -> None:
   instead.
   """
   for offset, metrics in enumerate(history):
-    bad = [f'{name}={float(metrics[name])}' for name in LOSS_NAMES if not np.isfinite(metrics[name])]
+    bad = [f'{name}={float(metrics[name])}' for name in loss_names(metrics)
+           if not np.isfinite(metrics[name])]
     if bad and metrics.get('skipped'):
       logging.warning('step %d: non-finite loss (%s): update skipped', first_step + offset, ', '.join(bad))
     elif bad:
@@ -206,11 +247,14 @@ def create_train_functions(config: ml_collections.ConfigDict, steps_per_epoch: i
   init_fn = functools.partial(
       train_state.create_train_state, generator=generator, discriminator=discriminator,
       g_optimizer=g_optimizer, d_optimizer=d_optimizer, image_size=config.data.image_size,
-      input_channels=input_channels, output_channels=output_channels)
+      input_channels=input_channels, output_channels=output_channels,
+      with_ema=config.model.ema_decay > 0)
   step_fn = functools.partial(
       train_step, generator=generator, discriminator=discriminator, g_optimizer=g_optimizer,
       d_optimizer=d_optimizer, schedule=schedule, lambda_l1=config.loss.lambda_l1,
-      gan_mode=config.loss.gan_mode, skip_nonfinite=config.on_nonfinite == 'skip')
+      gan_mode=config.loss.gan_mode, lambda_feat=config.loss.lambda_feat,
+      skip_nonfinite=config.on_nonfinite == 'skip')
+  step_fn = train_state.with_ema_update(step_fn, config.model.ema_decay)  # No-op when 0.
   return generator, init_fn, step_fn
 
 
@@ -257,7 +301,8 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
   replicated, data_sharding = sharding_lib.data_parallel_shardings()
 
   auto_on_device = config.data.on_device == runtime.AUTO
-  config = runtime.resolve(config, num_train_examples=len(train_source))
+  config = runtime.resolve(config, num_train_examples=len(train_source),
+                           sample_bytes=pipeline.sample_bytes(train_source))
   runtime.log_resolved(config)
   if auto_on_device and config.data.on_device:
     # The pairs are read once into device memory: a source without the host cache.
@@ -332,11 +377,13 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
     history.clear()
 
   def evaluate(step):
-    eval_metrics, panel = evaluation.evaluate_in_training(state.generator, eval_fn, eval_source,
+    weights = checkpointing.generator_weights(config)  # The weights --mode=evaluate would score.
+    network = state.ema if weights == 'ema' else state.generator
+    eval_metrics, panel = evaluation.evaluate_in_training(network, eval_fn, eval_source,
                                                           config, data_sharding, eval_rng)
     writer.write_scalars(step, eval_metrics)
-    logging.info('step %d eval (images in [0, 1], 8-bit outputs): L1 %.4f, PSNR %.2f dB, SSIM '
-                 '%.4f', step, eval_metrics['eval_l1'], eval_metrics['eval_psnr'],
+    logging.info('step %d eval, %s weights (images in [0, 1], 8-bit outputs): L1 %.4f, PSNR %.2f '
+                 'dB, SSIM %.4f', step, weights, eval_metrics['eval_l1'], eval_metrics['eval_psnr'],
                  eval_metrics['eval_ssim'])
     if panel is not None:
       writer.write_images(step, {'eval_panel': panel})

@@ -10,9 +10,10 @@ import shutil
 
 import jax
 import numpy as np
+import pytest
 
 from configs import test as test_config
-from pix2pix_jax import inference, train
+from pix2pix_jax import checkpointing, inference, train
 
 DATA = pathlib.Path(__file__).resolve().parent / 'data' / 'checkpoint_before_redesign'
 
@@ -42,3 +43,22 @@ def test_a_checkpoint_from_before_the_redesign_restores_unchanged_and_resumes(tm
   resumed = jax.device_get(train.train_and_evaluate(old_config(3), str(tmp_path)))
   assert int(resumed.step) == 3
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(resumed.generator.params))
+
+
+def test_keys_added_since_take_the_value_older_checkpoints_had():
+  config = old_config(2)
+  saved = json.loads(json.dumps(config.to_dict()))  # As checkpoints store it.
+  for section, key in (('data', 'input_channels'), ('data', 'output_channels'),
+                       ('model', 'generator'), ('model', 'num_discriminators'),
+                       ('model', 'd_spectral_norm'), ('model', 'ema_decay')):
+    del saved[section][key]  # What a checkpoint from before these keys holds.
+  checkpointing.check_architecture(saved, config, 'old')  # Nothing differs.
+  config.data.input_channels, config.model.ema_decay = 3, 0.999  # = data.channels; EMA on.
+  with pytest.raises(checkpointing.CheckpointMismatchError) as error:
+    checkpointing.check_architecture(saved, config, 'old')
+  assert "model.ema_decay: checkpoint 'off', config 'on'" in str(error.value)
+  assert 'channels' not in str(error.value)
+  config.model.ema_decay, config.data.output_channels = 0.0, 1
+  with pytest.raises(checkpointing.CheckpointMismatchError, match='data.output_channels: '
+                     'checkpoint 3, config 1'):
+    checkpointing.check_architecture(saved, config, 'old')

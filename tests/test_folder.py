@@ -340,12 +340,15 @@ def test_sixteen_bit_scaled_not_clipped(mode):
   np.testing.assert_array_equal(out[..., 0], out[..., 2])
 
 
-def test_sixteen_bit_png_through_folder(tmp_path):
-  values = np.array([[0, 32768, 65535, 65535]], np.uint16)
+def test_sixteen_bit_png_through_folder_keeps_sixteen_bits(tmp_path):
+  # Folder data keeps 16-bit precision (replicated to 3 channels); to_rgb_uint8's 8-bit scaling
+  # above is the TFDS builder's.
+  values = np.array([[0, 32769, 65535, 65535]], np.uint16)
   save(tmp_path / 'train' / 'deep.png', values)
   item = PairedFolder(str(tmp_path), 'train')[0]
-  np.testing.assert_array_equal(item['A'][0, :, 1], [0, 128])
-  np.testing.assert_array_equal(item['B'][0, :, 1], [255, 255])
+  assert item['A'].dtype == np.uint16 and item['A'].shape == (1, 2, 3)
+  np.testing.assert_array_equal(item['A'][0, :, 1], [0, 32769])
+  np.testing.assert_array_equal(item['B'][0, :, 1], [65535, 65535])
 
 
 def test_cmyk_converted():

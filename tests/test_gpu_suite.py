@@ -7,6 +7,7 @@ import pathlib
 import subprocess
 import sys
 import tarfile
+import types
 
 import numpy as np
 from PIL import Image
@@ -159,6 +160,44 @@ def test_generate_without_a_trained_run_names_the_workdir(tmp_path):
   assert message in json.loads((tmp_path / 'out' / 'results.json').read_text())['error']
 
 
+@pytest.mark.parametrize('recipe', sorted(gpu_suite.RECIPES))
+def test_every_recipe_is_a_valid_config(recipe):
+  from pix2pix_jax import config_checks  # pylint: disable=g-import-not-at-top
+  config_file, overrides = gpu_suite.RECIPES[recipe]
+  spec = importlib.util.spec_from_file_location('recipe_config', ROOT / config_file)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  for override in overrides:  # As the command line parses them: to the field's type.
+    key, value = override.split('=')
+    section, name = key.split('.')
+    kind = type(config[section][name])
+    config[section][name] = value == 'True' if kind is bool else kind(value)
+  config_checks.validate_config(config, 1)
+
+
+def test_generate_uses_the_recipe_training_used(tmp_path, monkeypatch):
+  work = tmp_path / 'work'
+  work.mkdir()
+  trained = ['--config=configs/maps_resnet.py', '--config.model.ngf=8']
+  (work / 'gpu_suite.json').write_text(json.dumps(
+      {'recipe': 'resnet', 'config': trained, 'args': ['--config.data.name=folder']}))
+  commands = []
+
+  def run(command, log_path=None):
+    commands.append(command)
+    raise RuntimeError('stop here')
+
+  monkeypatch.setattr(gpu_suite, '_run', run)
+  # The generate command's flags: no --recipe (default 'paper').
+  monkeypatch.setattr(gpu_suite, 'FLAGS', types.SimpleNamespace(
+      workdir=str(work), eval_dir='inputs', recipe='paper', override=[]))
+  with pytest.raises(RuntimeError, match='stop here'):
+    gpu_suite.phase_generate({}, tmp_path, tmp_path)
+  assert commands[0][2:4] == ['--mode=predict', f'--workdir={work}']
+  assert commands[0][4:6] == trained and '--config.data.name=folder' in commands[0]
+
+
 def test_commands_carry_each_phase_payload():
   done = subprocess.run([sys.executable, 'benchmarks/gpu_suite.py', '--commands'], cwd=ROOT,
                         capture_output=True, text=True, timeout=120, check=True)
@@ -166,6 +205,10 @@ def test_commands_carry_each_phase_payload():
     assert f'carry [".gpu/{phase}"]' in done.stdout
     assert f'.gpu/{phase}/wheels/*.whl' in done.stdout
     assert f'benchmarks/gpu_suite.py --phase={phase} --out=$OUT' in done.stdout
+  done = subprocess.run([sys.executable, 'benchmarks/gpu_suite.py', '--commands', '--recipe=spade'],
+                        cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+  assert 'gpu_suite.py --phase=train --out=$OUT --recipe=spade' in done.stdout
+  assert 'gpu_suite.py --phase=generate --out=$OUT &&' not in done.stdout  # Generate: as trained.
 
 
 def test_fastest_paper_forms_picks_by_speed_among_paper_faithful_settings():

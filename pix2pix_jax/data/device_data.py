@@ -1,7 +1,8 @@
 """The train set in device memory, with shuffling, jitter and flip done inside the jitted step.
 
 With `config.data.on_device`, the resized train pairs are copied once into one uint8 array
-(N, S, S, 2C), A then B along channels, replicated on every device (maps at load_size 286: 1096
+(N, S, S, C_A + C_B), A then B along channels (uint16 for both if either side is 16-bit: 8-bit
+values are promoted exactly), replicated on every device (maps at load_size 286: 1096
 pairs, 538 MB). The batch of a step is then a pure function of (seed, step) computed on the
 device, so a train step needs nothing from the host and `config.steps_per_call` steps can run in
 one `lax.scan` without leaving the device.
@@ -19,31 +20,42 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pix2pix_jax.data import images as image_lib
+from pix2pix_jax.data import pipeline
+
 
 def load_images(source, data_config) -> np.ndarray:
-  """All train pairs of `source` (already resized), as uint8 (N, S, S, 2C): A then B on channels.
+  """All train pairs of `source` (already resized), as (N, S, S, C_A + C_B): A then B on channels.
+
+  uint8, or uint16 if either side of `source` is 16-bit (`source.dtypes`; for sources without
+  them, the first pair's).
 
   Raises:
     ValueError: naming the example whose A and B do not have the shape of the first one, or the
       config keys the images do not fit.
   """
+  dtypes = getattr(source, 'dtypes', None) or {key: source[0][key].dtype for key in ('A', 'B')}
+  dtype = image_lib.common_dtype(dtypes.values())
 
   def read(index):
     example = source[index]
-    return np.concatenate([example['A'], example['B']], axis=-1), example.get('file_name', index)
+    pair = [image_lib.promote(example[key], dtype) for key in ('A', 'B')]
+    return np.concatenate(pair, axis=-1), example.get('file_name', index)
 
   with concurrent.futures.ThreadPoolExecutor(max(1, data_config.num_threads)) as pool:
     pairs = list(pool.map(read, range(len(source))))
   shape = pairs[0][0].shape
   for pair, name in pairs:
-    if pair.shape != shape or pair.dtype != np.uint8:
+    if pair.shape != shape or pair.dtype != dtype:
       raise ValueError(f'train example {name} is {pair.dtype} {pair.shape[:2]} with '
                        f'{pair.shape[2]} channels (A and B), the first one {shape}: '
                        'config.data.on_device needs pairs of one size')
-  if shape[0] < data_config.image_size or shape[2] != 2 * data_config.channels:
-    raise ValueError(f'the {data_config.name!r} train pairs are {shape[:2]} with {shape[2] // 2} '
-                     f'channels, but the model is built for {data_config.image_size}² crops with '
-                     f'{data_config.channels} (config.data.image_size, config.data.channels)')
+  sides = pipeline.side_channels(data_config)
+  if shape[0] < data_config.image_size or shape[2] != sides['A'] + sides['B']:
+    raise ValueError(f'the {data_config.name!r} train pairs are {shape[:2]} with {shape[2]} '
+                     f'channels (A and B), but the model is built for {data_config.image_size}² '
+                     f'crops with {sides["A"]} + {sides["B"]} (config.data.image_size, '
+                     'config.data.input_channels / output_channels or config.data.channels)')
   images = np.stack([pair for pair, _ in pairs])
   logging.info('Train set in device memory: %d pairs of %s, %.0f MB per device', len(images),
                shape, images.nbytes / 1e6)
@@ -56,23 +68,29 @@ def put_replicated(images: np.ndarray, sharding: jax.sharding.Sharding) -> jax.A
 
 
 def batch_for_step(images: jax.Array, step: jax.Array, *, seed: int, batch_size: int,
-                   image_size: int, flip: bool, direction: str) -> dict:
+                   image_size: int, flip: bool, direction: str,
+                   channels: tuple[int, int] | None = None) -> dict:
   """The global train batch of `step` (1-based), computed on the device from `images`.
 
   Args:
-    images: uint8 (N, S, S, 2C) from `load_images`, S >= image_size.
+    images: uint8 or uint16 (N, S, S, C_A + C_B) from `load_images`, S >= image_size.
     step: the step whose batch to make (traced).
     seed: shuffle and augmentation seed.
     batch_size: global batch size.
     image_size: crop side.
     flip: random horizontal flips.
     direction: 'AtoB' (input = A) or 'BtoA'.
+    channels: (input, output) channel counts (`pipeline.channels`); None: A and B have half the
+      channels each.
 
   Returns:
-    {'input', 'target'}: uint8 (batch_size, image_size, image_size, C).
+    {'input', 'target'}: (batch_size, image_size, image_size, C_input / C_output), `images`' dtype.
   """
-  num, size, _, channels = images.shape
-  channels //= 2
+  num, size, _, pair_channels = images.shape
+  if channels is None:
+    a_channels = pair_channels // 2
+  else:
+    a_channels = channels[0] if direction == 'AtoB' else channels[1]
   slack = size - image_size
   shuffle_key, augment_key = jax.random.split(jax.random.PRNGKey(seed))
   positions = (step - 1) * batch_size + jnp.arange(batch_size)  # In the endless example stream.
@@ -82,12 +100,12 @@ def batch_for_step(images: jax.Array, step: jax.Array, *, seed: int, batch_size:
     index = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), num)[offset]
     crop_key, flip_key = jax.random.split(jax.random.fold_in(augment_key, position))
     top, left = jax.random.randint(crop_key, (2,), 0, slack + 1)
-    pair = jax.lax.dynamic_slice(images[index], (top, left, 0), (image_size, image_size, 2 * channels))
+    pair = jax.lax.dynamic_slice(images[index], (top, left, 0), (image_size, image_size, pair_channels))
     if flip:
       pair = jnp.where(jax.random.bernoulli(flip_key), pair[:, ::-1], pair)
     return pair
 
   pairs = jax.vmap(example)(positions)
-  a, b = pairs[..., :channels], pairs[..., channels:]
+  a, b = pairs[..., :a_channels], pairs[..., a_channels:]
   inputs, targets = (a, b) if direction == 'AtoB' else (b, a)
   return {'input': inputs, 'target': targets}

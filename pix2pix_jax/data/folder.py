@@ -1,8 +1,9 @@
 """Paired images from a folder of your own: a random-access source for the input pipeline.
 
-`PairedFolder(root, split)` has `len()` and `[i] -> {'A': uint8 (H, W, 3), 'B': uint8 (H, W, 3),
-'file_name': str}` like the other sources; the pipeline resizes, crops, flips and picks the
-direction. A and B may have any size (not necessarily square) but are equal in size within a pair.
+`PairedFolder(root, split, channels=(C_A, C_B))` has `len()` and `[i] -> {'A': (H, W, C_A),
+'B': (H, W, C_B), 'file_name': str}` (uint8, or uint16 from 16-bit files) like the other sources;
+the pipeline resizes, crops, flips and picks the direction. A and B may have any size (not
+necessarily square) but are equal in size within a pair.
 
 Two layouts are recognised, independently for each split:
 
@@ -59,10 +60,17 @@ How inputs are handled:
   naming it then.
 * EXIF orientation is applied (`ImageOps.exif_transpose`): phone photos come out the way a viewer
   shows them, and the same way `cv2.imread` reads them in the reference's `combine_A_and_B.py`.
-* Every mode becomes 8-bit RGB (`to_rgb_uint8`): gray and 1-bit are replicated to three channels,
+* Each side gets its configured channel count (`images.load_image`; 3 by default). For 3, every
+  8-bit mode becomes RGB (`to_rgb_uint8`): gray and 1-bit are replicated to three channels,
   palette images are looked up, alpha is dropped (pixels keep their stored colour, as the
-  reference's `.convert('RGB')`), CMYK/YCbCr/LAB are converted by PIL, and 16-bit gray is scaled
-  to 8 bits (65535 -> 255, 32768 -> 128) where PIL would clip everything above 255 to white.
+  reference's `.convert('RGB')`), CMYK/YCbCr/LAB are converted by PIL. For 1, gray files as they
+  are (1-bit, gray+alpha and all-gray palettes converted); a colour file is a bad file, never
+  averaged to gray silently. Other counts (4-band imagery, say) need files of that many channels
+  (multi-band TIFFs are read with tifffile, the `tiff` extra). A file of another channel count is
+  a bad file naming the config key that sets the count.
+* Bit depth: 16-bit files (gray PNG, TIFF) stay 16-bit (uint16, replicated for 3-channel sides),
+  so the network gets their full precision; a side with any 16-bit file holds all its images at
+  16 bits after `check()` (`dtypes`; 8-bit files promoted exactly, 255 -> 65535).
 """
 
 import concurrent.futures
@@ -213,20 +221,30 @@ class PairedFolder:
     root: the dataset folder.
     split: the split, e.g. 'train'.
     layout: SIDE_BY_SIDE, A_B_SPLIT (ROOT/A/SPLIT/) or SPLIT_A_B (ROOT/SPLIT/A/).
+    channels: (A's, B's) channel count.
+    dtypes: {'A': dtype, 'B': dtype} after `check()`: uint16 for a side with any 16-bit file,
+      else uint8; None before.
   """
 
-  def __init__(self, root: str, split: str):
+  def __init__(self, root: str, split: str, channels: tuple[int, int] = (3, 3),
+               wanted: tuple[str, str] = ('', '')):
     """Lists and pairs the files of `split`; no image is opened.
 
     Args:
       root: dataset folder ('~' is expanded).
       split: split folder name, e.g. 'train', 'val' or 'test'.
+      channels: the channel counts of A and B (see the module docstring for conversions).
+      wanted: for the error about a file of another channel count: what sets A's and B's count
+        (e.g. 'config.data.input_channels=4 (side A: the input, ...)').
 
     Raises:
       FolderLayoutError: naming the folder, if the split is missing, empty, ambiguous, or its A
         and B names do not match.
     """
     self.root, self.split = _check_root(root), split
+    self.channels, self._wanted = tuple(channels), tuple(
+        w or f'side {side}' for side, w in zip('AB', wanted))
+    self.dtypes = None
     self.layout = self._detect_layout()
     skipped = []
     if self.layout == SIDE_BY_SIDE:
@@ -324,12 +342,14 @@ class PairedFolder:
     """Decodes pair `index` (python or numpy int; negatives wrap).
 
     Returns:
-      {'A': uint8 (H, W, 3), 'B': uint8 (H, W, 3), 'file_name': str}; `file_name` is relative to
-      the root: the image for side by side, the A file otherwise.
+      {'A': (H, W, C_A), 'B': (H, W, C_B), 'file_name': str}, each side uint8 or uint16 as its
+      file is (not yet promoted to `dtypes`); `file_name` is relative to the root: the image for
+      side by side, the A file otherwise.
 
     Raises:
-      BadImageError: naming the file(s), if one does not decode, a side-by-side image has an odd
-        width or A and B differ in size.
+      BadImageError: naming the file(s), if one does not decode, has a channel count that does
+        not convert to its side's, a side-by-side image has an odd width or A and B differ in size.
+      images.MissingTiffReader: a TIFF needs tifffile, which is not installed.
     """
     i = operator.index(index)
     if i < 0:
@@ -338,10 +358,11 @@ class PairedFolder:
       raise IndexError(f'index {index} out of range for {len(self._items)} pairs in {self!r}')
     paths = self._items[i]
     if len(paths) == 1:
-      a, b = split_side_by_side(load_rgb(paths[0]), paths[0])
+      a, b = images.load_side_by_side(paths[0], self.channels, self._wanted)
     else:
-      a, b = load_rgb(paths[0]), load_rgb(paths[1])
-      if a.shape != b.shape:
+      a = images.load_image(paths[0], self.channels[0], self._wanted[0])
+      b = images.load_image(paths[1], self.channels[1], self._wanted[1])
+      if a.shape[:2] != b.shape[:2]:
         raise BadImageError(f'A and B differ in size: {paths[0]} is {images.describe_size(a)}, '
                             f'{paths[1]} is {images.describe_size(b)}', *paths)
     return {'A': a, 'B': b, 'file_name': self._rel(paths[0])}
@@ -364,7 +385,8 @@ class PairedFolder:
         cache) does not decode them again.
 
     Returns:
-      `transform`'s results for the pairs kept, in order; None without `transform`.
+      `transform`'s results for the pairs kept, in order; None without `transform`. Sets
+      `dtypes` from the pairs kept.
 
     Raises:
       BadImageError: with on_bad_file='error', one error listing every bad file with its reason
@@ -383,11 +405,15 @@ class PairedFolder:
                               *self._items[index])
       except BadImageError as error:
         return error, None, None
+      dtypes.add((example['A'].dtype, example['B'].dtype))
       return None, (width, height), transform(example) if transform else None
 
+    dtypes = set()  # set.add is atomic under the GIL.
     with concurrent.futures.ThreadPoolExecutor(max(1, num_threads)) as pool:
       results = list(pool.map(read, range(len(self._items))))
     good = [i for i, (error, _, _) in enumerate(results) if error is None]
+    self.dtypes = {side: images.common_dtype(pair[k] for pair in dtypes)
+                   for k, side in enumerate(('A', 'B'))}
     self._warn_sizes([(self._rel(self._items[i][0]), results[i][1]) for i in good], image_size)
     errors = [error for error, _, _ in results if error is not None]
     if errors:

@@ -1,10 +1,11 @@
 """TF-free input pipeline: random-access paired sources -> grain -> uint8 batches.
 
-A source is anything with `len()` and `[i] -> {'A': uint8 (H, W, C), 'B': uint8 (H, W, C), ...}`:
-the TFDS `pix2pix` builder's data sources, `PairedFolder` (the user's own pairs) or the built-in
-`SyntheticMaps`. Direction is applied here, so one prepared copy of a
-dataset serves both directions. Batches stay uint8 on the host ({'input', 'target'}); the train
-step scales them to [-1, 1] on the device, which moves 4× fewer bytes.
+A source is anything with `len()` and `[i] -> {'A': (H, W, C_A), 'B': (H, W, C_B), ...}` of
+uint8 (or uint16 for 16-bit folder data): the TFDS `pix2pix` builder's data sources,
+`PairedFolder` (the user's own pairs) or the built-in `SyntheticMaps`. Direction is applied here,
+so one prepared copy of a dataset serves both directions. Batches stay integers on the host
+({'input', 'target'}, each side with its own channel count and dtype); the train step scales them
+to [-1, 1] on the device, which moves 4× fewer bytes than float32.
 
 The train order is a pure function of (seed, step): the epoch-wise shuffle, the per-example
 augmentation and the batching are all random-access, so a run resumed at step S reads exactly
@@ -17,9 +18,8 @@ from typing import Iterator
 import grain
 import jax
 import numpy as np
-from PIL import Image
 
-from pix2pix_jax.data import synthetic
+from pix2pix_jax.data import images, synthetic
 
 DIRECTIONS = ('AtoB', 'BtoA')
 PREPROCESS_MODES = ('resize_and_crop', 'resize', 'patches')
@@ -36,6 +36,28 @@ def channels(data_config) -> tuple[int, int]:
                for value in (data_config.input_channels, data_config.output_channels))
 
 
+def side_channels(data_config) -> dict[str, int]:
+  """{'A': channels, 'B': channels} of the stored sides, given `data.direction`."""
+  input_channels, output_channels = channels(data_config)
+  if data_config.direction == 'AtoB':
+    return {'A': input_channels, 'B': output_channels}
+  return {'A': output_channels, 'B': input_channels}
+
+
+def channel_keys(data_config) -> dict[str, str]:
+  """For messages: the config key that sets each side's channel count, with its value and role."""
+  out = {}
+  for side, role in zip(('A', 'B') if data_config.direction == 'AtoB' else ('B', 'A'),
+                        ('input', 'output')):
+    key = f'{role}_channels'
+    value = data_config[key]
+    setting = (f'config.data.{key}={value}' if value is not None
+               else f'config.data.channels={data_config.channels}')
+    out[side] = (f'{setting} (side {side}: the {"input" if role == "input" else "target"}, '
+                 f'config.data.direction={data_config.direction})')
+  return out
+
+
 def _split_name(data_config, split: str) -> str:
   return data_config.train_split if split == 'train' else data_config.eval_split
 
@@ -48,7 +70,9 @@ def _raw_source(data_config, split: str, seed: int):
     return synthetic.SyntheticMaps(split, num, size, seed=seed)
   if data_config.name == 'folder':
     from pix2pix_jax.data import folder  # pylint: disable=g-import-not-at-top
-    return folder.PairedFolder(data_config.folder_dir, _split_name(data_config, split))
+    sides, keys = side_channels(data_config), channel_keys(data_config)
+    return folder.PairedFolder(data_config.folder_dir, _split_name(data_config, split),
+                               channels=(sides['A'], sides['B']), wanted=(keys['A'], keys['B']))
   if data_config.name in PIX2PIX_DATASETS:
     # Imported here: TFDS is only needed (and only imported) for its datasets.
     from pix2pix_jax.data import pix2pix_tfds  # pylint: disable=g-import-not-at-top
@@ -71,7 +95,7 @@ def create_source(data_config, split: str, seed: int):
   # With data.on_device the train pairs are read once into device memory: no host copy to keep.
   cache = data_config.cache and not (split == 'train' and data_config.on_device is True)
   patches = data_config.preprocess == 'patches'
-  cached = None
+  cached = dtypes = None
   if data_config.name == 'folder':
     # Every file is read now, so that bad data stops the run before it starts. Pairs already at
     # the cached size (maps prepared at 286×286) go into the cache as the check decoded them;
@@ -81,16 +105,19 @@ def create_source(data_config, split: str, seed: int):
         num_threads=data_config.num_threads, on_bad_file=data_config.on_bad_file,
         image_size=data_config.image_size, required_size=data_config.image_size if patches else 0,
         transform=functools.partial(_if_sized, size=size) if cache and not patches else None)
+    dtypes = source.dtypes  # A side with any 16-bit file is held at 16 bits throughout.
   if patches:
     source = NativePatches(source, data_config.image_size)
-  return ResizedPairs(source, size, cache=cache, cached=cached)
+  return ResizedPairs(source, size, cache=cache, cached=cached, dtypes=dtypes)
 
 
 def resize(image: np.ndarray, size: int) -> np.ndarray:
-  """Bicubic resize to size×size (the reference's `transforms.Resize(..., BICUBIC)`)."""
-  if image.shape[0] == size and image.shape[1] == size:
-    return image
-  return np.asarray(Image.fromarray(image).resize((size, size), Image.BICUBIC))
+  """Bicubic resize to size×size (the reference's `transforms.Resize(..., BICUBIC)`).
+
+  8-bit RGB and gray through PIL as always; other channel counts and 16 bits per channel in
+  float (`images.resize`), so 16-bit precision is kept.
+  """
+  return images.resize(image, size, size)
 
 
 def _if_sized(example: dict, size: int) -> dict | None:
@@ -106,7 +133,8 @@ class ResizedPairs:
   1096 pairs, 538 MB).
   """
 
-  def __init__(self, source, size: int, cache: bool = False, cached: list | None = None):
+  def __init__(self, source, size: int, cache: bool = False, cached: list | None = None,
+               dtypes: dict | None = None):
     """Wraps `source`.
 
     Args:
@@ -115,11 +143,20 @@ class ResizedPairs:
       cache: keep each resized pair after its first read.
       cached: with `cache`, what the cache starts with: per pair, the pair already at `size`
         (as the folder check read it) or None.
+      dtypes: {'A': dtype, 'B': dtype} every pair is given (8-bit files of a 16-bit side are
+        promoted, `images.promote`); None: uint8 sides, as the source gives them.
     """
     self._source, self._size = source, size
+    self.dtypes = {key: np.dtype((dtypes or {}).get(key, np.uint8)) for key in ('A', 'B')}
+    self._promote = dtypes is not None and any(d != np.uint8 for d in self.dtypes.values())
     if cached is not None and len(cached) != len(source):
       raise ValueError(f'{len(cached)} cached pairs for a source of {len(source)}')
+    if cached is not None and self._promote:
+      cached = [None if example is None else self._promoted(example) for example in cached]
     self._cache = (list(cached) if cached is not None else [None] * len(source)) if cache else None
+
+  def _promoted(self, example: dict) -> dict:
+    return example | {key: images.promote(example[key], self.dtypes[key]) for key in ('A', 'B')}
 
   def __len__(self) -> int:
     return len(self._source)
@@ -130,13 +167,15 @@ class ResizedPairs:
       return self._cache[index]
     example = dict(self._source[index])
     example['A'], example['B'] = resize(example['A'], self._size), resize(example['B'], self._size)
+    if self._promote:
+      example = self._promoted(example)
     if self._cache is not None:
       self._cache[index] = example
     return example
 
   def uncached(self) -> 'ResizedPairs':
     """The same pairs without a host cache (read once into device memory, say); not re-checked."""
-    return ResizedPairs(self._source, self._size)
+    return ResizedPairs(self._source, self._size, dtypes=self.dtypes)
 
 
 class NativePatches:
@@ -235,21 +274,38 @@ def train_iterator(dataset: grain.MapDataset, start_step: int, data_config) -> I
 
 def check_batch(batch: dict, config) -> None:
   """Raises ValueError if a host batch does not have the shape the model is built for."""
-  expected = (config.batch_size // jax.process_count(), config.data.image_size,
-              config.data.image_size, config.data.channels)
+  counts = dict(zip(('input', 'target'), channels(config.data)))
   for key in ('input', 'target'):
-    if batch[key].shape != expected or batch[key].dtype != np.uint8:
+    expected = (config.batch_size // jax.process_count(), config.data.image_size,
+                config.data.image_size, counts[key])
+    if batch[key].shape != expected or batch[key].dtype not in images.SAMPLE_DTYPES:
       raise ValueError(
           f'the {config.data.name!r} data gives {key} batches of {batch[key].dtype} '
-          f'{batch[key].shape}, but the model is built for uint8 {expected} '
-          '(config.batch_size, config.data.image_size, config.data.channels)')
+          f'{batch[key].shape}, but the model is built for uint8 or uint16 {expected} '
+          f'(config.batch_size, config.data.image_size, config.data.{key.replace("target", "output")}'
+          '_channels or config.data.channels)')
+
+
+def sample_bytes(source) -> int:
+  """Bytes per value of `source`'s pairs: 2 if a side is 16-bit (`dtypes`), else 1."""
+  return images.common_dtype((getattr(source, 'dtypes', None) or {'A': np.uint8}).values()).itemsize
+
+
+def _sides(data_config, source) -> dict:
+  """{'input': (channels, dtype), 'target': ...} of the batches made from `source`."""
+  dtypes = getattr(source, 'dtypes', None) or {'A': np.uint8, 'B': np.uint8}
+  a_is_input = data_config.direction == 'AtoB'
+  input_side, target_side = ('A', 'B') if a_is_input else ('B', 'A')
+  counts = channels(data_config)
+  return {'input': (counts[0], dtypes[input_side]), 'target': (counts[1], dtypes[target_side])}
 
 
 def _eval_example(index: int, *, source, total: int, data_config) -> dict:
   if index >= total:  # Padding of the last batch.
-    shape = (data_config.image_size, data_config.image_size, data_config.channels)
-    return {'input': np.zeros(shape, np.uint8), 'target': np.zeros(shape, np.uint8),
-            'mask': np.float32(0), 'index': np.int32(-1), 'file_name': ''}
+    size = data_config.image_size
+    return {key: np.zeros((size, size, count), dtype)
+            for key, (count, dtype) in _sides(data_config, source).items()} | {
+                'mask': np.float32(0), 'index': np.int32(-1), 'file_name': ''}
   example = source[index]
   out = preprocess_pair(example, None, **_preprocess_kwargs(data_config))
   return out | {'mask': np.float32(1), 'index': np.int32(index),
