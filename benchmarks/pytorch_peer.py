@@ -379,18 +379,37 @@ def discriminator_modules(net: nn.Module) -> dict:
   return modules | {f'conv{n + 1}_norm': norm for n, norm in enumerate(norms)}
 
 
-def _flatten(tree: dict, prefix: str = '') -> dict:
+def flatten_variables(tree: dict, prefix: str = '') -> dict:
+  """A nested dict of Flax variables as {'a/b/name': array}."""
   flat = {}
   for key, value in tree.items():
     if hasattr(value, 'items'):  # A dict of Flax variables (plain or frozen).
-      flat |= _flatten(value, f'{prefix}{key}/')
+      flat |= flatten_variables(value, f'{prefix}{key}/')
     else:
       flat[f'{prefix}{key}'] = value
   return flat
 
 
-# Our variable names other than 'kernel' -> the peer module's attribute.
-_PEER_ATTRIBUTES = {'bias': 'bias', 'scale': 'weight', 'mean': 'running_mean', 'var': 'running_var'}
+# Our variable names -> the peer module's attribute.
+_PEER_ATTRIBUTES = {'kernel': 'weight', 'bias': 'bias', 'scale': 'weight', 'mean': 'running_mean',
+                    'var': 'running_var'}
+
+
+def to_peer_tensor(module: nn.Module, name: str, value) -> tuple[str, torch.Tensor]:
+  """One of our variables (or its gradient) in the peer's layout: (the module's attribute, tensor).
+
+  Args:
+    module: the peer's module holding it (e.g. from `unet_modules`).
+    name: our variable's name: 'kernel', 'bias', 'scale' (BatchNorm), 'mean' or 'var' (running
+      statistics).
+    value: its host array.
+  """
+  if name not in _PEER_ATTRIBUTES:
+    raise ValueError(f'no peer tensor for a {name!r}')
+  if name == 'kernel':
+    to_weight = _conv_transpose_weight if isinstance(module, nn.ConvTranspose2d) else _conv_weight
+    return 'weight', to_weight(value)
+  return _PEER_ATTRIBUTES[name], torch.tensor(value)
 
 
 def load_jax_variables(net: nn.Module, variables: dict, modules: dict) -> nn.Module:
@@ -400,8 +419,7 @@ def load_jax_variables(net: nn.Module, variables: dict, modules: dict) -> nn.Mod
     net: the peer's network.
     variables: ours, {'params': ..., 'batch_stats': ...} as host arrays (`jax.device_get`).
     modules: our module path ('/'-joined, e.g. 'down3' or 'block0/conv1') -> the peer's module,
-      e.g. `unet_modules(net)`. Kernels map by the module's type (`_conv_weight`,
-      `_conv_transpose_weight`), 'scale' to `weight`, 'mean' / 'var' to the running statistics.
+      e.g. `unet_modules(net)`; each variable maps by `to_peer_tensor`.
 
   Returns:
     `net`, its parameters and BatchNorm running statistics now ours.
@@ -410,23 +428,17 @@ def load_jax_variables(net: nn.Module, variables: dict, modules: dict) -> nn.Mod
     ValueError: naming what is left over, if one of our variables has no peer tensor or a peer
       parameter or running statistic was not written.
   """
-  flat = _flatten({kind: variables.get(kind, {}) for kind in ('params', 'batch_stats')})
+  flat = flatten_variables({kind: variables.get(kind, {}) for kind in ('params', 'batch_stats')})
   written = set()
   with torch.no_grad():
     for path, value in flat.items():
       _, rest = path.split('/', 1)  # 'params/...' or 'batch_stats/...'
       module_path, name = rest.rsplit('/', 1)
-      if module_path not in modules:
-        raise ValueError(f'our {path} has no peer module')
-      module = modules[module_path]
-      if name == 'kernel':
-        to_weight = (_conv_transpose_weight if isinstance(module, nn.ConvTranspose2d)
-                     else _conv_weight)
-        target, tensor = module.weight, to_weight(value)
-      elif name in _PEER_ATTRIBUTES:
-        target, tensor = getattr(module, _PEER_ATTRIBUTES[name]), torch.tensor(value)
-      else:
-        raise ValueError(f'our {path}: no peer tensor for a {name!r}')
+      if module_path not in modules or name not in _PEER_ATTRIBUTES:
+        raise ValueError(f'our {path} has no peer module' if module_path not in modules
+                         else f'our {path} has no peer tensor')
+      attribute, tensor = to_peer_tensor(modules[module_path], name, value)
+      target = getattr(modules[module_path], attribute)
       if target.shape != tensor.shape:
         raise ValueError(f'our {path} {tuple(tensor.shape)} != peer {tuple(target.shape)}')
       target.copy_(tensor)
