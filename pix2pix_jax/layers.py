@@ -80,8 +80,8 @@ class Logits4x4(_Kernel4x4):
 class ConvTranspose3x3(nn.Module):
   """PyTorch's `ConvTranspose2d(C_in, features, 3, stride=2, padding=1, output_padding=1)`.
 
-  The ResNet generator's upsampling (its `u128`, `u64`): output (N, 2H, 2W, features). XLA's
-  transposed convolution, not a `conv_impl` form (those cover the 4×4 layers only).
+  The ResNet generator's upsampling (its `u128`, `u64`): output (N, 2H, 2W, features), computed
+  by `conv_impl.conv_transpose_3x3`.
 
   Parameters are `nn.ConvTranspose`'s: 'kernel' (3, 3, C_in, features), N(0, init_std), and an
   optional zero 'bias'. The kernel has the 4×4 layers' layout: `kernel[ky, kx, c_in, c_out]` is
@@ -92,16 +92,13 @@ class ConvTranspose3x3(nn.Module):
   features: int
   use_bias: bool = True
   init_std: float = 0.02
+  conv_impl: kernels.ConvImpl = kernels.ConvImpl()
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.param('kernel', normal_init(self.init_std), (3, 3, x.shape[-1], self.features))
-    # As a convolution of the stride-dilated input with the flipped kernel (transpose_kernel),
-    # PyTorch pads k - 1 - padding = 1 before and k - 1 - padding + output_padding = 2 after.
-    y = jax.lax.conv_transpose(
-        x.astype(self.dtype), jnp.swapaxes(kernel, 2, 3).astype(self.dtype), (2, 2),
-        ((1, 2), (1, 2)), dimension_numbers=('NHWC', 'HWIO', 'NHWC'), transpose_kernel=True)
+    y = self.conv_impl.conv_transpose_3x3(x.astype(self.dtype), kernel.astype(self.dtype))
     if self.use_bias:
       y = y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
     return y

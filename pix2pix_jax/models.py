@@ -13,8 +13,8 @@ The ResNet generator (`model.generator='resnet_9blocks'` or `'resnet_6blocks'`) 
 resnet_9blocks with BatchNorm, 7,841,411 at resnet_6blocks).
 
 How the 4×4 convolutions are computed is the `conv_impl` field (pix2pix_jax/kernels: the same
-linear maps, faster forms per backend, chosen by pix2pix_jax/runtime.py); the default is XLA's own.
-The ResNet's 3×3 and 7×7 convolutions are XLA's (`nn.Conv`).
+linear maps, faster forms per backend, chosen by pix2pix_jax/runtime.py), and so are the ResNet's
+3×3 transposed ones; the default is XLA's own. The ResNet's 3×3 and 7×7 convolutions are XLA's.
 """
 
 import functools
@@ -186,6 +186,8 @@ class ResnetGenerator(nn.Module):
   dropout_rate: float = 0.5
   init_std: float = 0.02  # Paper 6.2: weights N(0, 0.02).
   batch_norm_groups: int = 1  # See layers.GroupedBatchNorm: 1 = statistics over the global batch.
+  # How the transposed convolutions are computed (`conv_impl.conv_transpose_3x3`); default: XLA's.
+  conv_impl: kernels.ConvImpl = kernels.ConvImpl()
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -219,6 +221,7 @@ class ResnetGenerator(nn.Module):
                       name=f'block{i}')(h, train=train)
     for i in range(2):  # u128, u64
       h = layers.ConvTranspose3x3(ngf * 2**(1 - i), use_bias=use_bias, init_std=self.init_std,
+                                  conv_impl=self.conv_impl,
                                   dtype=self.dtype, name=f'up{i}')(h)
       h = nn.relu(norm(name=f'up{i}_norm')(h))
     # c7s1-3: no norm follows, so it has a bias whatever the norm; tanh to [-1, 1].
@@ -370,6 +373,7 @@ def create_generator(model_config, image_size: int, out_channels: int = 3) -> nn
         dropout_rate=model_config.dropout_rate,
         init_std=model_config.init_std,
         batch_norm_groups=batch_norm_groups(model_config),
+        conv_impl=runtime.conv_impl(model_config),
         dtype=jnp.dtype(model_config.compute_dtype),
     )
   if model_config.generator != 'unet':

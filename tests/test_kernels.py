@@ -56,6 +56,23 @@ def test_hand_written_transposed_conv_vjps_are_the_pytorch_gradients(impl):
                           (2, 3, 4, 6), (4, 4, 6, 5), seed=1, rtol=1e-5, atol=1e-5)
 
 
+def torch_conv_transpose_3x3(x, kernel):
+  """PyTorch ConvTranspose2d(3, stride=2, padding=1, output_padding=1) by definition: the adjoint
+  of Conv2d(3, stride=2, padding=1) from 2H×2W."""
+  n, h, w, _ = x.shape
+  conv = lambda y: lax.conv_general_dilated(y, jnp.swapaxes(kernel, 2, 3), (2, 2), ((1, 1), (1, 1)),
+                                            dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  _, vjp = jax.vjp(conv, jnp.zeros((n, 2 * h, 2 * w, kernel.shape[3])))
+  return vjp(x)[0]
+
+
+@pytest.mark.parametrize('impl', kernels.UPSAMPLE_IMPLS)  # 'adjoint' has a 3×3 form, others XLA's.
+def test_resnet_transposed_conv_is_the_pytorch_map_with_its_gradients(impl):
+  assert_same_map_and_vjp(kernels.ConvImpl(upsample=impl).conv_transpose_3x3,
+                          lambda x, k: torch_conv_transpose_3x3(x, k), (2, 3, 5, 6), (3, 3, 6, 4),
+                          seed=2, rtol=1e-5, atol=1e-5)
+
+
 def test_unknown_transposed_conv_impl_is_named():
   with pytest.raises(ValueError, match="unknown transposed-conv impl 'fft'"):
     kernels.ConvImpl(upsample='fft')
@@ -121,10 +138,13 @@ FAST_FORMS = {
 
 @pytest.mark.parametrize('network, form', [
     ('generator', 'winograd'), ('generator', 'adjoint'), ('generator', 'subpixel'),
-    ('generator', 'matmul'), ('discriminator', 'winograd'), ('discriminator', 'matmul')])
+    ('generator', 'matmul'), ('discriminator', 'winograd'), ('discriminator', 'matmul'),
+    ('resnet', 'adjoint')])
 def test_networks_compute_the_same_function_with_every_form(network, form):
   if network == 'generator':
     channels, xla_network = 3, models.UNetGenerator(num_levels=5, base_features=4)
+  elif network == 'resnet':
+    channels, xla_network = 3, models.ResnetGenerator(num_blocks=2, base_features=4)
   else:
     channels, xla_network = 6, models.PatchDiscriminator(base_features=8)
   x = jax.random.uniform(jax.random.PRNGKey(0), (2, 32, 32, channels), minval=-1, maxval=1)

@@ -71,6 +71,23 @@ class ConvImpl:
     small = x.shape[1] * x.shape[2] <= self.matmul_max_pixels
     return _TRANSPOSED['matmul' if small else self.upsample](x, kernel)
 
+  def conv_transpose_3x3(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """PyTorch's `ConvTranspose2d(3, stride=2, padding=1, output_padding=1)` (the ResNet's).
+
+    'adjoint' has a 3×3 form (conv_transpose.py); the other `upsample` forms are 4×4 only, so
+    they compute this by XLA's transposed convolution.
+
+    Args:
+      x: (N, H, W, C_in).
+      kernel: (3, 3, C_in, C_out), the PyTorch weight's `W[c_in, c_out, ky, kx]`.
+
+    Returns:
+      (N, 2H, 2W, C_out).
+    """
+    if self.upsample == 'adjoint':
+      return conv_transpose.conv_transpose_adjoint(x, kernel)
+    return xla.conv_transpose_3x3(x, kernel)
+
   def logits(self, x: jax.Array, kernel: jax.Array) -> jax.Array:
     """A 4×4 stride-1 convolution (padding 1) to few output channels: the PatchGAN's last layer.
 

@@ -1,5 +1,7 @@
 """Transposed 4×4 convolutions (PyTorch's ConvTranspose2d, stride 2): 'adjoint', 'subpixel'.
 
+'adjoint' also computes the ResNet generator's 3×3 ones (padding 1, output_padding 1).
+
 The same linear map, with the same kernel, as XLA's transposed convolution
 (`xla.conv_transpose_4x4`), faster on XLA:CPU because XLA:CPU differentiates its own transposed
 convolution into kernels 10-18× slower than the forward pass, which made the decoder dominate the
@@ -24,10 +26,12 @@ from pix2pix_jax.kernels.xla import NHWC
 
 
 def _adjoint_conv(z: jax.Array, kernel: jax.Array) -> jax.Array:
-  """The 4×4 stride-2 convolution whose input adjoint is the transposed convolution by `kernel`.
+  """The stride-2 convolution (padding 1) whose input adjoint is the transposed convolution by `kernel`.
 
   PyTorch's ConvTranspose2d is the input gradient of Conv2d with the same weight, read with the
-  in/out roles swapped: `kernel[ky, kx, c_in, c_out]` is this convolution's (4, 4, O, I) kernel.
+  in/out roles swapped: `kernel[ky, kx, c_in, c_out]` is this convolution's (k, k, O, I) kernel.
+  For k = 3 the convolution never reads the last padded row and column, so its adjoint of a 2H×2W
+  input is ConvTranspose2d(3, stride=2, padding=1, output_padding=1).
   """
   return lax.conv_general_dilated(z, kernel, (2, 2), ((1, 1), (1, 1)),
                                   dimension_numbers=('NHWC', 'HWOI', 'NHWC'))
@@ -47,12 +51,12 @@ def _conv_transpose_adjoint_fwd(x, kernel):
 
 def _conv_transpose_adjoint_bwd(residuals, grad):
   x, kernel = residuals
-  # Kernel tap (ky, kx) joins input pixel i to output pixel 2i + k - 1: one (C_in, C_out) product
+  # Kernel tap (ky, kx) joins input pixel i to output pixel 2i + ky - 1: one (C_in, C_out) product
   # per tap, stacked in the kernel's own layout. (XLA's kernel gradient of `_adjoint_conv` comes
   # out as (C_out, 4, 4, C_in), and reading it transposed made Adam's update of the 16 MB kernel
   # of the 16×16 -> 32×32 layer take 57 ms instead of ~7.)
   grad_kernel = jnp.stack([jnp.einsum('nhwi,nhwo->io', x, tap)
-                           for tap in padded_taps(grad, 2, *x.shape[1:3])])
+                           for tap in padded_taps(grad, 2, *x.shape[1:3], size=kernel.shape[0])])
   return _adjoint_conv(grad, kernel), grad_kernel.reshape(kernel.shape)
 
 

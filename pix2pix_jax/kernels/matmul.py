@@ -17,22 +17,23 @@ BATCHED_NT = (((2,), (2,)), ((0,), (0,)))  # (T, M, N) × (T, K, N) -> (T, M, K)
 BATCHED_TN = (((1,), (1,)), ((0,), (0,)))  # (T, M, K) × (T, M, N) -> (T, K, N).
 
 
-def padded_taps(x: jax.Array, stride: int, h_out: int, w_out: int) -> list[jax.Array]:
-  """The 16 inputs of a 4×4 convolution with padding 1: tap (ky, kx) of every output pixel.
+def padded_taps(x: jax.Array, stride: int, h_out: int, w_out: int, size: int = 4) -> list[jax.Array]:
+  """The size² inputs of a size×size convolution with padding 1: tap (ky, kx) of every output pixel.
 
   Args:
     x: (N, H, W, C).
     stride: the convolution's stride.
     h_out: output rows.
     w_out: output columns.
+    size: the kernel's side (4, or 3 for the ResNet's transposed convolutions).
 
   Returns:
-    16 arrays (N, h_out, w_out, C), in (ky, kx) row-major order: `x` padded by 1, from (ky, kx),
+    size² arrays (N, h_out, w_out, C), in (ky, kx) row-major order: `x` padded by 1, from (ky, kx),
     every `stride`-th row and column.
   """
   padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
   rows, cols = stride * (h_out - 1) + 1, stride * (w_out - 1) + 1
-  return [padded[:, ky:ky + rows:stride, kx:kx + cols:stride] for ky in range(4) for kx in range(4)]
+  return [padded[:, ky:ky + rows:stride, kx:kx + cols:stride] for ky in range(size) for kx in range(size)]
 
 
 def conv_4x4_matmul(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:

@@ -1,4 +1,4 @@
-"""XLA's own 4×4 convolutions, differentiated by JAX: the definitions the other forms must equal.
+"""XLA's own 4×4 (and the ResNet's 3×3 transposed) convolutions, differentiated by JAX: the definitions the other forms must equal.
 
 These are the forms the networks use by default (`ConvImpl()`) and on GPUs and TPUs, where cuDNN and
 XLA:TPU pick their own algorithms. On XLA:CPU some of their gradients are slow; the other modules of
@@ -44,4 +44,22 @@ def conv_transpose_4x4(x: jax.Array, kernel: jax.Array) -> jax.Array:
     (N, 2H, 2W, C_out).
   """
   return lax.conv_transpose(x, jnp.swapaxes(kernel, 2, 3), (2, 2), ((2, 2), (2, 2)),
+                            dimension_numbers=NHWC, transpose_kernel=True)
+
+
+def conv_transpose_3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """PyTorch's `ConvTranspose2d(kernel_size=3, stride=2, padding=1, output_padding=1)`.
+
+  The ResNet generator's upsampling. As a convolution of the stride-dilated input with the flipped
+  kernel, PyTorch pads k - 1 - padding = 1 before and k - 1 - padding + output_padding = 2 after.
+
+  Args:
+    x: (N, H, W, C_in).
+    kernel: (3, 3, C_in, C_out); `kernel[ky, kx, c_in, c_out]` is the PyTorch weight
+      `W[c_in, c_out, ky, kx]` (not flipped).
+
+  Returns:
+    (N, 2H, 2W, C_out).
+  """
+  return lax.conv_transpose(x, jnp.swapaxes(kernel, 2, 3), (2, 2), ((1, 2), (1, 2)),
                             dimension_numbers=NHWC, transpose_kernel=True)
