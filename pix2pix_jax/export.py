@@ -171,10 +171,10 @@ def _paper_mode_translate(generator: nn.Module, network):
 
   As `inference.generate`, but the noise is left to the ONNX graph: no JAX keys (jax2onnx converts
   flax's Dropout to ONNX's and has no conversion for threefry). BatchNorm statistics are each
-  image's (a vmap over single images) through `layers.GroupedBatchNorm`, which any group count
-  > 1 selects and which computes them with plain reductions: jax2onnx 0.17 exports flax's own
-  BatchNorm in train mode with its running averages instead (it only logs a warning). Under the
-  vmap each call holds one image, so its statistics are that image's whatever the count.
+  image's (a vmap over single images) through `layers.GroupedBatchNorm`, which computes them with
+  plain reductions (jax2onnx 0.17 exports flax's own BatchNorm in train mode with its running
+  averages instead). Under the vmap each call holds one image, so its statistics are that image's
+  whatever the group count.
   InstanceNorm's statistics are each image's already: no vmap (jax2onnx cannot vmap it either).
   """
   params, batch_stats = network['params'], network.get('batch_stats', {})

@@ -105,13 +105,17 @@ class ConvTranspose3x3(nn.Module):
 
 
 class GroupedBatchNorm(nn.Module):
-  """BatchNorm whose batch statistics are taken over `groups` equal, consecutive parts of the batch.
+  """PyTorch's BatchNorm2d, with batch statistics over `groups` equal, consecutive parts of the batch.
 
-  With the batch split over devices in that order, groups = device count gives per-device
-  statistics (PyTorch DataParallel/DDP without SyncBatchNorm); XLA then needs no cross-device
-  reduction for them. Same parameters and running statistics as `nn.BatchNorm`, which is the
-  groups = 1 case (statistics over the global batch); running statistics are updated with the mean
-  of the groups' statistics.
+  groups = 1: statistics over the global batch. With the batch split over devices in that order,
+  groups = device count gives per-device statistics (PyTorch DataParallel/DDP without
+  SyncBatchNorm); XLA then needs no cross-device reduction for them. Same parameters and running
+  statistics as `nn.BatchNorm` (checkpoints hold either), the same normalisation, but the running
+  variance is updated, as PyTorch's, with the *unbiased* batch variance (× n/(n − 1), n values per
+  channel and group); flax's uses the biased one, which the running statistics of the deep U-Net
+  levels (n = 4 at 2×2, batch 1) would take 25 % too small, so a deterministic test time
+  (`eval.train_mode=False`, export) would not be the reference's. Groups' statistics are averaged
+  into the running ones.
   """
   groups: int
   use_running_average: bool
@@ -139,7 +143,9 @@ class GroupedBatchNorm(nn.Module):
     mean = jnp.mean(grouped, axes, keepdims=True)  # (groups, 1, 1, 1, C)
     var = jnp.maximum(jnp.mean(jnp.square(grouped), axes, keepdims=True) - jnp.square(mean), 0.0)
     if not self.is_initializing():
-      for running, batch in ((ra_mean, mean), (ra_var, var)):
+      n = grouped[0].size // features
+      unbiased = var * (n / (n - 1)) if n > 1 else var  # n = 1: PyTorch refuses to train; var = 0.
+      for running, batch in ((ra_mean, mean), (ra_var, unbiased)):
         batch_mean = batch.reshape(-1, features).mean(0)
         running.value = self.momentum * running.value + (1 - self.momentum) * batch_mean
     y = (grouped - mean) * (jax.lax.rsqrt(var + self.epsilon) * scale) + bias
@@ -162,14 +168,11 @@ def norm_layer(norm: str, *, train: bool, init_std: float, dtype: Any, name: str
   Returns:
     The unbound layer.
   """
-  if norm == 'batch' and batch_norm_groups > 1:
+  if norm == 'batch':
+    # PyTorch momentum 0.1 == Flax momentum 0.9. In train mode the batch's own statistics are used.
     return GroupedBatchNorm(batch_norm_groups, use_running_average=not train, momentum=0.9,
                             epsilon=1e-5, scale_init=normal_scale_init(init_std), dtype=dtype,
                             name=name)
-  if norm == 'batch':
-    # PyTorch momentum 0.1 == Flax momentum 0.9. In train mode the batch's own statistics are used.
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                        scale_init=normal_scale_init(init_std), dtype=dtype, name=name)
   if norm == 'instance':
     # The reference's InstanceNorm2d has affine=False and no running statistics.
     return nn.InstanceNorm(epsilon=1e-5, use_bias=False, use_scale=False, dtype=dtype, name=name)

@@ -127,6 +127,10 @@ def test_grouped_batch_norm_is_batch_norm_of_each_group():
   np.testing.assert_allclose(out, jnp.concatenate([h[0] for h in halves]), rtol=1e-4, atol=1e-4)
   for name in ('mean', 'var'):  # Running statistics move by the groups' mean.
     expected = (halves[0][1]['batch_stats'][name] + halves[1][1]['batch_stats'][name]) / 2
+    if name == 'var':  # nn.BatchNorm's moves by the biased variance, ours by PyTorch's unbiased.
+      n = 2 * 3 * 5
+      expected = 0.9 * variables['batch_stats']['var'] + (expected - 0.9 * variables[
+          'batch_stats']['var']) * n / (n - 1)
     np.testing.assert_allclose(updated['batch_stats'][name], expected, rtol=1e-5, atol=1e-6)
   one_group, _ = layers.GroupedBatchNorm(1, use_running_average=False).apply(
       variables, x, mutable=['batch_stats'])
@@ -135,3 +139,27 @@ def test_grouped_batch_norm_is_batch_norm_of_each_group():
   with pytest.raises(ValueError, match='does not split into 3 BatchNorm groups'):
     layers.GroupedBatchNorm(3, use_running_average=False).apply(
         variables, x, mutable=['batch_stats'])
+
+
+@pytest.mark.parametrize('shape', [(1, 2, 2, 8), (4, 6, 5, 3)])  # The U-Net's 2×2 level at batch 1.
+def test_batch_norm_is_pytorchs_running_statistics_included(shape):
+  torch = pytest.importorskip('torch')
+  x = jax.random.normal(jax.random.PRNGKey(0), (3,) + shape) * 2 + 0.5
+  ours = layers.norm_layer('batch', train=True, init_std=0.02, dtype=jnp.float32, name='bn')
+  variables = ours.init(jax.random.PRNGKey(1), x[0])
+  reference = torch.nn.BatchNorm2d(shape[-1], momentum=0.1, eps=1e-5)
+  with torch.no_grad():
+    reference.weight.copy_(torch.from_numpy(np.asarray(variables['params']['scale'])))
+  for step in range(3):  # Train-mode calls: each updates the running statistics.
+    out, updates = ours.apply(variables, x[step], mutable=['batch_stats'])
+    variables = {**variables, **updates}
+    expected = reference(torch.from_numpy(np.asarray(x[step])).permute(0, 3, 1, 2))
+    np.testing.assert_allclose(out, expected.permute(0, 2, 3, 1).detach().numpy(), rtol=1e-5,
+                               atol=1e-5)
+  np.testing.assert_allclose(variables['batch_stats']['mean'], reference.running_mean, rtol=1e-5)
+  np.testing.assert_allclose(variables['batch_stats']['var'], reference.running_var, rtol=1e-5)
+  test_mode = layers.norm_layer('batch', train=False, init_std=0.02, dtype=jnp.float32, name='bn')
+  reference.eval()
+  expected = reference(torch.from_numpy(np.asarray(x[0])).permute(0, 3, 1, 2))
+  np.testing.assert_allclose(test_mode.apply(variables, x[0]),
+                             expected.permute(0, 2, 3, 1).detach().numpy(), rtol=1e-5, atol=1e-5)
