@@ -168,6 +168,11 @@ def norm_layer(norm: str, *, train: bool, init_std: float, dtype: Any, name: str
   Returns:
     The unbound layer.
   """
+  if norm == 'batch' and not train:
+    # Normalising by the running statistics: flax's layer computes the same function (and
+    # exporters such as jax2onnx turn it into one BatchNormalization op).
+    return nn.BatchNorm(use_running_average=True, epsilon=1e-5, scale_init=normal_scale_init(init_std),
+                        dtype=dtype, name=name)
   if norm == 'batch':
     # PyTorch momentum 0.1 == Flax momentum 0.9. In train mode the batch's own statistics are used.
     return GroupedBatchNorm(batch_norm_groups, use_running_average=not train, momentum=0.9,
