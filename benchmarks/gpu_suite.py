@@ -525,9 +525,15 @@ def device_command(phase: str, *, python: str = 'python3', site: str | None = '/
   return f'{install} && export PYTHONUNBUFFERED=1 && {suite}'
 
 
-# A tiny config: 32² images, 8 filters (configs/test.py's sizes), for the rehearsal.
-REHEARSAL_OVERRIDES = ('data.image_size=32', 'data.load_size=36', 'model.ngf=8', 'model.ndf=8',
-                       'eval.batch_size=2', 'log_every_steps=5')
+# A tiny config: 8 filters (configs/test.py's sizes), for the rehearsal.
+REHEARSAL_OVERRIDES = ('model.ngf=8', 'model.ndf=8', 'eval.batch_size=2', 'log_every_steps=5')
+# Images of 32² (load 36), but 64² for 2 PatchGAN scales (the 70×70 one needs >= 47 px).
+REHEARSAL_SIZE = {'pix2pixhd': 64, 'spade': 64}
+
+
+def rehearsal_overrides(recipe: str) -> tuple[str, ...]:
+  size = REHEARSAL_SIZE.get(recipe, 32)
+  return REHEARSAL_OVERRIDES + (f'data.image_size={size}', f'data.load_size={size + size // 8}')
 
 
 def _tiny_maps(root: pathlib.Path, num_train: int = 8, num_val: int = 4, size: int = 40) -> None:
@@ -544,7 +550,8 @@ def _tiny_maps(root: pathlib.Path, num_train: int = 8, num_val: int = 4, size: i
           root / split / f'{index + 1}.jpg', quality=95)
 
 
-def rehearse(python: str | None, work: pathlib.Path, *, train_minutes: float = 0.75,
+def rehearse(python: str | None, work: pathlib.Path, *, recipe: str = 'paper',
+             train_minutes: float = 0.75,
              speed_settings: str = 'paper', wheel_dir: pathlib.Path | None = None) -> dict:
   """Both phases on CPU as the GPU machine would run them, then scoring here.
 
@@ -552,6 +559,7 @@ def rehearse(python: str | None, work: pathlib.Path, *, train_minutes: float = 0
     python: the GPU-like interpreter, or None for `gpu_payload.gpu_like_python()`; with
       `sys.executable` this environment's packages are used and no wheel is installed (the test).
     work: scratch folder: the tiny data, the device's copy of the tree, its outputs.
+    recipe: the `--recipe` trained (tiny: `rehearsal_overrides`).
     train_minutes: the training budget of the train phase.
     speed_settings: train_step.py settings timed in the train phase.
     wheel_dir: where the payload's wheels are cached (default: gpu_payload's).
@@ -568,9 +576,11 @@ def rehearse(python: str | None, work: pathlib.Path, *, train_minutes: float = 0
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(ROOT / name, target)
   gpu_payload.build('train', device / '.gpu/train', maps_dir=maps, wheel_dir=wheel_dir)
-  gpu_payload.build('generate', device / '.gpu/generate', eval_dir=maps / 'val', image_size=32,
+  gpu_payload.build('generate', device / '.gpu/generate', eval_dir=maps / 'val',
+                    image_size=REHEARSAL_SIZE.get(recipe, 32),
                     wheel_dir=wheel_dir)
-  extra = [f'--override={o}' for o in REHEARSAL_OVERRIDES] + [
+  overrides = rehearsal_overrides(recipe)
+  extra = [f'--override={o}' for o in overrides] + [
       f'--train_minutes={train_minutes}', f'--speed_settings={speed_settings}', '--steps=2',
       '--repeats=1']
   environ = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'VIRTUAL_ENV')}
@@ -579,7 +589,8 @@ def rehearse(python: str | None, work: pathlib.Path, *, train_minutes: float = 0
     out = work / f'out_{phase}'
     out.mkdir()
     site = None if python == sys.executable else str(work / 'site')
-    command = device_command(phase, python=python, site=site, extra=extra)
+    command = device_command(phase, python=python, site=site,
+                             extra=extra + [f'--recipe={recipe}'] * (phase == 'train'))
     done = subprocess.run(['bash', '-c', command], cwd=device, env=environ | {'OUT': str(out)},
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     (work / f'{phase}.log').write_text(done.stdout)
@@ -594,7 +605,7 @@ def rehearse(python: str | None, work: pathlib.Path, *, train_minutes: float = 0
       tar.extractall(generated, filter='data')
   _run([sys.executable, 'main.py', '--config=configs/maps.py', f'--workdir={work / "score"}',
         '--mode=score', f'--input={generated}', f'--targets={maps / "val"}'] +
-       [f'--config.{o}' for o in REHEARSAL_OVERRIDES], work / 'score.log')
+       [f'--config.{o}' for o in overrides], work / 'score.log')
   results['score'] = json.loads((work / 'score' / 'eval' / 'metrics.json').read_text())
   return results
 
@@ -645,7 +656,7 @@ def main(argv):
     work.mkdir(parents=True, exist_ok=True)
     python = sys.executable if FLAGS.python == 'current' else FLAGS.python
     start = time.perf_counter()
-    results = rehearse(python, work)
+    results = rehearse(python, work, recipe=FLAGS.recipe)
     score = results['score']
     print(json.dumps({'rehearsal': str(work), 'seconds': round(time.perf_counter() - start),
                       'trained_to_step': results['train']['training']['final_step'],
