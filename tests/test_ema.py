@@ -178,3 +178,25 @@ def test_ema_on_or_off_against_the_checkpoint_names_model_ema_decay(ema_run, tra
   # ... and its raw generator, whatever the decay, is fine.
   _, _, step = inference.restore_trained_generator(ema_config(use_ema=False), str(no_ema))
   assert step == 2
+
+
+def test_a_short_run_lowers_the_l1_of_the_ema_generator():
+  config = ema_config(ema_decay=0.8)
+  config.optim.learning_rate, config.model.dropout_rate = 1e-3, 0.0  # Fit one batch, no noise.
+  generator, init_fn, step_fn = train.create_train_functions(config, steps_per_epoch=8,
+                                                             num_train_steps=100)
+  state, step = jax.jit(init_fn)(jax.random.PRNGKey(0)), jax.jit(step_fn, donate_argnums=0)
+  source = pipeline.create_source(config.data, 'eval', seed=0)
+  batch = next(pipeline.eval_batches(source, config.data, batch_size=2))
+  inputs, targets = (jax.numpy.asarray(batch[key], jax.numpy.float32) / 127.5 - 1
+                     for key in ('input', 'target'))
+
+  def ema_l1(state):
+    out, _ = train_state.apply_train_mode(generator, state.ema['params'],
+                                          state.ema['batch_stats'], inputs)
+    return float(jax.numpy.mean(jax.numpy.abs(out - targets)))
+
+  before = ema_l1(state)
+  for _ in range(30):
+    state, _ = step(state, {'input': batch['input'], 'target': batch['target']})
+  assert ema_l1(state) < 0.6 * before

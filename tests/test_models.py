@@ -149,7 +149,7 @@ def test_batch_norm_is_pytorchs_running_statistics_included(shape):
   variables = ours.init(jax.random.PRNGKey(1), x[0])
   reference = torch.nn.BatchNorm2d(shape[-1], momentum=0.1, eps=1e-5)
   with torch.no_grad():
-    reference.weight.copy_(torch.from_numpy(np.asarray(variables['params']['scale'])))
+    reference.weight.copy_(torch.from_numpy(np.array(variables['params']['scale'])))
   for step in range(3):  # Train-mode calls: each updates the running statistics.
     out, updates = ours.apply(variables, x[step], mutable=['batch_stats'])
     variables = {**variables, **updates}
