@@ -144,7 +144,7 @@ def test_grouped_batch_norm_is_batch_norm_of_each_group():
 @pytest.mark.parametrize('shape', [(1, 2, 2, 8), (4, 6, 5, 3)])  # The U-Net's 2×2 level at batch 1.
 def test_batch_norm_is_pytorchs_running_statistics_included(shape):
   torch = pytest.importorskip('torch')
-  x = jax.random.normal(jax.random.PRNGKey(0), (3,) + shape) * 2 + 0.5
+  x = np.array(jax.random.normal(jax.random.PRNGKey(0), (3,) + shape) * 2 + 0.5)  # Writable.
   ours = layers.norm_layer('batch', train=True, init_std=0.02, dtype=jnp.float32, name='bn')
   variables = ours.init(jax.random.PRNGKey(1), x[0])
   reference = torch.nn.BatchNorm2d(shape[-1], momentum=0.1, eps=1e-5)
@@ -153,13 +153,13 @@ def test_batch_norm_is_pytorchs_running_statistics_included(shape):
   for step in range(3):  # Train-mode calls: each updates the running statistics.
     out, updates = ours.apply(variables, x[step], mutable=['batch_stats'])
     variables = {**variables, **updates}
-    expected = reference(torch.from_numpy(np.asarray(x[step])).permute(0, 3, 1, 2))
+    expected = reference(torch.from_numpy(x[step]).permute(0, 3, 1, 2))
     np.testing.assert_allclose(out, expected.permute(0, 2, 3, 1).detach().numpy(), rtol=1e-5,
                                atol=1e-5)
   np.testing.assert_allclose(variables['batch_stats']['mean'], reference.running_mean, rtol=1e-5)
   np.testing.assert_allclose(variables['batch_stats']['var'], reference.running_var, rtol=1e-5)
   test_mode = layers.norm_layer('batch', train=False, init_std=0.02, dtype=jnp.float32, name='bn')
   reference.eval()
-  expected = reference(torch.from_numpy(np.asarray(x[0])).permute(0, 3, 1, 2))
+  expected = reference(torch.from_numpy(x[0]).permute(0, 3, 1, 2))
   np.testing.assert_allclose(test_mode.apply(variables, x[0]),
                              expected.permute(0, 2, 3, 1).detach().numpy(), rtol=1e-5, atol=1e-5)
