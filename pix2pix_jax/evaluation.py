@@ -13,9 +13,11 @@ Channels: the pixel metrics are defined for 1- and 3-channel images and, for any
 are the same per-pixel, per-channel means (SSIM: the mean of the per-channel SSIMs), so they
 compare runs on the same bands only. FID, KID and LPIPS are 3-channel RGB networks: 1-channel
 images are replicated to 3 (the usual practice for grayscale); for other counts they are skipped
-with one warning, and metrics.json says why (`perceptual_skipped`). Results go to WORKDIR/eval/metrics.json, per_image.csv and panels/,
-to the log as a table and, for `evaluate` only, to TensorBoard (`eval_*` scalars at the
-checkpoint's step; scored images have no step).
+with one warning, and metrics.json says why (`perceptual_skipped`).
+
+Results go to WORKDIR/eval/metrics.json, per_image.csv and panels/, to the log as a table and, for
+`evaluate` only, to TensorBoard (`eval_*` scalars at the checkpoint's step; scored images have no
+step).
 """
 
 import csv
