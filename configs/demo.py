@@ -5,8 +5,8 @@
 The paper's model and losses at 64×64 with fewer filters, 1500 steps of batch 4. Measured on the
 2-core development CPU (1 min 28 s wall alone, 4 min 34 s shared with other jobs, compilation
 included): eval L1 (images in [0, 1], 8-bit outputs) 0.159 at step 0 -> 0.083 at step 1500, PSNR
-14.4 -> 18.8 dB, SSIM 0.06 -> 0.57. The panels in /tmp/demo/images go from grey noise to aerial renderings with
-roads, water, parks and roofs.
+14.4 -> 18.8 dB, SSIM 0.06 -> 0.57. The panels in /tmp/demo/images go from grey noise to aerial
+renderings with roads, water, parks and roofs.
 """
 
 from configs import default
