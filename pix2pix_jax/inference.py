@@ -41,7 +41,7 @@ def generate(generator: nn.Module, network, inputs: jax.Array, rng: jax.Array,
   """Translates uint8 (or 16-bit uint16) inputs to float images in [-1, 1].
 
   Args:
-    generator: the U-Net.
+    generator: the generator (U-Net or ResNet).
     network: its variables: a NetworkState or a dict with 'params' and 'batch_stats'.
     inputs: uint8 or uint16 (B, H, W, C_in).
     rng: dropout key (used in train mode).
@@ -144,8 +144,9 @@ def pad_to_multiple(image: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple
 def tile_starts(length: int, tile: int, overlap: int, multiple: int) -> list[int]:
   """Where the tiles of one axis start: evenly spread, overlapping by at least `overlap`.
 
-  Starts are multiples of `multiple` (2**levels): the U-Net's stride-2 grids then line up with
-  the whole image's, so away from its borders a tile computes what the whole image would.
+  Starts are multiples of `multiple` (`models.side_multiple`): the generator's stride-2 grids then
+  line up with the whole image's, so away from its borders a tile computes what the whole image
+  would.
 
   Args:
     length: the axis's length, a multiple of `multiple`.

@@ -87,8 +87,8 @@ def create_train_state(rng: jax.Array, generator: nn.Module, discriminator: nn.M
 
   Args:
     rng: the run's key (from `config.seed`).
-    generator: the U-Net.
-    discriminator: the PatchGAN.
+    generator: the generator (U-Net or ResNet).
+    discriminator: the PatchGAN (or its multi-scale form).
     g_optimizer: G's optax optimizer.
     d_optimizer: D's optax optimizer.
     image_size: side of the (square) images.
