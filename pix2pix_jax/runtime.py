@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from pix2pix_jax import kernels
+from pix2pix_jax.data import pipeline
 
 AUTO = 'auto'
 ACCELERATOR_STEPS_PER_CALL = 100
@@ -90,10 +91,7 @@ def train_set_bytes(data_config, num_examples: int, sample_bytes: int = 1) -> in
   """Bytes of the resized train set as `data.on_device` holds it: (N, S, S, C_in + C_out) of
   `sample_bytes` each (1: uint8; 2: uint16, 16-bit data)."""
   size = data_config.image_size if data_config.preprocess == 'resize' else data_config.load_size
-  input_channels, output_channels = (data_config.channels if value is None else value
-                                     for value in (data_config.input_channels,
-                                                   data_config.output_channels))
-  return num_examples * size * size * (input_channels + output_channels) * sample_bytes
+  return num_examples * size * size * sum(pipeline.channels(data_config)) * sample_bytes
 
 
 def resolve(config: ml_collections.ConfigDict, *, num_train_examples: int | None = None,
