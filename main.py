@@ -2,6 +2,7 @@
 
   python main.py --config=configs/maps.py --workdir=/tmp/run                      # train / resume
   python main.py --config=configs/maps.py --workdir=/tmp/run --mode=evaluate      # metrics + report
+  python main.py --config=configs/maps.py --workdir=/tmp/run --mode=evaluate --step=best  # by FID
   python main.py --config=configs/maps.py --workdir=/tmp/run --mode=predict --input=DIR \
       --output=OUT [--resolution=native]   # native: at each image's own size
   python main.py --config=configs/maps.py --workdir=/tmp/run --mode=score --input=GENERATED_DIR \
@@ -36,7 +37,9 @@ flags.DEFINE_enum('mode', 'train', ['train', 'evaluate', 'score', 'predict', 'ex
                   'generated elsewhere: --input, against --targets), predict (translate --input), '
                   'export (jax.export the generator), ablation (train + evaluate each of '
                   '--patch_sizes).')
-flags.DEFINE_integer('step', None, 'evaluate/predict/export: checkpoint step (default: latest).')
+flags.DEFINE_string('step', None, 'evaluate/predict/export: a checkpoint step of '
+                    "WORKDIR/checkpoints, or 'best': the best by config.eval.best_metric, which "
+                    'training keeps in WORKDIR/checkpoints_best (default: the latest checkpoint).')
 flags.DEFINE_string('input', None, 'predict: an image file or a folder of images. score: the '
                     'generated images (N.png or the PyTorch reference\'s N_fake_B.png matches '
                     'target N.*; N_real_A/N_real_B files are ignored); those not '
@@ -68,6 +71,22 @@ flags.DEFINE_integer('process_id', None, 'This process: 0 .. num_processes - 1 (
 flags.mark_flags_as_required(['config', 'workdir'])
 
 _DISTRIBUTED_ARGS = ('coordinator_address', 'num_processes', 'process_id')
+_STEP_MODES = ('evaluate', 'predict', 'export')
+_BEST_STEP = 'best'  # checkpointing.BEST_STEP, spelt out: flag errors come before JAX's set-up.
+
+
+def checkpoint_step(value: str | None) -> int | str | None:
+  """--step as the drivers take it: None (the latest), a step, or 'best'."""
+  if value is None or value == _BEST_STEP:
+    return value
+  try:
+    step = int(value)
+  except ValueError:
+    step = -1
+  if step < 0:
+    raise app.UsageError(f"--step={value}: expected a checkpoint step (an integer >= 0) or "
+                         f"'{_BEST_STEP}'")
+  return step
 
 
 class _QuietLibraries:
@@ -102,6 +121,9 @@ def initialize_distributed() -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  step = checkpoint_step(FLAGS.step)
+  if step is not None and FLAGS.mode not in _STEP_MODES:
+    raise app.UsageError(f'--step is for --mode={"/".join(_STEP_MODES)}, not --mode={FLAGS.mode}')
   initialize_distributed()
   logging.get_absl_handler().python_handler.addFilter(_QuietLibraries())
   logging.info('JAX %s, process %d/%d, devices: %s', jax.__version__, jax.process_index(),
@@ -112,7 +134,7 @@ def main(argv):
   if FLAGS.mode == 'train':
     train.train_and_evaluate(config, workdir)
   elif FLAGS.mode == 'evaluate':
-    evaluation.evaluate(config, workdir, FLAGS.step)
+    evaluation.evaluate(config, workdir, step)
     logging.info('Report: %s', report.write_report(workdir))
   elif FLAGS.mode == 'score':
     if not FLAGS.input:
@@ -122,11 +144,11 @@ def main(argv):
   elif FLAGS.mode == 'predict':
     if not FLAGS.input or not FLAGS.output:
       raise app.UsageError('--mode=predict needs --input=FILE_OR_DIR and --output=DIR')
-    inference.predict(config, workdir, FLAGS.input, FLAGS.output, step=FLAGS.step,
+    inference.predict(config, workdir, FLAGS.input, FLAGS.output, step=step,
                       pairs=FLAGS.pairs, side_by_side=FLAGS.side_by_side,
                       resolution=FLAGS.resolution)
   elif FLAGS.mode == 'export':
-    export.export_generator(config, workdir, FLAGS.output, FLAGS.step)
+    export.export_generator(config, workdir, FLAGS.output, step)
   elif FLAGS.mode == 'ablation':
     ablation.run_patch_size_ablation(config, workdir, [int(p) for p in FLAGS.patch_sizes])
 

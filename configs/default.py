@@ -88,7 +88,13 @@ def get_config() -> ml_collections.ConfigDict:
   eval_config.num_examples = -1  # Eval examples scored during training; -1: the whole split.
   eval_config.every_steps = 5000  # Training's eval metrics and image panel (0: only at the end).
   eval_config.num_panel_images = 4  # Rows of the [input | generated | target] panel.
-  eval_config.perceptual = True  # --mode=evaluate/score: FID, KID, LPIPS (the `metrics` extra).
+  # FID, KID, LPIPS (the `metrics` extra) in every mode's eval, training's included (its cost is
+  # logged: eval_seconds).
+  eval_config.perceptual = True
+  # Training keeps the checkpoint of its best eval by this metric (lower is better but for psnr
+  # and ssim) in WORKDIR/checkpoints_best, for --step=best: 'fid', 'kid', 'lpips', 'l1', 'psnr',
+  # 'ssim', 'hp_l1'; None ('none' on the command line): off. A workdir keeps one metric's best.
+  eval_config.best_metric = ml_collections.FieldReference('fid', field_type=str)
   eval_config.lpips_net = 'alex'  # LPIPS backbone: 'alex' (the LPIPS paper's default) or 'vgg'.
   eval_config.kid_subset_size = 1000  # KID subsets of this many images (fewer if the split is).
 

@@ -24,6 +24,10 @@ def get_config():
   config.eval.batch_size = 2
   config.eval.every_steps = 0
   config.eval.num_panel_images = 2
+  # No FID/KID/LPIPS (seconds per eval) and so no best checkpoint by FID; the tests of those
+  # turn them on.
+  config.eval.perceptual = False
+  config.eval.best_metric = None
   config.log_every_steps = 2
   config.checkpoint_every_steps = 2
   return config

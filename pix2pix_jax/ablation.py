@@ -48,7 +48,8 @@ def run_patch_size_ablation(config: ml_collections.ConfigDict, workdir: str,
   for patch_size in patch_sizes:
     run_config = config.copy_and_resolve_references()
     run_config.model.patch_size = patch_size
-    config_checks.validate_config(run_config, 1)  # All runs are checked before the first trains.
+    # All runs are checked before the first trains.
+    config_checks.validate_config(run_config, 1, training=True)
     configs.append(run_config)
   rows = []
   for patch_size, run_config in zip(patch_sizes, configs):

@@ -2,14 +2,26 @@
 
 Resume is the normal path: `restore` continues from the latest checkpoint if there is
 one, after checking that it was made with the same architecture.
+
+WORKDIR/checkpoints_best holds one more: the checkpoint of the best eval so far by
+`config.eval.best_metric` (`BestCheckpoint`), outside the rotation of WORKDIR/checkpoints, with
+its record {'metric', 'value', 'step', 'num_images'} saved in it and mirrored in
+checkpoints_best/best.json.
 """
 
 import dataclasses
+import json
+import logging
+import os
 import pathlib
 
 import jax
+from jax.experimental import multihost_utils
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
+
+from pix2pix_jax import metrics
 
 # Config keys that change the networks (parameter shapes or the function they compute). Other
 # keys (learning rate, loss weights, data, logging, model.compute_dtype, model.upsample_impl,
@@ -27,6 +39,12 @@ _ADDED_KEYS = {'model.generator': 'unet', 'model.num_discriminators': 1,
                'model.d_spectral_norm': False, 'model.ema_decay': 0.0}
 
 
+CHECKPOINT_DIR = 'checkpoints'  # WORKDIR/checkpoints: the latest `config.keep_checkpoints`.
+BEST_DIR = 'checkpoints_best'  # WORKDIR/checkpoints_best: the best one, never rotated out.
+BEST_FILE = 'best.json'  # In BEST_DIR: its record, for people and tools.
+BEST_STEP = 'best'  # --step=best.
+
+
 class CheckpointMismatchError(ValueError):
   """A checkpoint does not fit the current config."""
 
@@ -35,7 +53,9 @@ class CheckpointSaveError(OSError):
   """Writing a checkpoint failed (full disk, lost permissions, ...); older ones are intact."""
 
 
-def create_checkpoint_manager(checkpoint_dir: pathlib.Path, max_to_keep: int) -> ocp.CheckpointManager:
+def create_checkpoint_manager(checkpoint_dir: pathlib.Path, max_to_keep: int, *,
+                              item_names: tuple[str, ...] = ('state', 'config')
+                              ) -> ocp.CheckpointManager:
   """A manager saving asynchronously and keeping the newest `max_to_keep` checkpoints.
 
   Orbax writes each checkpoint into a temporary folder and renames it when complete, so a run
@@ -44,8 +64,18 @@ def create_checkpoint_manager(checkpoint_dir: pathlib.Path, max_to_keep: int) ->
   """
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=True,
                                          create=True, cleanup_tmp_directories=True)
-  return ocp.CheckpointManager(checkpoint_dir.absolute(), options=options,
-                               item_names=('state', 'config'))
+  return ocp.CheckpointManager(checkpoint_dir.absolute(), options=options, item_names=item_names)
+
+
+def open_checkpoints(checkpoint_dir: pathlib.Path) -> ocp.CheckpointManager:
+  """A manager that only reads `checkpoint_dir` (evaluate, predict, export).
+
+  It creates, rotates and cleans up nothing, so it can read the workdir of a run still training:
+  that run's unfinished write (a temporary folder) is left alone.
+  """
+  options = ocp.CheckpointManagerOptions(max_to_keep=None, enable_async_checkpointing=False,
+                                         create=False, cleanup_tmp_directories=False)
+  return ocp.CheckpointManager(checkpoint_dir.absolute(), options=options)
 
 
 def _save_failed(manager: ocp.CheckpointManager, error: Exception) -> CheckpointSaveError:
@@ -210,3 +240,133 @@ def restore_generator(manager: ocp.CheckpointManager, target: dict,
   except ValueError as error:
     raise CheckpointMismatchError(f'checkpoint {where}: cannot restore the generator: {error}') from error
   return restored['state'][subtree], step
+
+
+def best_metric(config: ml_collections.ConfigDict) -> str | None:
+  """`config.eval.best_metric`, or None when off (None, or 'none' from the command line)."""
+  metric = config.eval.best_metric
+  return None if metric is None or metric.lower() in ('', 'none') else metric
+
+
+def read_best(workdir: pathlib.Path) -> dict | None:
+  """The record {'metric', 'value', 'step', 'num_images'} of WORKDIR/checkpoints_best, or None.
+
+  Read from the checkpoint itself (saved with it, in one atomic write), not from best.json.
+  """
+  directory = pathlib.Path(workdir) / BEST_DIR
+  if not directory.is_dir():
+    return None
+  manager = open_checkpoints(directory)
+  step = manager.latest_step()
+  if step is None:
+    return None
+  return dict(manager.restore(step, args=ocp.args.Composite(best=ocp.args.JsonRestore()))['best'])
+
+
+def describe_best(record: dict) -> str:
+  """'step 1500, the best by fid (83.2)', for logs and errors."""
+  return f"step {record['step']}, the best by {record['metric']} ({record['value']:.6g})"
+
+
+def _write_best_file(directory: pathlib.Path, record: dict) -> None:
+  """best.json, replaced in one rename: a reader never sees it half-written (process 0 only)."""
+  if jax.process_index() != 0:
+    return
+  temporary = directory / f'{BEST_FILE}.tmp'
+  temporary.write_text(json.dumps(record, indent=2) + '\n')
+  os.replace(temporary, directory / BEST_FILE)
+
+
+class BestCheckpoint:
+  """The checkpoint of the best eval so far by one metric, in WORKDIR/checkpoints_best.
+
+  A manager of its own keeps one checkpoint (the full TrainState and config, like those of
+  WORKDIR/checkpoints, so it also resumes or fine-tunes), which the rotation of
+  WORKDIR/checkpoints never deletes. Its record {'metric', 'value', 'step', 'num_images'} is
+  saved in it, so it cannot disagree with the weights, and mirrored in best.json once the save is
+  complete.
+  A resumed run reads the record and keeps comparing against it; evals up to the record's step
+  (replayed after a resume from an earlier checkpoint) are not compared: that step's weights are
+  already the ones kept.
+
+  Args:
+    workdir: the training workdir.
+    metric: a `metrics.METRICS` name.
+    num_images: the eval images each value is computed on (FID and KID depend on it).
+
+  Raises:
+    ValueError: WORKDIR/checkpoints_best keeps the best by another metric, or on another number
+      of images (comparing the two would mix them); the message says how to keep it or start
+      afresh.
+  """
+
+  def __init__(self, workdir: pathlib.Path, metric: str, num_images: int):
+    self.metric, self.num_images = metric, num_images
+    self.directory = pathlib.Path(workdir) / BEST_DIR
+    self.record = read_best(workdir)
+    self._check_comparable()
+    # Made at the first save if the folder is new; an existing one's manager starts now and
+    # deletes what a kill mid-save left.
+    self._manager = self._create_manager() if self.directory.exists() else None
+    if self.record is not None:
+      _write_best_file(self.directory, self.record)  # In case a kill came between save and file.
+      logging.info('Best checkpoint so far: %s, in %s', describe_best(self.record),
+                   self.directory / str(self.record['step']))
+
+  def _check_comparable(self) -> None:
+    if self.record is None:
+      return
+    saved = self.record['metric'], self.record.get('num_images', self.num_images)
+    if saved == (self.metric, self.num_images):
+      return
+    move = f'mv {self.directory} {self.directory}_{saved[0]}_{saved[1]}'
+    if saved[0] != self.metric:
+      raise ValueError(
+          f'{self.directory} holds {describe_best(self.record)}, but config.eval.best_metric='
+          f"{self.metric!r}: comparing them would mix two metrics. Keep --config.eval.best_metric="
+          f'{saved[0]}, or move that folder away to keep the best by {self.metric} from now on: '
+          f'{move}')
+    raise ValueError(
+        f'{self.directory} holds {describe_best(self.record)} on {saved[1]} eval images, but this '
+        f'run scores {self.num_images} (config.eval.num_examples, the eval split): {self.metric} '
+        'values on other numbers of images do not compare. Keep the number, or move that folder '
+        f'away to start a new best: {move}')
+
+  def _create_manager(self) -> ocp.CheckpointManager:
+    return create_checkpoint_manager(self.directory, 1, item_names=('state', 'config', 'best'))
+
+  def update(self, step: int, value: float, state, config: ml_collections.ConfigDict) -> bool:
+    """Saves `state` as the new best if `value` beats the record (`metrics.improves`).
+
+    Every process calls it; process 0's comparison decides for all. The save is complete
+    (and best.json written) when it returns.
+
+    Returns:
+      Whether `state` is the new best.
+    """
+    if self.record is not None and step <= self.record['step']:
+      return False
+    best = None if self.record is None else self.record['value']
+    improved = metrics.improves(self.metric, value, best)
+    if jax.process_count() > 1:  # Round-off may differ between hosts; the decision may not.
+      improved = bool(multihost_utils.broadcast_one_to_all(np.int32(improved)))
+    if not improved:
+      return False
+    record = {'metric': self.metric, 'value': float(value), 'step': int(step),
+              'num_images': int(self.num_images)}
+    self._manager = self._manager or self._create_manager()
+    try:
+      # Waited for: best.json names a step only once its checkpoint is complete.
+      self._manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config.to_dict()),
+          best=ocp.args.JsonSave(record)))
+      self._manager.wait_until_finished()
+    except Exception as error:  # pylint: disable=broad-except
+      raise _save_failed(self._manager, error) from error
+    _write_best_file(self.directory, record)
+    self.record = record
+    return True
+
+  def close(self) -> None:
+    if self._manager is not None:
+      self._manager.close()

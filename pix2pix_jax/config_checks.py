@@ -2,7 +2,8 @@
 
 import ml_collections
 
-from pix2pix_jax import export, kernels, losses, models, runtime, train_state
+from pix2pix_jax import checkpointing, export, kernels, losses, metrics, models, runtime
+from pix2pix_jax import train_state
 from pix2pix_jax.data import folder, pipeline
 
 _CHOICES = {
@@ -51,12 +52,37 @@ def _check_generator_size(config: ml_collections.ConfigDict) -> None:
         'reflection padding at a quarter of the size)')
 
 
-def validate_config(config: ml_collections.ConfigDict, device_count: int) -> None:
+def _check_best_metric(config: ml_collections.ConfigDict, training: bool) -> None:
+  """eval.best_metric names a metric; in training, one that the eval config can compute."""
+  metric = checkpointing.best_metric(config)
+  if metric is None:
+    return
+  if metric not in metrics.METRICS:
+    raise ValueError(f'config.eval.best_metric={metric!r} is not one of '
+                     f'{list(metrics.METRICS)} or None')
+  if not training:
+    return  # Other modes only read the best checkpoint.
+  if metrics.METRICS[metric].perceptual and not config.eval.perceptual:
+    raise ValueError(
+        f'config.eval.best_metric={metric!r} is a perceptual metric, but config.eval.perceptual='
+        'False turns FID, KID and LPIPS off: set config.eval.perceptual=True, or a pixel metric '
+        "(e.g. --config.eval.best_metric=l1), or None ('none') to keep no best checkpoint")
+  minimum = metrics.SET_METRICS_MIN_IMAGES
+  if metric in metrics.SET_METRICS and 0 < config.eval.num_examples < minimum:
+    raise ValueError(
+        f'config.eval.best_metric={metric!r} needs at least {minimum} images per eval, but '
+        f'config.eval.num_examples={config.eval.num_examples}: score more examples, or pick a '
+        'per-image metric (e.g. l1)')
+
+
+def validate_config(config: ml_collections.ConfigDict, device_count: int, *,
+                    training: bool = False) -> None:
   """Raises ValueError naming the offending `config.*` key.
 
   Args:
     config: the run's config.
     device_count: devices the batch is split over.
+    training: also check what only training uses (what eval.best_metric needs).
   """
   for key, choices in _CHOICES.items():
     if _get(config, key) not in choices:
@@ -106,6 +132,10 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int) -> Non
       raise ValueError(f'config.{key}={_get(config, key)} must be >= 1')
   if config.eval.every_steps < 0:
     raise ValueError(f'config.eval.every_steps={config.eval.every_steps} must be >= 0')
+  if config.eval.num_examples == 0 or config.eval.num_examples < -1:
+    raise ValueError(f'config.eval.num_examples={config.eval.num_examples}: use a positive count, '
+                     'or -1 for the whole eval split')
+  _check_best_metric(config, training)
   strided = models.PATCH_SIZE_TO_STRIDED_LAYERS[config.model.patch_size]
   if strided and config.data.image_size // 2**strided - 2 < 1:
     raise ValueError(

@@ -18,6 +18,10 @@ with one warning, and metrics.json says why (`perceptual_skipped`).
 Results go to WORKDIR/eval/metrics.json, per_image.csv and panels/, to the log as a table and, for
 `evaluate` only, to TensorBoard (`eval_*` scalars at the checkpoint's step; scored images have no
 step).
+
+Training's periodic eval (`evaluate_in_training`) goes through the same generation loop
+(`score_generator`, with the same keys) and the same `ImageScores`, so its `eval_*` scalars are
+what `evaluate` gives the same checkpoint on the same examples; it writes no files to WORKDIR/eval.
 """
 
 import csv
@@ -27,7 +31,7 @@ import json
 import logging
 import os
 import pathlib
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 import jax
 from jax.experimental import multihost_utils
@@ -82,64 +86,131 @@ def evaluate_batch(network, batch: dict, rng: jax.Array, *, generator, train_mod
   return {'generated': generated} | pixel_metrics(generated, batch['target'])
 
 
-def evaluate_batch_sums(network, batch: dict, rng: jax.Array, *, generator,
-                        train_mode: bool) -> dict:
-  """`evaluate_batch` with each metric summed over the batch's real (unpadded) examples."""
-  out = evaluate_batch(network, batch, rng, generator=generator, train_mode=train_mode)
-  real = batch['mask'] > 0
-  return {'generated': out['generated'], 'count': jnp.sum(real)} | {
-      name: jnp.sum(jnp.where(real, out[name], 0.0)) for name in PIXEL_METRICS}
+def eval_rng(seed: int) -> jax.Array:
+  """The key of eval's generation; batch i uses fold_in(key, i).
+
+  Training's eval and `evaluate` both use it, so a checkpoint's scores are the same in both (with
+  the paper's test-time dropout too), and repeated evaluations of one checkpoint agree.
+  """
+  return jax.random.fold_in(jax.random.PRNGKey(seed), 0x5eed)
 
 
-def evaluate_in_training(network, score_sums, source, config: ml_collections.ConfigDict,
-                         data_sharding, rng: jax.Array) -> tuple[dict, np.ndarray | None]:
-  """Training's periodic eval: the mean metrics of `evaluate`, and a panel of the first examples.
+def create_score_batch(generator, config: ml_collections.ConfigDict, replicated, data_sharding):
+  """`evaluate_batch` jitted for `config.eval.train_mode`: (network, batch, rng) -> outputs."""
+  return jax.jit(functools.partial(evaluate_batch, generator=generator,
+                                   train_mode=config.eval.train_mode),
+                 in_shardings=(replicated, data_sharding, replicated))
 
-  The per-image metrics are those of `--mode=evaluate` (on 8-bit outputs, under the same
-  `eval_*` names); FID, KID and LPIPS are left to it. `config.eval.num_examples` may limit the
-  examples scored.
+
+def score_generator(network, score_batch, source, config: ml_collections.ConfigDict,
+                    data_sharding, scores: 'ImageScores', num_examples: int = -1) -> None:
+  """Generates the eval examples with `network` and adds them to `scores`.
+
+  The one generation loop of `evaluate` and training's eval. Batch i is generated with the key
+  fold_in(eval_rng(config.seed), i). Every process gets every image (scored on each).
 
   Args:
-    network: the generator's state.
-    score_sums: `evaluate_batch_sums` jitted with the generator and the test-time behaviour.
+    network: the generator's {'params', 'batch_stats'}.
+    score_batch: `create_score_batch`'s function.
+    source: the eval source.
+    config: the run's config (`config.data`, `config.eval.batch_size`, `config.seed`).
+    data_sharding: how a batch is split over devices.
+    scores: where the images and their per-image metrics go.
+    num_examples: the first this many examples; -1: all.
+  """
+  rng = eval_rng(config.seed)
+  batches = pipeline.eval_batches(source, config.data, batch_size=config.eval.batch_size,
+                                  num_examples=num_examples, process_index=jax.process_index(),
+                                  process_count=jax.process_count())
+  for index, host_batch in enumerate(batches):
+    names = host_batch.pop('file_name')
+    batch = sharding_lib.to_global(host_batch, data_sharding)
+    out = multihost_utils.process_allgather(
+        score_batch(network, batch, jax.random.fold_in(rng, index)) | batch, tiled=True)
+    names = _allgather_names(names)
+    keep = np.asarray(out['mask']) > 0
+    rows = {k: np.asarray(v)[keep] for k, v in out.items()}
+    scores.add(np.asarray(names)[keep], rows['generated'], rows['target'], inputs=rows['input'],
+               indices=rows['index'], pixel={k: rows[k] for k in PIXEL_METRICS})
+
+
+def _allgather_names(names) -> np.ndarray:
+  """Every process's file names of a batch, in process order (as `process_allgather` tiles).
+
+  `process_allgather` moves numbers only: names travel as zero-padded UTF-8 bytes.
+  """
+  if jax.process_count() == 1:
+    return np.asarray(names)
+  encoded = [str(name).encode() for name in names]
+  longest = np.int32(max(map(len, encoded), default=1))
+  width = max(int(np.max(multihost_utils.process_allgather(longest))), 1)
+  codes = np.zeros((len(encoded), width), np.uint8)
+  for row, name in enumerate(encoded):
+    codes[row, :len(name)] = np.frombuffer(name, np.uint8)
+  gathered = multihost_utils.process_allgather(codes, tiled=True)
+  return np.array([bytes(row).rstrip(b'\0').decode() for row in gathered])
+
+
+def eval_scalars(results: dict) -> dict[str, float]:
+  """`ImageScores.results` as TensorBoard's `eval_*` scalars: means, FID, KID's mean."""
+  return {f'eval_{name}': value['mean'] if isinstance(value, dict) else value
+          for name, value in results.items()}
+
+
+def format_scalars(scalars: dict[str, float]) -> str:
+  """'L1 0.0831, PSNR (dB) 18.80, ...': `eval_scalars` for a log line, in METRICS order."""
+  decimals = {'psnr': 2, 'fid': 2}  # Others: 4.
+  return ', '.join(f'{metric.title} {scalars[f"eval_{name}"]:.{decimals.get(name, 4)}f}'
+                   for name, metric in metrics.METRICS.items() if f'eval_{name}' in scalars)
+
+
+def evaluate_in_training(network, score_batch, source, config: ml_collections.ConfigDict,
+                         data_sharding, scorers: 'PerceptualScorers', target_features: dict
+                         ) -> tuple[dict, np.ndarray | None]:
+  """Training's eval: `evaluate`'s metrics of `network`, and a panel of the first examples.
+
+  The same generation (`score_generator`, same keys) and scoring (`ImageScores`) as
+  `--mode=evaluate`, on the first `config.eval.num_examples` examples (-1: all), so a
+  checkpoint's `eval_*` scalars are those `evaluate` gives it. Nothing is written to WORKDIR/eval.
+
+  Args:
+    network: the generator's {'params', 'batch_stats'}.
+    score_batch: `create_score_batch`'s function.
     source: the eval source.
     config: the run's config.
     data_sharding: how a batch is split over devices.
-    rng: the eval key (folded with the batch index).
+    scorers: `create_perceptual_scorers(config)`, made once per run.
+    target_features: the run's cache of the targets' Inception features (`ImageScores`): the
+      eval examples are the same at every eval.
 
   Returns:
-    ({'eval_l1', 'eval_psnr', 'eval_ssim', 'eval_hp_l1': means}, the uint8 panel or None).
+    ({'eval_l1', 'eval_psnr', 'eval_ssim', 'eval_hp_l1', and with the perceptual metrics
+    'eval_lpips', 'eval_fid', 'eval_kid'}, the uint8 [input | generated | target] panel of the
+    first `config.eval.num_panel_images` examples, or None).
   """
-  sums, panel = [], None
-  batches = pipeline.eval_batches(
-      source, config.data, batch_size=config.eval.batch_size, num_examples=config.eval.num_examples,
-      process_index=jax.process_index(), process_count=jax.process_count())
-  for index, host_batch in enumerate(batches):
-    host_batch.pop('file_name')
-    batch = sharding_lib.to_global(host_batch, data_sharding)
-    out = score_sums(network, batch, jax.random.fold_in(rng, index))
-    sums.append({k: v for k, v in out.items() if k != 'generated'})
-    if panel is None and config.eval.num_panel_images > 0:
-      gathered = multihost_utils.process_allgather(
-          {'input': batch['input'], 'generated': out['generated'], 'target': batch['target']},
-          tiled=True)
-      n = config.eval.num_panel_images
-      panel = summary.image_panel(gathered['input'][:n], gathered['generated'][:n],
-                                  gathered['target'][:n])
-  totals = jax.device_get(jax.tree.map(lambda *values: sum(values), *sums))
-  count = max(float(totals['count']), 1.0)
-  return {f'eval_{name}': float(totals[name]) / count for name in PIXEL_METRICS}, panel
+  scores = ImageScores(config, scorers=scorers, ranked_panels=False,
+                       target_features=target_features)
+  score_generator(network, score_batch, source, config, data_sharding, scores,
+                  num_examples=config.eval.num_examples)
+  return eval_scalars(scores.results()), scores.first_panels()
 
 
 class _Panels:
-  """The first `count` examples, and the `count` best and worst by L1, as [in | out | target]."""
+  """The first `count` examples, and (if `ranked`) the `count` best and worst by L1, as
+  [in | out | target]."""
 
-  def __init__(self, count: int):
-    self.count, self.fixed, self._best, self._worst = count, [], [], []
+  def __init__(self, count: int, ranked: bool = True):
+    self.count, self.ranked, self.fixed, self._best, self._worst = count, ranked, [], [], []
+
+  def wanted(self) -> bool:
+    """Whether the next example's panel may be kept (if not, it need not be made)."""
+    return self.ranked or len(self.fixed) < self.count
 
   def add(self, l1: float, name: str, index: int, panel: np.ndarray) -> None:
     if len(self.fixed) < self.count:
       self.fixed.append((l1, name, panel))
+    if not self.ranked:
+      return
     # Heaps whose smallest key is the first to drop out: -L1 for the best, L1 for the worst.
     for heap, key in ((self._best, -l1), (self._worst, l1)):
       if len(heap) < self.count:
@@ -153,24 +224,70 @@ class _Panels:
     return {'fixed': self.fixed, 'best': best, 'worst': worst}
 
 
-def _perceptual_scorers(config: ml_collections.ConfigDict):
-  """(InceptionFeatures, LPIPS, None) if the `metrics` extra is installed and wanted and the
-  outputs have 1 or 3 channels, else (None, None, why not or None if not wanted)."""
+class _InceptionQueue:
+  """Images waiting for Inception, sent in full batches of its `batch_size` (the JAX network pads
+  every call to that size: an eval batch of 8 would pay for 32). Features are kept by key.
+
+  Args:
+    inception: a perceptual.InceptionFeatures.
+    features: {key: (2048,) features} to fill; keys already in it are not computed again.
+  """
+
+  def __init__(self, inception, features: dict):
+    self._inception, self.features = inception, features
+    self._size = getattr(inception, 'batch_size', 32)
+    self._keys, self._images = [], []
+
+  def add(self, keys, batch: np.ndarray) -> None:
+    for key, image in zip(keys, batch):
+      if key not in self.features and key not in self._keys:
+        self._keys.append(key)
+        self._images.append(image)
+    if len(self._images) >= self._size:
+      self._run(len(self._images) // self._size * self._size)
+
+  def flush(self) -> None:
+    self._run(len(self._images))
+
+  def _run(self, count: int) -> None:
+    if not count:
+      return
+    batch = np.stack(self._images[:count])
+    # uint8 as it is; 16-bit as [0, 1] floats, which the Inception path rounds to 8 bits.
+    features = self._inception(batch if batch.dtype == np.uint8 else images.to_unit(batch))
+    self.features.update(zip(self._keys[:count], features))
+    del self._keys[:count], self._images[:count]
+
+
+class PerceptualScorers(NamedTuple):
+  """The networks of FID, KID and LPIPS, or why they are not there."""
+  inception: object = None  # perceptual.InceptionFeatures, or None.
+  lpips: object = None  # perceptual.LPIPS, or None.
+  skipped: str | None = None  # Why not, if they were wanted (config.eval.perceptual).
+
+
+def create_perceptual_scorers(config: ml_collections.ConfigDict) -> PerceptualScorers:
+  """The networks if the `metrics` extra is installed and wanted and the outputs have 1 or 3
+  channels; else none, with why not (None if not wanted), logged once as a warning.
+
+  Loading them takes seconds: a caller scoring repeatedly (training) makes them once.
+  """
   if not config.eval.perceptual:
-    return None, None, None
+    return PerceptualScorers()
   output_channels = pipeline.channels(config.data)[1]
   if output_channels not in (1, 3):
     why = (f'the outputs have {output_channels} channels (config.data.output_channels); these '
            'networks take RGB (1-channel images are replicated to 3, other counts have no '
            'standard mapping)')
     logging.warning('FID, KID and LPIPS skipped: %s', why)
-    return None, None, why
+    return PerceptualScorers(skipped=why)
   from pix2pix_jax import perceptual  # pylint: disable=g-import-not-at-top
   ok, why = perceptual.available()
   if not ok:
     logging.warning('FID, KID and LPIPS skipped: %s', why)
-    return None, None, why
-  return perceptual.InceptionFeatures(), perceptual.LPIPS(net=config.eval.lpips_net), None
+    return PerceptualScorers(skipped=why)
+  return PerceptualScorers(perceptual.InceptionFeatures(),
+                           perceptual.LPIPS(net=config.eval.lpips_net))
 
 
 def format_table(results: dict) -> str:
@@ -201,14 +318,25 @@ class ImageScores:
   Args:
     config: the run's config (`config.eval`: batch_size, num_panel_images, perceptual,
       lpips_net, kid_subset_size).
+    scorers: `create_perceptual_scorers(config)` made beforehand; None makes them here.
+    ranked_panels: keep the best and worst examples' panels too, not only the first ones.
+    target_features: {example index: Inception features of its target}, filled and read here;
+      a caller scoring the same examples again (training's evals) keeps it between them, so the
+      targets go through Inception once (half of FID's cost). None: no cache.
   """
 
-  def __init__(self, config: ml_collections.ConfigDict):
+  def __init__(self, config: ml_collections.ConfigDict, scorers: PerceptualScorers | None = None,
+               ranked_panels: bool = True, target_features: dict | None = None):
     self._batch_size = config.eval.batch_size
     self._kid_subset_size = config.eval.kid_subset_size
-    self._inception, self._lpips, self._perceptual_skipped = _perceptual_scorers(config)
-    self._features = {'generated': [], 'target': []}
-    self._panels = _Panels(config.eval.num_panel_images)
+    scorers = create_perceptual_scorers(config) if scorers is None else scorers
+    self._inception, self._lpips, self._perceptual_skipped = scorers
+    if self._inception is not None:  # Generated images by their running count, targets by index.
+      self._generated_features = _InceptionQueue(self._inception, {})
+      self._target_features = _InceptionQueue(
+          self._inception, {} if target_features is None else target_features)
+    self._target_order = []  # The targets' example indices, in the order added.
+    self._panels = _Panels(config.eval.num_panel_images, ranked=ranked_panels)
     self.per_image = []
 
   def _pixel_metrics(self, generated: np.ndarray, target: np.ndarray) -> dict:
@@ -244,25 +372,42 @@ class ImageScores:
     if self._lpips is not None:
       rows['lpips'] = self._lpips(images.to_unit(generated), images.to_unit(target))
     if self._inception is not None:
-      # uint8 as it is; 16-bit as [0, 1] floats, which the Inception path rounds to 8 bits.
-      for key, batch in (('generated', generated), ('target', target)):
-        self._features[key].append(
-            self._inception(batch if batch.dtype == np.uint8 else images.to_unit(batch)))
+      first = len(self.per_image)
+      self._generated_features.add(range(first, first + len(generated)), generated)
+      keys = [int(index) for index in indices]
+      self._target_features.add(keys, target)
+      self._target_order += keys
     for row, (name, index) in enumerate(zip(names, indices)):
       values = {k: float(rows[k][row]) for k in PIXEL_METRICS + ('lpips',) if k in rows}
       self.per_image.append({'file_name': str(name), 'index': int(index)} | values)
-      panel = summary.image_panel(None if inputs is None else inputs[row:row + 1],
-                                  generated[row:row + 1], target[row:row + 1])
-      self._panels.add(self.per_image[-1]['l1'], str(name), int(index), panel)
+      if self._panels.wanted():
+        panel = summary.image_panel(None if inputs is None else inputs[row:row + 1],
+                                    generated[row:row + 1], target[row:row + 1])
+        self._panels.add(self.per_image[-1]['l1'], str(name), int(index), panel)
 
-  def _results(self) -> dict:
+  def first_panels(self) -> np.ndarray | None:
+    """The first `config.eval.num_panel_images` examples' panels as one image, or None."""
+    fixed = [panel for _, _, panel in self._panels.fixed]
+    return np.concatenate(fixed) if fixed else None
+
+  def _fid_skipped(self) -> str | None:
+    """Why FID and KID are missing although wanted: too few images; None otherwise."""
+    minimum = metrics.SET_METRICS_MIN_IMAGES
+    if self._inception is not None and len(self.per_image) < minimum:
+      return f'FID and KID need at least {minimum} images, got {len(self.per_image)}'
+    return None
+
+  def results(self) -> dict:
     """{metric: summary} of the images added so far, with FID and KID when computed."""
     per_image = self.per_image
     results = {name: metrics.summarize([r[name] for r in per_image])
                for name in PIXEL_METRICS + ('lpips',) if per_image and name in per_image[0]}
-    if self._inception is not None and per_image:
+    if self._inception is not None and not self._fid_skipped():
       from pix2pix_jax import perceptual  # pylint: disable=g-import-not-at-top
-      fake, real = (np.concatenate(self._features[k]) for k in ('generated', 'target'))
+      for queue in (self._generated_features, self._target_features):
+        queue.flush()
+      fake = np.stack([self._generated_features.features[i] for i in range(len(per_image))])
+      real = np.stack([self._target_features.features[i] for i in self._target_order])
       # 'svd': exact, sqrtm's round-off-free twin.
       results['fid'] = perceptual.fid(fake, real, method='svd')
       results['kid'] = perceptual.kid(fake, real, subset_size=self._kid_subset_size)
@@ -280,56 +425,51 @@ class ImageScores:
     Returns:
       The contents written to WORKDIR/eval/metrics.json.
     """
-    results = self._results()
+    results = self.results()
     report = {'step': facts['step'], 'num_images': len(self.per_image)} | facts | {
         'metrics': results}
-    if self._perceptual_skipped:
-      report['perceptual_skipped'] = self._perceptual_skipped
+    skipped = self._perceptual_skipped or self._fid_skipped()
+    if skipped:
+      report['perceptual_skipped'] = skipped
+      if skipped != self._perceptual_skipped:  # The other reasons were logged at the start.
+        logging.warning('%s', skipped)
     if jax.process_index() == 0:
       report['panels'] = _write_outputs(pathlib.Path(workdir), report, self.per_image, self._panels)
     logging.info('%s on %d images:\n%s', heading, len(self.per_image), format_table(results))
     return report
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str, step: int | None = None) -> dict:
+def evaluate(config: ml_collections.ConfigDict, workdir: str,
+             step: int | str | None = None) -> dict:
   """Scores the generator of checkpoint `step` (default: latest) on every eval example.
 
   Args:
     config: the run's config (`config.eval.train_mode` picks the test-time behaviour).
     workdir: the training workdir.
-    step: checkpoint step, or None for the latest.
+    step: checkpoint step, 'best' (the best checkpoint training kept; metrics.json then has its
+      record under 'best'), or None for the latest.
 
   Returns:
     The contents written to WORKDIR/eval/metrics.json.
   """
   config_checks.validate_config(config, jax.device_count())
   replicated, data_sharding = sharding_lib.data_parallel_shardings()
-  generator, network, step = inference.restore_trained_generator(config, workdir, step, replicated)
+  generator, network, step, best = inference.load_trained_generator(config, workdir, step,
+                                                                    replicated)
   source = pipeline.create_source(config.data, 'eval', config.seed)
-  logging.info('Evaluating step %d on %d %s examples; test mode: %s', step, len(source),
+  which = f'{checkpointing.describe_best(best)},' if best else f'step {step}'
+  logging.info('Evaluating %s on %d %s examples; test mode: %s', which, len(source),
                config.data.eval_split, inference.test_mode_description(config.eval.train_mode))
-  score_batch = jax.jit(functools.partial(evaluate_batch, generator=generator,
-                                          train_mode=config.eval.train_mode),
-                        in_shardings=(replicated, data_sharding, replicated))
-  rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0x5eed)
   scores = ImageScores(config)
-  batches = pipeline.eval_batches(source, config.data, batch_size=config.eval.batch_size,
-                                  process_index=jax.process_index(), process_count=jax.process_count())
-  for index, host_batch in enumerate(batches):
-    names = host_batch.pop('file_name')
-    batch = sharding_lib.to_global(host_batch, data_sharding)
-    out = multihost_utils.process_allgather(
-        score_batch(network, batch, jax.random.fold_in(rng, index)) | batch, tiled=True)
-    names = multihost_utils.process_allgather(names, tiled=True) if jax.process_count() > 1 else names
-    keep = np.asarray(out['mask']) > 0
-    rows = {k: np.asarray(v)[keep] for k, v in out.items()}
-    scores.add(np.asarray(names)[keep], rows['generated'], rows['target'], inputs=rows['input'],
-               indices=rows['index'], pixel={k: rows[k] for k in PIXEL_METRICS})
+  score_generator(network, create_score_batch(generator, config, replicated, data_sharding),
+                  source, config, data_sharding, scores)
   facts = {'step': step, 'split': config.data.eval_split, 'direction': config.data.direction,
            'dataset': config.data.name,
            'test_mode': inference.test_mode_description(config.eval.train_mode),
            'weights': checkpointing.generator_weights(config)}  # 'ema' or 'raw'.
-  return scores.finish(workdir, facts, f'Evaluation of step {step}')
+  if best:
+    facts['best'] = best
+  return scores.finish(workdir, facts, f'Evaluation of {which}')
 
 
 # ----------------------------------------------------------------------------------------------
@@ -622,9 +762,7 @@ def _write_outputs(workdir: pathlib.Path, report: dict, per_image: list, panels:
       writer.writerows(per_image)
   (eval_dir / 'metrics.json').write_text(json.dumps(report | {'panels': listed}, indent=2))
   if report['step'] is not None:
-    scalars = {f'eval_{k}': v['mean'] if isinstance(v, dict) else v
-               for k, v in report['metrics'].items()}
     writer = summary.SummaryWriter(workdir)
-    writer.write_scalars(report['step'], scalars)
+    writer.write_scalars(report['step'], eval_scalars(report['metrics']))
     writer.close()
   return listed

@@ -14,7 +14,9 @@
                            (outputs,) = session.run(None, {'images': images})
 and, for both, signature.json: format, image size, input_channels and output_channels ('channels':
 the input's, as before), direction, checkpoint step, test mode,
-weights ('ema': the generator's moving average, with model.ema_decay > 0 and eval.use_ema; 'raw').
+weights ('ema': the generator's moving average, with model.ema_decay > 0 and eval.use_ema; 'raw'),
+and with --step=best the best checkpoint's record ('best': {'metric', 'value', 'step',
+'num_images'}).
 
 Test time (`config.eval.train_mode`), as `inference.generate`:
   False (deterministic): both formats; ONNX matches JAX within one level (float rounding).
@@ -49,7 +51,7 @@ ONNX_OPSET = 18
 
 
 def export_generator(config: ml_collections.ConfigDict, workdir: str, output_dir: str | None = None,
-                     step: int | None = None) -> pathlib.Path:
+                     step: int | str | None = None) -> pathlib.Path:
   """Serialises the generator of `workdir`'s checkpoint (latest, or `step`).
 
   Args:
@@ -57,7 +59,7 @@ def export_generator(config: ml_collections.ConfigDict, workdir: str, output_dir
       the exported test-time behaviour.
     workdir: the training workdir.
     output_dir: where to write (default WORKDIR/export).
-    step: checkpoint step, or None for the latest.
+    step: checkpoint step, 'best' (the best checkpoint training kept), or None for the latest.
 
   Returns:
     The export folder.
@@ -67,7 +69,7 @@ def export_generator(config: ml_collections.ConfigDict, workdir: str, output_dir
     raise ValueError(f'config.export.format={export_format!r} is not one of {list(FORMATS)}')
   if export_format == 'onnx':
     _check_onnx_installed()  # Before the restore: a missing extra is the first thing to know.
-  generator, network, step = inference.restore_trained_generator(config, workdir, step)
+  generator, network, step, best = inference.load_trained_generator(config, workdir, step)
   generator = generator.clone(conv_impl=kernels.ConvImpl())
   output = pathlib.Path(output_dir or pathlib.Path(workdir) / 'export').expanduser()
   output.mkdir(parents=True, exist_ok=True)
@@ -82,6 +84,8 @@ def export_generator(config: ml_collections.ConfigDict, workdir: str, output_dir
                'direction': config.data.direction, 'step': step,
                'test_mode': inference.test_mode_description(train_mode),
                'weights': checkpointing.generator_weights(config), **details}
+  if best:
+    signature['best'] = best
   (output / 'signature.json').write_text(json.dumps(signature, indent=2))
   logging.info('Exported the generator of step %d to %s (format %r, test mode: %s)', step, output,
                export_format, signature['test_mode'])

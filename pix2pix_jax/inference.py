@@ -10,7 +10,7 @@ import itertools
 import logging
 import math
 import pathlib
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -72,20 +72,60 @@ def test_mode_description(train_mode: bool) -> str:
           else 'deterministic (running BatchNorm averages, no dropout)')
 
 
+def best_record(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """The record {'metric', 'value', 'step', 'num_images'} of `workdir`'s best checkpoint.
+
+  Raises:
+    FileNotFoundError: the workdir has no best checkpoint, naming it and config.eval.best_metric.
+  """
+  record = checkpointing.read_best(pathlib.Path(workdir))
+  if record is None:
+    raise FileNotFoundError(
+        f'--step=best: no best checkpoint in {pathlib.Path(workdir) / checkpointing.BEST_DIR}. '
+        'Training keeps one at each eval after step 0 when config.eval.best_metric names a '
+        f'metric (here {config.eval.best_metric!r}) that it can compute; train with it, or pass '
+        f'--step=N for a checkpoint of {pathlib.Path(workdir) / checkpointing.CHECKPOINT_DIR}')
+  return record
+
+
+class TrainedGenerator(NamedTuple):
+  generator: nn.Module
+  network: dict  # {'params', 'batch_stats'}
+  step: int
+  best: dict | None  # With step 'best': its record {'metric', 'value', 'step', 'num_images'}.
+
+
 def restore_trained_generator(config: ml_collections.ConfigDict, workdir: str,
-                              step: int | None = None, sharding=None):
+                              step: int | str | None = None, sharding=None):
+  """The generator of `workdir`'s checkpoint `step` (default: latest), without D or optimizers.
+
+  `load_trained_generator` without the best checkpoint's record.
+
+  Returns:
+    (generator module, {'params', 'batch_stats'}, step).
+  """
+  return load_trained_generator(config, workdir, step, sharding)[:3]
+
+
+def load_trained_generator(config: ml_collections.ConfigDict, workdir: str,
+                           step: int | str | None = None, sharding=None) -> TrainedGenerator:
   """The generator of `workdir`'s checkpoint `step` (default: latest), without D or optimizers.
 
   Args:
     config: the run's config (only the generator's architecture keys must match the checkpoint).
     workdir: the training workdir.
-    step: checkpoint step, or None for the latest.
+    step: checkpoint step, 'best' (`checkpointing.BEST_STEP`: the best checkpoint by
+      config.eval.best_metric that training kept), or None for the latest.
     sharding: where to put the variables (default: replicated on the first device).
 
   Returns:
-    (generator module, {'params', 'batch_stats'}, step).
+    (generator module, {'params', 'batch_stats'}, step, the best record or None).
   """
-  checkpoint_dir = pathlib.Path(workdir) / 'checkpoints'
+  checkpoint_dir = pathlib.Path(workdir) / checkpointing.CHECKPOINT_DIR
+  best = None
+  if step == checkpointing.BEST_STEP:
+    best = best_record(config, workdir)
+    checkpoint_dir, step = pathlib.Path(workdir) / checkpointing.BEST_DIR, best['step']
   if not checkpoint_dir.is_dir():
     raise FileNotFoundError(f'no checkpoints in {checkpoint_dir}: train first (--mode=train), or '
                             'check --workdir')
@@ -98,11 +138,12 @@ def restore_trained_generator(config: ml_collections.ConfigDict, workdir: str,
   sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
   target = {key: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
                               variables.get(key, {})) for key in ('params', 'batch_stats')}
-  manager = checkpointing.create_checkpoint_manager(checkpoint_dir, config.keep_checkpoints)
+  manager = checkpointing.open_checkpoints(checkpoint_dir)
   network, step = checkpointing.restore_generator(manager, target, config, step)
-  logging.info('Restored the generator of %s (step %d, %s weights)', checkpoint_dir / str(step),
-               step, checkpointing.generator_weights(config))
-  return generator, network, step
+  logging.info('Restored the generator of %s (step %d, %s weights%s)', checkpoint_dir / str(step),
+               step, checkpointing.generator_weights(config),
+               f"; the best by {best['metric']} ({best['value']:.6g})" if best else '')
+  return TrainedGenerator(generator, network, step, best)
 
 
 def list_images(path: pathlib.Path) -> list[pathlib.Path]:
@@ -260,7 +301,7 @@ def translate_native(translate: TranslateFn, image: np.ndarray, rng: jax.Array, 
 
 
 def predict(config: ml_collections.ConfigDict, workdir: str, input_path: str, output_dir: str, *,
-            step: int | None = None, pairs: bool = False, side_by_side: bool = False,
+            step: int | str | None = None, pairs: bool = False, side_by_side: bool = False,
             resolution: str = 'model', max_pixels: int = NATIVE_MAX_PIXELS) -> list[pathlib.Path]:
   """Translates one image or every image of a folder with the trained generator.
 
@@ -280,7 +321,7 @@ def predict(config: ml_collections.ConfigDict, workdir: str, input_path: str, ou
     workdir: the training workdir (its latest checkpoint, or `step`).
     input_path: an image file or a folder of images.
     output_dir: where the PNGs go (created).
-    step: checkpoint step, or None for the latest.
+    step: checkpoint step, 'best', or None for the latest.
     pairs: inputs are side-by-side A|B pairs; the input half is chosen by config.data.direction.
     side_by_side: write [input | output] instead of the output alone.
     resolution: one of RESOLUTIONS, see above.

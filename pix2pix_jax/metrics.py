@@ -10,6 +10,7 @@ may run float32 convolutions in TF32, which would cost SSIM its ~1e-6 agreement 
 scikit-image; elementwise arithmetic is exact float32 everywhere.
 """
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -20,6 +21,7 @@ import numpy as np
 class Metric(NamedTuple):
   title: str  # As tables and the report print it.
   lower_is_better: bool
+  perceptual: bool = False  # Needs the `metrics` extra and config.eval.perceptual.
 
 
 # Every metric the project reports, in the order tables list them: the per-image metrics of this
@@ -30,10 +32,28 @@ METRICS = {
     'psnr': Metric('PSNR (dB)', False),
     'ssim': Metric('SSIM', False),
     'hp_l1': Metric('HP-L1', True),
-    'lpips': Metric('LPIPS', True),
-    'fid': Metric('FID', True),
-    'kid': Metric('KID', True),
+    'lpips': Metric('LPIPS', True, perceptual=True),
+    'fid': Metric('FID', True, perceptual=True),
+    'kid': Metric('KID', True, perceptual=True),
 }
+
+# FID and KID are computed over the whole set of images, not per image: their sample covariances
+# (KID: its unbiased estimate) need at least this many images per set.
+SET_METRICS = ('fid', 'kid')
+SET_METRICS_MIN_IMAGES = 2
+
+
+def improves(name: str, value: float, best: float | None) -> bool:
+  """Whether `value` of metric `name` is strictly better than `best` (None: no value yet).
+
+  Lower is better except for PSNR and SSIM (`METRICS`). A NaN never improves: it marks a broken
+  evaluation, not a good one.
+  """
+  if math.isnan(value):
+    return False
+  if best is None:
+    return True
+  return value < best if METRICS[name].lower_is_better else value > best
 
 # SSIM constants of Wang et al. 2004, as scikit-image's `structural_similarity` with
 # `gaussian_weights=True`: an 11-tap Gaussian window (sigma 1.5 truncated at 3.5 sigma).

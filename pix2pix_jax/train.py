@@ -2,15 +2,17 @@
 
 `train_step` is one iteration of the paper's algorithm (G forward, D update, G update against the
 updated D); `train_and_evaluate` runs it for the config's steps, evaluates, logs and checkpoints
-along the way, and resumes from the latest checkpoint. Process plumbing (stop requests, progress,
-prefetch, the write probe) is in plumbing.py, the periodic eval in evaluation.py. Data flows one
-way: main -> train -> (data, models, losses, train_state, evaluation, checkpointing).
+along the way (keeping the best checkpoint by `config.eval.best_metric` apart), and resumes from
+the latest checkpoint. Process plumbing (stop requests, progress, prefetch, the write probe) is
+in plumbing.py, the periodic eval in evaluation.py. Data flows one way: main -> train -> (data,
+models, losses, train_state, evaluation, checkpointing).
 """
 
 import functools
 import json
 import logging
 import pathlib
+import time
 
 from clu import parameter_overview
 import flax.linen as nn
@@ -21,7 +23,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from pix2pix_jax import checkpointing, config_checks, evaluation, losses, models, plumbing
+from pix2pix_jax import checkpointing, config_checks, evaluation, losses, metrics, models, plumbing
 from pix2pix_jax import runtime, summary, train_state
 from pix2pix_jax import sharding as sharding_lib
 from pix2pix_jax.data import device_data, images, pipeline
@@ -271,6 +273,36 @@ def create_sources(config: ml_collections.ConfigDict):
   return sources or create()
 
 
+def create_best_checkpoint(config: ml_collections.ConfigDict, workdir: pathlib.Path,
+                           scorers: evaluation.PerceptualScorers,
+                           num_eval_examples: int) -> checkpointing.BestCheckpoint | None:
+  """The keeper of the best checkpoint by `config.eval.best_metric`, or None.
+
+  None when the key is off, or (with one warning; training goes on) when its metric is not
+  computed here: a perceptual metric without the `metrics` extra or with other than 1 or 3
+  output channels.
+
+  Raises:
+    ValueError: FID or KID with fewer than 2 eval examples; the workdir keeps the best by
+      another metric (`checkpointing.BestCheckpoint`).
+  """
+  metric = checkpointing.best_metric(config)
+  if metric is None:
+    return None
+  if metrics.METRICS[metric].perceptual and scorers.inception is None:
+    logging.warning('No best checkpoint is kept: config.eval.best_metric=%r is not computed (%s). '
+                    'Training goes on; to keep one, fix that or keep the best by a pixel metric: '
+                    '--config.eval.best_metric=l1', metric, scorers.skipped)
+    return None
+  if metric in metrics.SET_METRICS and num_eval_examples < metrics.SET_METRICS_MIN_IMAGES:
+    raise ValueError(
+        f'config.eval.best_metric={metric!r} needs at least {metrics.SET_METRICS_MIN_IMAGES} eval '
+        f'images, but training scores {num_eval_examples} (config.eval.num_examples='
+        f'{config.eval.num_examples}, eval split {config.data.eval_split!r}): pick a per-image '
+        'metric, e.g. --config.eval.best_metric=l1')
+  return checkpointing.BestCheckpoint(workdir, metric, num_eval_examples)
+
+
 def _write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
   if jax.process_index() == 0:
     (workdir / 'config.json').write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
@@ -286,7 +318,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   Returns:
     The final TrainState.
   """
-  config_checks.validate_config(config, jax.device_count())
+  config_checks.validate_config(config, jax.device_count(), training=True)
   # Signals are caught from here on: a SIGTERM during start-up stops after the first step.
   with plumbing.StopRequest() as stop:
     return _train(config, pathlib.Path(workdir), stop)
@@ -317,7 +349,12 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
   generator, init_fn, train_step_fn = create_train_functions(config, steps_per_epoch, num_train_steps)
   rng = jax.random.PRNGKey(config.seed)
 
-  manager = checkpointing.create_checkpoint_manager(workdir / 'checkpoints', config.keep_checkpoints)
+  scorers = evaluation.create_perceptual_scorers(config)  # Once: loading them takes seconds.
+  num_eval_examples = (len(eval_source) if config.eval.num_examples < 0
+                       else min(config.eval.num_examples, len(eval_source)))
+  best = create_best_checkpoint(config, workdir, scorers, num_eval_examples)
+  manager = checkpointing.create_checkpoint_manager(workdir / checkpointing.CHECKPOINT_DIR,
+                                                    config.keep_checkpoints)
   abstract_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
                                 jax.eval_shape(init_fn, rng))
   state, start_step = checkpointing.restore(manager, abstract_state, config)
@@ -350,10 +387,8 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
                          in_shardings=(replicated, data_in_sharding),
                          out_shardings=(replicated, replicated))
 
-  eval_fn = jax.jit(functools.partial(evaluation.evaluate_batch_sums, generator=generator,
-                                      train_mode=config.eval.train_mode),
-                    in_shardings=(replicated, data_sharding, replicated))
-  eval_rng = jax.random.fold_in(rng, 0x5eed)
+  score_batch = evaluation.create_score_batch(generator, config, replicated, data_sharding)
+  target_features = {}  # The eval targets' Inception features: the same at every eval.
   writer = summary.SummaryWriter(workdir)
   progress = plumbing.Progress(start_step, num_train_steps)
   history = []  # Step metrics still on the device: fetched only when written.
@@ -378,17 +413,36 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
 
   def evaluate(step):
     weights = checkpointing.generator_weights(config)  # The weights --mode=evaluate would score.
-    network = state.ema if weights == 'ema' else state.generator
-    eval_metrics, panel = evaluation.evaluate_in_training(network, eval_fn, eval_source,
-                                                          config, data_sharding, eval_rng)
-    writer.write_scalars(step, eval_metrics)
-    logging.info('step %d eval, %s weights (images in [0, 1], 8-bit outputs): L1 %.4f, PSNR %.2f '
-                 'dB, SSIM %.4f', step, weights, eval_metrics['eval_l1'], eval_metrics['eval_psnr'],
-                 eval_metrics['eval_ssim'])
+    network = state.ema if weights == 'ema' else train_state.generator_variables(state.generator)
+    start = time.perf_counter()
+    scalars, panel = evaluation.evaluate_in_training(network, score_batch, eval_source, config,
+                                                     data_sharding, scorers, target_features)
+    seconds = time.perf_counter() - start
+    writer.write_scalars(step, scalars | {'eval_seconds': seconds})
+    logging.info('step %d eval, %s weights, %d images in %.1f s (images in [0, 1], 8-bit '
+                 'outputs): %s', step, weights, num_eval_examples, seconds,
+                 evaluation.format_scalars(scalars))
     if panel is not None:
       writer.write_images(step, {'eval_panel': panel})
       if jax.process_index() == 0:
         summary.save_png(panel, workdir / 'images' / f'step_{step:08d}.png')
+    if best is not None and step > 0:  # Not the untrained baseline.
+      keep_if_best(step, scalars)
+
+  def keep_if_best(step, scalars):
+    name = f'eval_{best.metric}'
+    if name not in scalars:
+      raise RuntimeError(f'config.eval.best_metric={best.metric!r}: the eval at step {step} did '
+                         f'not compute it (it gave {sorted(scalars)})')
+    previous, start = best.record, time.perf_counter()
+    if best.update(step, scalars[name], state, config):
+      before = f"{previous['value']:.6g} at step {previous['step']}" if previous else 'none'
+      logging.info('step %d: best %s so far, %.6g (before: %s); saved %s in %.1f s', step,
+                   best.metric, scalars[name], before, best.directory / str(step),
+                   time.perf_counter() - start)
+    else:
+      logging.info('step %d: %s %.6g; the best stays %s', step, best.metric, scalars[name],
+                   checkpointing.describe_best(previous) if previous else 'none (NaN)')
 
   step = start_step
   try:
@@ -415,9 +469,14 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
     # An interrupted run still completes the last good save (or names why it failed).
     checkpointing.wait(manager)
     writer.close()
+    if best is not None:
+      best.close()
   if stop.signal_name:
     logging.warning('Stopped by %s at step %d of %d; checkpoint %s saved. Run the same command '
                     'to resume.', stop.signal_name, step, num_train_steps, manager.directory / str(step))
   else:
     logging.info('Finished at step %d; checkpoints in %s', num_train_steps, manager.directory)
+  if best is not None and best.record is not None:
+    logging.info('Best checkpoint (--step=best): %s, in %s', checkpointing.describe_best(
+        best.record), best.directory / str(best.record['step']))
   return state

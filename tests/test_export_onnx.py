@@ -97,13 +97,13 @@ def test_paper_mode_onnx_statistics_are_per_image_as_jax(trained_workdir, tmp_pa
                                                         monkeypatch):
   """Without dropout the paper's mode is deterministic: each image's own BatchNorm statistics,
   whatever else is in the batch, must be JAX's."""
-  restore = inference.restore_trained_generator
+  load = inference.load_trained_generator  # Behind export's and restore_trained_generator's.
 
-  def restore_without_dropout(*args, **kwargs):  # The checkpoint's rate is 0.5; its weights stay.
-    generator, network, step = restore(*args, **kwargs)
-    return generator.clone(dropout_rate=0.0), network, step
+  def load_without_dropout(*args, **kwargs):  # The checkpoint's rate is 0.5; its weights stay.
+    loaded = load(*args, **kwargs)
+    return loaded._replace(generator=loaded.generator.clone(dropout_rate=0.0))
 
-  monkeypatch.setattr(inference, 'restore_trained_generator', restore_without_dropout)
+  monkeypatch.setattr(inference, 'load_trained_generator', load_without_dropout)
   config = onnx_config(train_mode=True)
   out = export.export_generator(config, str(trained_workdir), str(tmp_path / 'export'))
   images = make_images()

