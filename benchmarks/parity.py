@@ -151,9 +151,12 @@ def train_ours(args, run_dir: pathlib.Path, seed: int) -> None:
   if done and done[-1] >= args.steps:
     return
   start = time.time()
-  _check([sys.executable, 'main.py', f'--workdir={run_dir}'] + ours_overrides(args, seed),
-         run_dir.parent / f'{run_dir.name}.log')
-  _record_segment(run_dir, start, done[-1] if done else 0, args.steps)
+  try:
+    _check([sys.executable, 'main.py', f'--workdir={run_dir}'] + ours_overrides(args, seed),
+           run_dir.parent / f'{run_dir.name}.log')
+  finally:  # A stopped run's segment counts too (up to the checkpoint it saved).
+    reached = ours_steps_done(run_dir)
+    _record_segment(run_dir, start, done[-1] if done else 0, reached[-1] if reached else 0)
 
 
 def score_ours(args, run_dir: pathlib.Path, seed: int, step: int, which: str,
