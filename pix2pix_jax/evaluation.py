@@ -454,7 +454,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
   """
   config_checks.validate_config(config, jax.device_count())
   replicated, data_sharding = sharding_lib.data_parallel_shardings()
-  generator, network, step, best = inference.load_trained_generator(config, workdir, step,
+  generator, network, step, best = inference.restore_trained_generator(config, workdir, step,
                                                                     replicated)
   source = pipeline.create_source(config.data, 'eval', config.seed)
   which = f'{checkpointing.describe_best(best)},' if best else f'step {step}'

@@ -69,7 +69,7 @@ def export_generator(config: ml_collections.ConfigDict, workdir: str, output_dir
     raise ValueError(f'config.export.format={export_format!r} is not one of {list(FORMATS)}')
   if export_format == 'onnx':
     _check_onnx_installed()  # Before the restore: a missing extra is the first thing to know.
-  generator, network, step, best = inference.load_trained_generator(config, workdir, step)
+  generator, network, step, best = inference.restore_trained_generator(config, workdir, step)
   generator = generator.clone(conv_impl=kernels.ConvImpl())
   output = pathlib.Path(output_dir or pathlib.Path(workdir) / 'export').expanduser()
   output.mkdir(parents=True, exist_ok=True)

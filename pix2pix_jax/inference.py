@@ -96,19 +96,7 @@ class TrainedGenerator(NamedTuple):
 
 
 def restore_trained_generator(config: ml_collections.ConfigDict, workdir: str,
-                              step: int | str | None = None, sharding=None):
-  """The generator of `workdir`'s checkpoint `step` (default: latest), without D or optimizers.
-
-  `load_trained_generator` without the best checkpoint's record.
-
-  Returns:
-    (generator module, {'params', 'batch_stats'}, step).
-  """
-  return load_trained_generator(config, workdir, step, sharding)[:3]
-
-
-def load_trained_generator(config: ml_collections.ConfigDict, workdir: str,
-                           step: int | str | None = None, sharding=None) -> TrainedGenerator:
+                              step: int | str | None = None, sharding=None) -> TrainedGenerator:
   """The generator of `workdir`'s checkpoint `step` (default: latest), without D or optimizers.
 
   Args:
@@ -335,7 +323,7 @@ def predict(config: ml_collections.ConfigDict, workdir: str, input_path: str, ou
   files = list_images(pathlib.Path(input_path).expanduser())
   input_channels, output_channels = pipeline.channels(config.data)
   image_lib.check_tiff_writer(output_channels, 'config.data.output_channels: the output')
-  generator, network, step = restore_trained_generator(config, workdir, step)
+  generator, network, step, _ = restore_trained_generator(config, workdir, step)
   size = config.data.image_size
 
   def generate_images(x, rng):

@@ -35,7 +35,7 @@ def test_a_checkpoint_from_before_the_redesign_restores_unchanged_and_resumes(tm
   restored = train.train_and_evaluate(old_config(2), str(tmp_path))  # Nothing left to train.
   assert summary(restored) == expected
   # The generator alone, as evaluate / predict / export restore it.
-  _, network, step = inference.restore_trained_generator(old_config(2), str(tmp_path))
+  _, network, step, _ = inference.restore_trained_generator(old_config(2), str(tmp_path))
   assert step == 2
   assert summary(network['params']) == {
       key.replace(".generator.params", '', 1): value for key, value in expected.items()

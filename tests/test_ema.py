@@ -131,7 +131,7 @@ def test_evaluate_scores_the_ema_or_the_raw_generator(ema_run):
   for use_ema, weights in ((True, 'ema'), (False, 'raw')):
     config = ema_config(use_ema=use_ema)
     config.eval.train_mode = False  # Deterministic: the outputs differ only by the weights.
-    _, network, _ = inference.restore_trained_generator(config, str(workdir))
+    network = inference.restore_trained_generator(config, str(workdir)).network
     assert_trees_equal(jax.device_get(network), train_state.generator_variables(
         state.generator) if weights == 'raw' else state.ema)
     reports[weights] = evaluation.evaluate(config, str(workdir))
@@ -176,7 +176,7 @@ def test_ema_on_or_off_against_the_checkpoint_names_model_ema_decay(ema_run, tra
   assert str(no_ema / 'checkpoints' / '2') in str(error.value)
   assert 'model.ema_decay=0' in str(error.value) and 'eval.use_ema=False' in str(error.value)
   # ... and its raw generator, whatever the decay, is fine.
-  _, _, step = inference.restore_trained_generator(ema_config(use_ema=False), str(no_ema))
+  step = inference.restore_trained_generator(ema_config(use_ema=False), str(no_ema)).step
   assert step == 2
 
 

@@ -61,7 +61,7 @@ def run_onnx(model_path, images, tmp_path, calls=1):
 
 def jax_outputs(config, workdir, images, seeds):
   """`inference.generate` as predict runs it (the backend's conv forms), uint8, one per seed."""
-  generator, network, _ = inference.restore_trained_generator(config, str(workdir))
+  generator, network, _, _ = inference.restore_trained_generator(config, str(workdir))
   translate = jax.jit(lambda x, key: image_lib.to_uint8(
       inference.generate(generator, network, x, key, config.eval.train_mode)))
   return np.stack([np.asarray(translate(images, jax.random.PRNGKey(seed))) for seed in seeds])
@@ -97,13 +97,13 @@ def test_paper_mode_onnx_statistics_are_per_image_as_jax(trained_workdir, tmp_pa
                                                         monkeypatch):
   """Without dropout the paper's mode is deterministic: each image's own BatchNorm statistics,
   whatever else is in the batch, must be JAX's."""
-  load = inference.load_trained_generator  # Behind export's and restore_trained_generator's.
+  load = inference.restore_trained_generator
 
   def load_without_dropout(*args, **kwargs):  # The checkpoint's rate is 0.5; its weights stay.
     loaded = load(*args, **kwargs)
     return loaded._replace(generator=loaded.generator.clone(dropout_rate=0.0))
 
-  monkeypatch.setattr(inference, 'load_trained_generator', load_without_dropout)
+  monkeypatch.setattr(inference, 'restore_trained_generator', load_without_dropout)
   config = onnx_config(train_mode=True)
   out = export.export_generator(config, str(trained_workdir), str(tmp_path / 'export'))
   images = make_images()

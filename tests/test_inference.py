@@ -53,7 +53,7 @@ def test_predict_restores_only_the_generator(trained_workdir, tmp_path):
   write_image(tmp_path / 'a.png', (32, 32))
   config = test_config.get_config()
   config.model.patch_size, config.model.ndf, config.loss.gan_mode = 1, 4, 'lsgan'
-  generator, network, step = inference.restore_trained_generator(config, str(trained_workdir))
+  generator, network, step, _ = inference.restore_trained_generator(config, str(trained_workdir))
   assert set(network) == {'params', 'batch_stats'} and step == 2
   assert 'down0' in network['params']
   assert inference.predict(config, str(trained_workdir), str(tmp_path / 'a.png'), str(tmp_path / 'o'))
@@ -78,7 +78,7 @@ def test_export_reloads_in_a_fresh_process(trained_workdir, tmp_path, train_mode
   out = export.export_generator(config, str(trained_workdir), str(tmp_path / 'export'))
   images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), np.uint8)
   np.save(tmp_path / 'images.npy', images)
-  generator, network, _ = inference.restore_trained_generator(config, str(trained_workdir))
+  generator, network, _, _ = inference.restore_trained_generator(config, str(trained_workdir))
   key = np.array([7, 0], np.uint32)  # What load_generator(seed=7) uses for its first call.
   expected = np.asarray(jax.jit(lambda x: image_lib.to_uint8(
       inference.generate(generator, network, x, key, train_mode)))(images))
@@ -162,7 +162,7 @@ def test_native_tiles_equal_the_untiled_result_away_from_tile_edges(trained_work
   pixels away, so where every tile covering a pixel has it >= 64 pixels from the tile's inner
   edges, the blend of the tiles is the untiled output."""
   config = test_config.get_config()
-  generator, network, _ = inference.restore_trained_generator(config, str(trained_workdir))
+  generator, network, _, _ = inference.restore_trained_generator(config, str(trained_workdir))
   translate = jax.jit(lambda x, rng: inference.generate(generator, network, x, rng, False))
   image = np.random.default_rng(0).integers(0, 256, (384, 384, 3), np.uint8)
   rng = jax.random.PRNGKey(0)
