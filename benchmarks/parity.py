@@ -226,6 +226,7 @@ def peer_train(args) -> None:
     return
   pairs = _load_train_pairs(args.maps_dir, args.load_size)
   start, first_step, losses = time.time(), step, []
+  segment_start, segment_step = start, step
   orders, stop = {}, []
   # SIGTERM or Ctrl-C: snapshot the step reached, then exit (the same command resumes there).
   for signum in (signal.SIGTERM, signal.SIGINT):
@@ -264,6 +265,10 @@ def peer_train(args) -> None:
       tmp = snapshots / f'.state_{step:08d}.pt.tmp'
       torch.save(state, tmp)
       os.replace(tmp, snapshots / f'state_{step:08d}.pt')
+      # The segment up to this snapshot counts now: a process killed outright (a session's end)
+      # loses only the steps after it, which the next start redoes.
+      _record_segment(run_dir, segment_start, segment_step, step)
+      segment_start, segment_step = time.time(), step
       # Only the generator of earlier snapshots is needed later (and only at snapshot steps):
       # drop their D and Adam states.
       for old in snapshots.glob('state_*.pt'):
@@ -273,7 +278,6 @@ def peer_train(args) -> None:
             torch.save({'net_g': torch.load(old, weights_only=False)['net_g'], 'step': old_step},
                        snapshots / f'g_{old_step:08d}.pt')
           old.unlink()
-  _record_segment(run_dir, start, first_step, step)
   if stop:
     print(f'peer {args.run}: stopped at step {step}; run the same command to resume', flush=True)
 
