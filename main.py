@@ -129,8 +129,17 @@ def main(argv):
   logging.info('JAX %s, process %d/%d, devices: %s', jax.__version__, jax.process_index(),
                jax.process_count(), jax.devices())
   # Drivers are imported here so that `--help` and flag errors come before JAX's set-up.
-  from pix2pix_jax import ablation, evaluation, export, inference, report, train  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from pix2pix_jax import ablation, config_checks, evaluation, export, predict, report, scoring, train
   config, workdir = FLAGS.config, FLAGS.workdir
+  # The one check of the config, for every mode, before anything is read or written. Ablation's
+  # runs are all checked before the first trains.
+  runs = [config]
+  if FLAGS.mode == 'ablation':
+    runs = ablation.run_configs(config, [int(p) for p in FLAGS.patch_sizes])
+  for run in runs:
+    config_checks.validate_config(run, jax.device_count(),
+                                  training=FLAGS.mode in ('train', 'ablation'))
   if FLAGS.mode == 'train':
     train.train_and_evaluate(config, workdir)
   elif FLAGS.mode == 'evaluate':
@@ -139,14 +148,14 @@ def main(argv):
   elif FLAGS.mode == 'score':
     if not FLAGS.input:
       raise app.UsageError('--mode=score needs --input=GENERATED_DIR (--targets=DIR is optional)')
-    evaluation.score(config, workdir, FLAGS.input, FLAGS.targets)
+    scoring.score(config, workdir, FLAGS.input, FLAGS.targets)
     logging.info('Report: %s', report.write_report(workdir))
   elif FLAGS.mode == 'predict':
     if not FLAGS.input or not FLAGS.output:
       raise app.UsageError('--mode=predict needs --input=FILE_OR_DIR and --output=DIR')
-    inference.predict(config, workdir, FLAGS.input, FLAGS.output, step=step,
-                      pairs=FLAGS.pairs, side_by_side=FLAGS.side_by_side,
-                      resolution=FLAGS.resolution)
+    predict.predict(config, workdir, FLAGS.input, FLAGS.output, step=step,
+                    pairs=FLAGS.pairs, side_by_side=FLAGS.side_by_side,
+                    resolution=FLAGS.resolution)
   elif FLAGS.mode == 'export':
     export.export_generator(config, workdir, FLAGS.output, step)
   elif FLAGS.mode == 'ablation':

@@ -10,7 +10,7 @@ import pathlib
 
 import ml_collections
 
-from pix2pix_jax import config_checks, evaluation, metrics, report, train
+from pix2pix_jax import evaluation, metrics, report, train
 
 # Per-image metrics, shown as mean ± std; FID and KID are single values.
 _COLUMNS = tuple((name, metric.title) for name, metric in metrics.METRICS.items()
@@ -35,6 +35,17 @@ def comparison_table(rows: list[tuple[int, dict]]) -> str:
   return '\n'.join(lines)
 
 
+def run_configs(config: ml_collections.ConfigDict,
+                patch_sizes: list[int]) -> list[ml_collections.ConfigDict]:
+  """`config` once per patch size (main.py checks them all before the first run trains)."""
+  configs = []
+  for patch_size in patch_sizes:
+    run_config = config.copy_and_resolve_references()
+    run_config.model.patch_size = patch_size
+    configs.append(run_config)
+  return configs
+
+
 def run_patch_size_ablation(config: ml_collections.ConfigDict, workdir: str,
                             patch_sizes: list[int]) -> str:
   """Trains and evaluates `config` for each patch size; returns the markdown table.
@@ -44,13 +55,7 @@ def run_patch_size_ablation(config: ml_collections.ConfigDict, workdir: str,
     workdir: root folder; run N goes to WORKDIR/patch_N.
     patch_sizes: e.g. [1, 16, 70, 286].
   """
-  configs = []
-  for patch_size in patch_sizes:
-    run_config = config.copy_and_resolve_references()
-    run_config.model.patch_size = patch_size
-    # All runs are checked before the first trains.
-    config_checks.validate_config(run_config, 1, training=True)
-    configs.append(run_config)
+  configs = run_configs(config, patch_sizes)
   rows = []
   for patch_size, run_config in zip(patch_sizes, configs):
     run_dir = pathlib.Path(workdir) / f'patch_{patch_size}'

@@ -2,26 +2,26 @@
 
 import ml_collections
 
-from pix2pix_jax import checkpointing, export, kernels, losses, metrics, models, runtime
+from pix2pix_jax import checkpointing, kernels, losses, metrics, models, runtime, serving
 from pix2pix_jax import train_state
-from pix2pix_jax.data import folder, pipeline
+from pix2pix_jax.data import folder, images, pipeline
 
 _CHOICES = {
     'data.name': pipeline.DATASETS,
-    'data.direction': pipeline.DIRECTIONS,
+    'data.direction': images.DIRECTIONS,
     'data.preprocess': pipeline.PREPROCESS_MODES,
-    'data.verify': pipeline.VERIFY_MODES,
+    'data.verify': images.VERIFY_MODES,
     'data.on_bad_file': folder.ON_BAD_FILE,
     'model.generator': models.GENERATORS,
     'model.patch_size': tuple(models.PATCH_SIZE_TO_STRIDED_LAYERS),
     'model.norm': models.NORMS,
     'model.batch_norm_stats': models.BATCH_NORM_STATS,
     'model.upsample_impl': kernels.UPSAMPLE_IMPLS + (runtime.AUTO,),
-    'model.conv_impl': ('xla', 'winograd', runtime.AUTO),
+    'model.conv_impl': runtime.CONV_IMPLS + (runtime.AUTO,),
     'model.compute_dtype': ('float32', 'bfloat16', 'float16'),
     'loss.gan_mode': losses.GAN_MODES,
     'optim.schedule': train_state.SCHEDULES,
-    'export.format': export.FORMATS,
+    'export.format': serving.FORMATS,
     'on_nonfinite': ('stop', 'skip'),
 }
 

@@ -43,7 +43,6 @@ import numpy as np
 from pix2pix_jax import checkpointing, inference, kernels, train_state
 from pix2pix_jax.data import images, pipeline
 
-FORMATS = ('jax', 'onnx')
 PLATFORMS = ('cpu', 'cuda')
 # The oldest opset jax2onnx 0.17 writes correctly for this graph (at 17 its ReduceMean takes the
 # axes as an input, 18's form), for older runtimes than its default 23 (onnxruntime >= 1.14).
@@ -65,8 +64,6 @@ def export_generator(config: ml_collections.ConfigDict, workdir: str, output_dir
     The export folder.
   """
   export_format = config.export.format
-  if export_format not in FORMATS:
-    raise ValueError(f'config.export.format={export_format!r} is not one of {list(FORMATS)}')
   if export_format == 'onnx':
     _check_onnx_installed()  # Before the restore: a missing extra is the first thing to know.
   generator, network, step, best = inference.restore_trained_generator(config, workdir, step)

@@ -364,31 +364,28 @@ def create_generator(model_config, image_size: int, out_channels: int = 3) -> nn
   Returns:
     The unbound generator: a `UNetGenerator` or a `ResnetGenerator`.
   """
-  if model_config.generator in RESNET_BLOCKS:
-    return ResnetGenerator(
+  if model_config.generator == 'unet':
+    return UNetGenerator(
         out_channels=out_channels,
-        num_blocks=RESNET_BLOCKS[model_config.generator],
+        num_levels=num_unet_levels(image_size),
         base_features=model_config.ngf,
         norm=model_config.norm,
+        bottleneck_norm=model_config.bottleneck_norm,
+        leaky_relu_slope=model_config.leaky_relu_slope,
         dropout_rate=model_config.dropout_rate,
+        num_dropout_layers=model_config.num_dropout_layers,
+        dropout_skip_innermost=model_config.dropout_skip_innermost,
         init_std=model_config.init_std,
         batch_norm_groups=batch_norm_groups(model_config),
         conv_impl=runtime.conv_impl(model_config),
         dtype=jnp.dtype(model_config.compute_dtype),
     )
-  if model_config.generator != 'unet':
-    raise ValueError(f'config.model.generator={model_config.generator!r} is not one of '
-                     f'{list(GENERATORS)}')
-  return UNetGenerator(
+  return ResnetGenerator(
       out_channels=out_channels,
-      num_levels=num_unet_levels(image_size),
+      num_blocks=RESNET_BLOCKS[model_config.generator],
       base_features=model_config.ngf,
       norm=model_config.norm,
-      bottleneck_norm=model_config.bottleneck_norm,
-      leaky_relu_slope=model_config.leaky_relu_slope,
       dropout_rate=model_config.dropout_rate,
-      num_dropout_layers=model_config.num_dropout_layers,
-      dropout_skip_innermost=model_config.dropout_skip_innermost,
       init_std=model_config.init_std,
       batch_norm_groups=batch_norm_groups(model_config),
       conv_impl=runtime.conv_impl(model_config),
@@ -423,9 +420,6 @@ def create_discriminator(model_config) -> nn.Module:
     The unbound `PatchDiscriminator`, or with `model.num_discriminators` > 1 a
     `MultiScaleDiscriminator` of that many copies of it.
   """
-  if model_config.patch_size not in PATCH_SIZE_TO_STRIDED_LAYERS:
-    raise ValueError(f'config.model.patch_size={model_config.patch_size} is not one of '
-                     f'{sorted(PATCH_SIZE_TO_STRIDED_LAYERS)}')
   discriminator = PatchDiscriminator(
       base_features=model_config.ndf,
       num_strided_layers=PATCH_SIZE_TO_STRIDED_LAYERS[model_config.patch_size],

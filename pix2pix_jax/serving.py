@@ -15,6 +15,9 @@ import jax
 from jax import export
 import numpy as np
 
+# What `--mode=export` writes (config.export.format): 'jax' (StableHLO, loaded here) or 'onnx'.
+FORMATS = ('jax', 'onnx')
+
 
 def load_generator(export_dir: str, seed: int = 0):
   """Returns translate(images uint8 (N, S, S, C_in)) -> uint8 (N, S, S, C_out) and its signature.

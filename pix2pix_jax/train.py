@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from pix2pix_jax import checkpointing, config_checks, evaluation, losses, metrics, models, plumbing
+from pix2pix_jax import checkpointing, evaluation, losses, metrics, models, plumbing
 from pix2pix_jax import runtime, summary, train_state
 from pix2pix_jax import sharding as sharding_lib
 from pix2pix_jax.data import device_data, images, pipeline
@@ -219,10 +219,10 @@ def check_finite(history: list[dict], first_step: int) -> None:
   Steps whose updates the train step already skipped (`config.on_nonfinite='skip'`) are logged
   instead.
   """
-  for offset, metrics in enumerate(history):
-    bad = [f'{name}={float(metrics[name])}' for name in loss_names(metrics)
-           if not np.isfinite(metrics[name])]
-    if bad and metrics.get('skipped'):
+  for offset, step_metrics in enumerate(history):
+    bad = [f'{name}={float(step_metrics[name])}' for name in loss_names(step_metrics)
+           if not np.isfinite(step_metrics[name])]
+    if bad and step_metrics.get('skipped'):
       logging.warning('step %d: non-finite loss (%s): update skipped', first_step + offset, ', '.join(bad))
     elif bad:
       raise FloatingPointError(f'non-finite loss at step {first_step + offset}: {", ".join(bad)}')
@@ -312,13 +312,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   """Trains (or resumes training) in `workdir`; evaluates, logs and checkpoints along the way.
 
   Args:
-    config: the run's config (see configs/default.py).
+    config: the run's config (see configs/default.py), checked by
+      `config_checks.validate_config(..., training=True)`, as main.py does.
     workdir: where checkpoints, TensorBoard events, image panels and the config go.
 
   Returns:
     The final TrainState.
   """
-  config_checks.validate_config(config, jax.device_count(), training=True)
   # Signals are caught from here on: a SIGTERM during start-up stops after the first step.
   with plumbing.StopRequest() as stop:
     return _train(config, pathlib.Path(workdir), stop)

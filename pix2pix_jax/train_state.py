@@ -56,12 +56,10 @@ def create_learning_rate_schedule(optim_config, steps_per_epoch: int,
   lr = optim_config.learning_rate
   if optim_config.schedule == 'constant':
     return optax.constant_schedule(lr)
-  if optim_config.schedule == 'linear':
-    decay_steps = min(optim_config.decay_epochs * steps_per_epoch, num_train_steps)
-    return optax.join_schedules(
-        [optax.constant_schedule(lr), optax.linear_schedule(lr, 0.0, decay_steps)],
-        boundaries=[num_train_steps - decay_steps])
-  raise ValueError(f'config.optim.schedule={optim_config.schedule!r} is not one of {SCHEDULES}')
+  decay_steps = min(optim_config.decay_epochs * steps_per_epoch, num_train_steps)  # 'linear'.
+  return optax.join_schedules(
+      [optax.constant_schedule(lr), optax.linear_schedule(lr, 0.0, decay_steps)],
+      boundaries=[num_train_steps - decay_steps])
 
 
 def create_optimizer(optim_config, schedule: optax.Schedule) -> optax.GradientTransformation:

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from configs import test as test_config
-from pix2pix_jax import checkpointing, config_checks, evaluation, export, metrics, train
+from pix2pix_jax import checkpointing, evaluation, export, metrics, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -139,20 +139,6 @@ def test_another_metric_or_image_count_is_refused_on_resume(best_workdir, tmp_pa
   config.eval.best_metric = None  # Off: the best stays as it was, and training goes on.
   train.train_and_evaluate(config, str(workdir))
   assert best_json(workdir) == best_json(best_workdir)
-
-
-def test_perceptual_best_metric_needs_perceptual_eval():
-  config = test_config.get_config()
-  config.eval.best_metric = 'fid'
-  with pytest.raises(ValueError, match=r"config.eval.best_metric='fid' .*config.eval.perceptual"):
-    config_checks.validate_config(config, 1, training=True)
-  config_checks.validate_config(config, 1)  # Evaluating does not keep a best: no error there.
-  config.eval.best_metric = 'fdi'
-  with pytest.raises(ValueError, match=r"config.eval.best_metric='fdi' is not one of"):
-    config_checks.validate_config(config, 1)
-  config.eval.best_metric = 'None'  # As --config.eval.best_metric=None arrives.
-  config_checks.validate_config(config, 1, training=True)
-  assert checkpointing.best_metric(config) is None
 
 
 def test_without_the_metrics_extra_training_warns_once_and_goes_on(tmp_path, monkeypatch, caplog):

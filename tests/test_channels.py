@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from configs import test as test_config
-from pix2pix_jax import config_checks, evaluation, inference, perceptual, summary, train
+from pix2pix_jax import evaluation, perceptual, predict, scoring, summary, train
 from pix2pix_jax import report as report_lib
 from pix2pix_jax.data import device_data, images, pipeline
 
@@ -281,17 +281,6 @@ def test_wrong_channel_count_is_named_before_anything_is_written(tmp_path):
   assert len(pipeline.create_source(config.data, 'train', seed=0)) == 3
 
 
-def test_non_folder_datasets_are_rgb():
-  config = test_config.get_config()
-  config.data.output_channels = 1
-  with pytest.raises(ValueError, match=r"config.data.input_channels/output_channels resolve to "
-                     r"\(3, 1\).*config.data.name='synthetic' is RGB"):
-    config_checks.validate_config(config, 1)
-  config.data.output_channels, config.data.channels = None, 1
-  with pytest.raises(ValueError, match=r'\(1, 1\) \(config.data.channels=1\)'):
-    config_checks.validate_config(config, 1)
-
-
 def test_perceptual_metrics_skipped_for_other_channel_counts(tmp_path):
   config = folder_config(tmp_path, output_channels=4)
   config.eval.perceptual = True
@@ -355,16 +344,16 @@ def test_colour_to_gray_trains_evaluates_scores_and_predicts(tmp_path):
   assert report['num_images'] == 2 and 'perceptual_skipped' not in report
   if config.eval.perceptual:
     assert {'fid', 'kid', 'lpips'} <= set(report['metrics'])
-  written = inference.predict(config, str(workdir), f'{root}/val/A', str(tmp_path / 'out'))
+  written = predict.predict(config, str(workdir), f'{root}/val/A', str(tmp_path / 'out'))
   assert [p.name for p in written] == ['0.png', '1.png']
   with Image.open(written[0]) as out:
     assert out.mode == 'L' and out.size == (SIZE, SIZE)
-  native = inference.predict(config, str(workdir), f'{root}/val/A/0.png', str(tmp_path / 'native'),
+  native = predict.predict(config, str(workdir), f'{root}/val/A/0.png', str(tmp_path / 'native'),
                              resolution='native', side_by_side=True)
   with Image.open(native[0]) as out:
     assert out.mode == 'RGB' and out.size == (2 * SIZE, SIZE)  # [input | output] shown in RGB.
   config.eval.perceptual = False
-  scored = evaluation.score(config, str(tmp_path / 'scored'), str(tmp_path / 'out'),
+  scored = scoring.score(config, str(tmp_path / 'scored'), str(tmp_path / 'out'),
                             f'{root}/val/B')
   assert scored['num_images'] == 2 and scored['metrics']['l1']['mean'] > 0
 
@@ -379,7 +368,7 @@ def test_four_band_sixteen_bit_tiff_to_colour_trains_and_predicts(tmp_path, capl
   assert (workdir / 'images' / 'step_00000002.png').exists()  # The panel shows bands 1-3.
   for resolution, max_pixels in (('model', None), ('native', None), ('native', 1024)):
     kwargs = {'max_pixels': max_pixels} if max_pixels else {}  # 1024: blended tiles (4 -> 3).
-    (out,) = inference.predict(config, str(workdir), f'{root}/val/A/1.tif',
+    (out,) = predict.predict(config, str(workdir), f'{root}/val/A/1.tif',
                                str(tmp_path / f'{resolution}{max_pixels}'), resolution=resolution,
                                **kwargs)
     with Image.open(out) as image:
@@ -387,6 +376,6 @@ def test_four_band_sixteen_bit_tiff_to_colour_trains_and_predicts(tmp_path, capl
   # An input of another channel count is named and skipped.
   write(tmp_path / 'mixed' / 'rgb.png', colour(0))
   write(tmp_path / 'mixed' / 'four.tif', bands16(0))
-  written = inference.predict(config, str(workdir), str(tmp_path / 'mixed'), str(tmp_path / 'out'))
+  written = predict.predict(config, str(workdir), str(tmp_path / 'mixed'), str(tmp_path / 'out'))
   assert [p.name for p in written] == ['four.png']
   assert 'rgb.png has 3 channels (mode RGB), but config.data.input_channels=4' in caplog.text

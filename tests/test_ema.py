@@ -14,7 +14,7 @@ from PIL import Image
 import pytest
 
 from configs import test as test_config
-from pix2pix_jax import checkpointing, evaluation, export, inference, train, train_state
+from pix2pix_jax import checkpointing, evaluation, export, inference, predict, train, train_state
 from pix2pix_jax.data import pipeline
 
 DECAY = 0.5
@@ -148,7 +148,7 @@ def test_predict_and_export_use_the_ema(ema_run, tmp_path):
   for name, config in (('ema', ema_config()), ('raw', ema_config(use_ema=False)),
                        ('off', ema_config(ema_decay=0.0))):
     config.eval.train_mode = False
-    (written,) = inference.predict(config, str(workdir), str(tmp_path / 'a.png'),
+    (written,) = predict.predict(config, str(workdir), str(tmp_path / 'a.png'),
                                    str(tmp_path / name))
     outputs[name] = np.asarray(Image.open(written))
   assert not np.array_equal(outputs['ema'], outputs['raw'])

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from pix2pix_jax.data import folder
-from pix2pix_jax.data.folder import BadImageError, FolderLayoutError, PairedFolder
+from pix2pix_jax.data import folder, images
+from pix2pix_jax.data.folder import FolderLayoutError, PairedFolder
+from pix2pix_jax.data.images import BadImageError
 
 
 def save(path, array_or_image, **kwargs):
@@ -84,8 +85,8 @@ def test_natural_sort_order(tmp_path):
   source = PairedFolder(str(tmp_path), 'train')
   assert [source[i]['A'][0, 0, 0] for i in range(len(source))] == [1, 2, 9, 10, 100]
   assert [source[i]['file_name'] for i in range(2)] == ['A/train/1.png', 'A/train/2.png']
-  assert folder.natural_key('img2.jpg') < folder.natural_key('img10.jpg')
-  assert folder.natural_key('b.jpg') < folder.natural_key('C.jpg')
+  assert images.natural_key('img2.jpg') < images.natural_key('img10.jpg')
+  assert images.natural_key('b.jpg') < images.natural_key('C.jpg')
 
 
 def test_indexing(tmp_path):
@@ -297,7 +298,7 @@ def test_exif_orientation_applied(tmp_path):
 
 
 def rgb(image):
-  out = folder.to_rgb_uint8(image, 'x.png')
+  out = images.to_rgb_uint8(image, 'x.png')
   assert out.dtype == np.uint8 and out.shape == image.size[::-1] + (3,)
   return out
 
@@ -358,7 +359,7 @@ def test_cmyk_converted():
 
 def test_float_images_refused_naming_file():
   with pytest.raises(BadImageError, match='x.png: 32-bit float'):
-    folder.to_rgb_uint8(Image.new('F', (2, 2)), 'x.png')
+    images.to_rgb_uint8(Image.new('F', (2, 2)), 'x.png')
 
 
 # ----------------------------------------------------------------------------------------------

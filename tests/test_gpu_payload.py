@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from pix2pix_jax.data import folder, pipeline
+from pix2pix_jax.data import images as image_lib, pipeline
 
 _ROOT = pathlib.Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location('gpu_payload',
@@ -80,7 +80,7 @@ def test_generate_payload_is_the_lossless_resized_input_half(tmp_path, wheel_dir
   inputs = sorted((out / 'data' / 'inputs').iterdir())
   assert [p.name for p in inputs] == ['1.webp', '2.webp', '3.webp']
   for path, image in zip(inputs, images):
-    expected = pipeline.resize(folder.split_side_by_side(image, 'x')[half], 16)
+    expected = pipeline.resize(image_lib.split_side_by_side(image, 'x')[half], 16)
     with Image.open(path) as decoded:
       assert decoded.format == 'WEBP'
       np.testing.assert_array_equal(np.asarray(decoded.convert('RGB')), expected)

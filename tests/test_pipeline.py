@@ -117,11 +117,6 @@ def test_eval_batches_cover_every_example_once_with_padding():
   assert not batches[1]['input'][1:].any()
 
 
-def test_unknown_dataset_names_the_key():
-  with pytest.raises(ValueError, match="config.data.name='facade'"):
-    pipeline.create_source(data_config(name='facade'), 'train', seed=0)
-
-
 def test_batch_of_the_wrong_shape_is_named():
   config = test_config.get_config()
   batch = {'input': np.zeros((2, 32, 32, 3), np.uint8), 'target': np.zeros((2, 32, 32, 1), np.uint8)}

@@ -3,7 +3,7 @@
 from hypothesis import given, settings, strategies as st
 import numpy as np
 
-from pix2pix_jax.data import pipeline
+from pix2pix_jax.data import images, pipeline
 
 
 @st.composite
@@ -16,7 +16,7 @@ def pairs(draw):
 
 
 @settings(max_examples=150, deadline=None)
-@given(pairs(), st.booleans(), st.sampled_from(pipeline.DIRECTIONS), st.booleans())
+@given(pairs(), st.booleans(), st.sampled_from(images.DIRECTIONS), st.booleans())
 def test_crop_flip_keep_the_pair_aligned(pair, flip, direction, deterministic):
   a, image_size, seed = pair
   b = 255 - a  # Any pixelwise relation between A and B must survive the jitter.

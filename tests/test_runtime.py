@@ -10,7 +10,7 @@ import pytest
 from configs import default as default_config
 from configs import maps as maps_config
 from configs import test as test_config
-from pix2pix_jax import config_checks, kernels, models, runtime, train
+from pix2pix_jax import kernels, models, runtime, train
 
 H100_MEMORY = 80 * 10**9
 CPU_RESOLUTION = {'steps_per_call': 1, 'data.on_device': False, 'model.upsample_impl': 'adjoint',
@@ -64,9 +64,6 @@ def test_conv_impl_from_config(impl, dtype, expected):
   assert jax.default_backend() == 'cpu'  # 'auto' picks Winograd on CPU only.
   assert models.create_discriminator(config).conv_impl.winograd_min_channels == expected
   assert models.create_generator(config, 256).conv_impl.winograd_min_channels == expected
-  config.conv_impl = 'fft'
-  with pytest.raises(ValueError, match="config.model.conv_impl='fft'"):
-    models.create_discriminator(config)
 
 
 def test_auto_on_gpu_is_what_the_config_documents():
@@ -106,18 +103,6 @@ def test_explicit_values_are_kept_on_every_backend():
   for backend in ('cpu', 'gpu'):
     assert resolved_values(config, backend, num_train_examples=10,
                            device_memory_bytes=H100_MEMORY) == expected
-
-
-@pytest.mark.parametrize('key, value', [
-    ('steps_per_call', 0), ('steps_per_call', 'fast'), ('steps_per_call', 2.5),
-    ('data.on_device', 'yes'), ('data.on_device', 1), ('model.matmul_max_pixels', 'none'),
-    ('model.upsample_impl', 'fft')])
-def test_bad_runtime_values_are_named(key, value):
-  config = test_config.get_config()
-  section, _, field = key.rpartition('.')
-  (config[section] if section else config)[field] = value
-  with pytest.raises(ValueError, match=f'config.{key}='):
-    config_checks.validate_config(config, 1)
 
 
 def one_step_metrics(config):

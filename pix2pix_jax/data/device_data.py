@@ -90,7 +90,7 @@ def batch_for_step(images: jax.Array, step: jax.Array, *, seed: int, batch_size:
   if channels is None:
     a_channels = pair_channels // 2
   else:
-    a_channels = channels[0] if direction == 'AtoB' else channels[1]
+    a_channels = dict(zip(image_lib.sides(direction), channels))['A']
   slack = size - image_size
   shuffle_key, augment_key = jax.random.split(jax.random.PRNGKey(seed))
   positions = (step - 1) * batch_size + jnp.arange(batch_size)  # In the endless example stream.
@@ -107,5 +107,6 @@ def batch_for_step(images: jax.Array, step: jax.Array, *, seed: int, batch_size:
 
   pairs = jax.vmap(example)(positions)
   a, b = pairs[..., :a_channels], pairs[..., a_channels:]
-  inputs, targets = (a, b) if direction == 'AtoB' else (b, a)
-  return {'input': inputs, 'target': targets}
+  input_side, target_side = image_lib.sides(direction)
+  pair = {'A': a, 'B': b}
+  return {'input': pair[input_side], 'target': pair[target_side]}

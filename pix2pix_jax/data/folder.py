@@ -81,10 +81,6 @@ import os
 from PIL import ImageFile
 
 from pix2pix_jax.data import images
-# The image-file rules live in images.py (shared with the TFDS builder); these names stay
-# available here as the folder source's API.
-from pix2pix_jax.data.images import (  # noqa: F401  pylint: disable=unused-import
-    IMAGE_EXTENSIONS, BadImageError, load_rgb, natural_key, split_side_by_side, to_rgb_uint8)
 
 # Files the OS drops into image folders; skipping them is not worth a warning.
 _OS_JUNK = frozenset({'thumbs.db', 'ehthumbs.db', 'desktop.ini'})
@@ -96,7 +92,7 @@ SIDE_BY_SIDE, A_B_SPLIT, SPLIT_A_B = 'side_by_side', 'A|B/split', 'split/A|B'
 LAYOUT_HELP = (
     'expected ROOT/SPLIT/*.jpg (A | B side by side), ROOT/A/SPLIT/ + ROOT/B/SPLIT/, or '
     'ROOT/SPLIT/A/ + ROOT/SPLIT/B/ (A and B files matched by name without extension); image '
-    f'extensions: {" ".join(IMAGE_EXTENSIONS)}')
+    f'extensions: {" ".join(images.IMAGE_EXTENSIONS)}')
 
 _log = logging.getLogger(__name__)
 
@@ -125,7 +121,7 @@ def _scan(folder: str) -> tuple[list[str], list[str], list[str]]:
   Returns:
     (image file names, subfolder names, other file names), hidden and OS junk entries left out.
   """
-  images, subdirs, others = [], [], []
+  image_names, subdirs, others = [], [], []
   with os.scandir(folder) as entries:
     for entry in entries:
       if _ignored(entry.name):
@@ -133,10 +129,10 @@ def _scan(folder: str) -> tuple[list[str], list[str], list[str]]:
       if entry.is_dir():
         subdirs.append(entry.name)
       elif _is_image(entry.name):
-        images.append(entry.name)
+        image_names.append(entry.name)
       else:
         others.append(entry.name)
-  return images, subdirs, others
+  return image_names, subdirs, others
 
 
 def _has_image(folder: str) -> bool:
@@ -188,7 +184,7 @@ def available_splits(root: str) -> list[str]:
     path = os.path.join(root, name)
     if _has_ab_folders(path) or _has_image(path):
       splits.add(name)
-  return sorted(splits, key=natural_key)
+  return sorted(splits, key=images.natural_key)
 
 
 def _stems(folder: str, names: list[str], rel: str) -> dict[str, str]:
@@ -253,7 +249,7 @@ class PairedFolder:
       self._items = self._list_two_folders(skipped)
     if skipped:
       _log.warning('%r: skipped %d non-image entries (image extensions: %s): %s', self,
-                   len(skipped), ' '.join(IMAGE_EXTENSIONS), listed(skipped, 5))
+                   len(skipped), ' '.join(images.IMAGE_EXTENSIONS), listed(skipped, 5))
     if ImageFile.LOAD_TRUNCATED_IMAGES:
       _log.warning('PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True (set by some other code): '
                    'truncated images in %s will be padded with grey instead of raising', self.root)
@@ -294,14 +290,14 @@ class PairedFolder:
     split_dir = os.path.join(self.root, self.split)
     if os.path.isdir(split_dir):
       _, subdirs, others = _scan(split_dir)
-      found = sorted(others + [d + '/' for d in subdirs], key=natural_key)
+      found = sorted(others + [d + '/' for d in subdirs], key=images.natural_key)
       return (f'no image files in {split_dir} (found {len(found)} other entries'
               f'{": " + listed(found) if found else ""}); {LAYOUT_HELP}')
     try:
       available = available_splits(self.root)
     except OSError:
       available = []
-    top = sorted(_visible_subdirs(self.root), key=natural_key)
+    top = sorted(_visible_subdirs(self.root), key=images.natural_key)
     return (f'split {self.split!r} not found in {self.root} (available splits: {available}; '
             f'folders there: {listed(top)}); {LAYOUT_HELP}')
 
@@ -310,15 +306,15 @@ class PairedFolder:
 
   def _list_images(self, folder: str, skipped: list[str]) -> list[str]:
     """Image names in `folder`; adds the other entries, relative to the root, to `skipped`."""
-    images, subdirs, others = _scan(folder)
+    image_names, subdirs, others = _scan(folder)
     rel = self._rel(folder)
     skipped.extend(f'{rel}/{name}' for name in sorted(others + [d + '/' for d in subdirs],
-                                                      key=natural_key))
-    return images
+                                                      key=images.natural_key))
+    return image_names
 
   def _list_side_by_side(self, skipped: list[str]) -> list[tuple[str, ...]]:
     (folder,) = self._dirs(SIDE_BY_SIDE)
-    names = sorted(self._list_images(folder, skipped), key=natural_key)
+    names = sorted(self._list_images(folder, skipped), key=images.natural_key)
     return [(os.path.join(folder, name),) for name in names]
 
   def _list_two_folders(self, skipped: list[str]) -> list[tuple[str, ...]]:
@@ -328,12 +324,12 @@ class PairedFolder:
       raise FolderLayoutError(f'no image files in {dir_a} or {dir_b}; {LAYOUT_HELP}')
     stems_a = _stems(dir_a, names_a, self._rel(dir_a))
     stems_b = _stems(dir_b, names_b, self._rel(dir_b))
-    only_a = sorted((stems_a[s] for s in stems_a.keys() - stems_b.keys()), key=natural_key)
-    only_b = sorted((stems_b[s] for s in stems_b.keys() - stems_a.keys()), key=natural_key)
+    only_a = sorted((stems_a[s] for s in stems_a.keys() - stems_b.keys()), key=images.natural_key)
+    only_b = sorted((stems_b[s] for s in stems_b.keys() - stems_a.keys()), key=images.natural_key)
     if only_a or only_b:
       raise FolderLayoutError(_mismatch_message(dir_a, dir_b, only_a, only_b))
     return [(os.path.join(dir_a, stems_a[s]), os.path.join(dir_b, stems_b[s]))
-            for s in sorted(stems_a, key=natural_key)]
+            for s in sorted(stems_a, key=images.natural_key)]
 
   def __len__(self) -> int:
     return len(self._items)
@@ -347,8 +343,8 @@ class PairedFolder:
       side by side, the A file otherwise.
 
     Raises:
-      BadImageError: naming the file(s), if one does not decode, has a channel count that does
-        not convert to its side's, a side-by-side image has an odd width or A and B differ in size.
+      images.BadImageError: naming the file(s), if one does not decode, has a channel count that
+        does not convert to its side's, a side-by-side image has an odd width or A and B differ in size.
       images.MissingTiffReader: a TIFF needs tifffile, which is not installed.
     """
     i = operator.index(index)
@@ -363,8 +359,9 @@ class PairedFolder:
       a = images.load_image(paths[0], self.channels[0], self._wanted[0])
       b = images.load_image(paths[1], self.channels[1], self._wanted[1])
       if a.shape[:2] != b.shape[:2]:
-        raise BadImageError(f'A and B differ in size: {paths[0]} is {images.describe_size(a)}, '
-                            f'{paths[1]} is {images.describe_size(b)}', *paths)
+        raise images.BadImageError(f'A and B differ in size: {paths[0]} is '
+                                   f'{images.describe_size(a)}, {paths[1]} is '
+                                   f'{images.describe_size(b)}', *paths)
     return {'A': a, 'B': b, 'file_name': self._rel(paths[0])}
 
   def check(self, *, num_threads: int = 1, on_bad_file: str = 'error', image_size: int = 0,
@@ -389,8 +386,8 @@ class PairedFolder:
       `dtypes` from the pairs kept.
 
     Raises:
-      BadImageError: with on_bad_file='error', one error listing every bad file with its reason
-        (`paths`: all of them); with 'skip', if no pair is left.
+      images.BadImageError: with on_bad_file='error', one error listing every bad file with its
+        reason (`paths`: all of them); with 'skip', if no pair is left.
     """
     if on_bad_file not in ON_BAD_FILE:
       raise ValueError(f'on_bad_file={on_bad_file!r} is not one of {list(ON_BAD_FILE)}')
@@ -400,10 +397,10 @@ class PairedFolder:
         example = self[index]
         height, width = example['A'].shape[:2]
         if min(height, width) < required_size:
-          raise BadImageError(f'{self._items[index][0]}: A and B are {width}×{height}, smaller '
-                              f'than the {required_size}×{required_size} this run needs',
-                              *self._items[index])
-      except BadImageError as error:
+          raise images.BadImageError(
+              f'{self._items[index][0]}: A and B are {width}×{height}, smaller than the '
+              f'{required_size}×{required_size} this run needs', *self._items[index])
+      except images.BadImageError as error:
         return error, None, None
       dtypes.add((example['A'].dtype, example['B'].dtype))
       return None, (width, height), transform(example) if transform else None
@@ -421,14 +418,14 @@ class PairedFolder:
       self._items = [self._items[i] for i in good]
     return [results[i][2] for i in good] if transform else None
 
-  def _bad_files(self, errors: list[BadImageError], on_bad_file: str, kept: int) -> None:
+  def _bad_files(self, errors: list[images.BadImageError], on_bad_file: str, kept: int) -> None:
     """Raises the one error listing every bad file, or (on_bad_file='skip') warns about them."""
     reasons = '\n'.join(f'  {error}' for error in errors)
     what = f'{len(errors)} of {len(self._items)} pairs of {self!r} have a bad file'
     if on_bad_file == 'error' or not kept:
       advice = ("fix or remove them, or set config.data.on_bad_file='skip' to leave them out"
                 if kept else 'no pair is left')
-      raise BadImageError(f'{what}; {advice}:\n{reasons}',
+      raise images.BadImageError(f'{what}; {advice}:\n{reasons}',
                           *(path for error in errors for path in error.paths))
     _log.warning("%s, left out (config.data.on_bad_file='skip'):\n%s", what, reasons)
 

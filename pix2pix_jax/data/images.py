@@ -1,9 +1,10 @@
 """Image conventions shared by the data sources, training, evaluation and inference.
 
-Files: which names are images, their natural order ('2.jpg' before '10.jpg'), decoding any common
-mode to upright 8-bit RGB (`load_rgb`: the TFDS builder) or to a given channel count at the file's
-own bit depth (`load_image`: folder datasets, scoring, prediction), and the one rule that splits a
-side-by-side A|B image. Arrays: uint8 [0, 255] or uint16 [0, 65535] <-> float [-1, 1], the
+Files: which names are images, listing those of a file or folder (`list_images`), their natural
+order ('2.jpg' before '10.jpg'), decoding any common mode to upright 8-bit RGB (`load_rgb`: the
+TFDS builder) or to a given channel count at the file's own bit depth (`load_image`: folder
+datasets, scoring, prediction), the one rule that splits a side-by-side A|B image, and which side
+is the input (`sides`). Arrays: uint8 [0, 255] or uint16 [0, 65535] <-> float [-1, 1], the
 networks' range; bicubic resizing of any channel count and bit depth; writing outputs.
 
 Channels and bit depth (`load_image`). A file gives the channels it stores, except for these
@@ -17,6 +18,7 @@ the file faithfully, else through `tifffile`, the `tiff` extra: multi-band and 1
 which Pillow truncates to 8 bits or misreads). 16-bit samples stay 16-bit up to the network.
 """
 
+import logging
 import os
 import pathlib
 import re
@@ -34,6 +36,15 @@ _DIGITS = re.compile(r'([0-9]+)')
 SAMPLE_DTYPES = (np.uint8, np.uint16)  # What sides hold: 8-bit, or 16-bit sources at full precision.
 TIFF_INSTALL_HINT = "pip install -e '.[tiff]'"
 _TIFF_EXTENSIONS = ('.tif', '.tiff')
+DIRECTIONS = ('AtoB', 'BtoA')  # config.data.direction: A -> B, or B -> A.
+# config.data.verify: how the TFDS builder checks its source files against the manifest. Here, not
+# in pix2pix_tfds.py, so that checking a config does not import TFDS.
+VERIFY_MODES = ('full', 'present', 'off')
+
+
+def sides(direction: str) -> tuple[str, str]:
+  """(input side, target side) of a side-by-side A|B pair: 'AtoB' translates A into B."""
+  return ('A', 'B') if direction == 'AtoB' else ('B', 'A')
 
 
 def to_float(images: jax.Array) -> jax.Array:
@@ -64,6 +75,26 @@ def natural_key(name: str) -> tuple:
   # re.split with a group alternates text and digits, so positions always compare like with like.
   parts = _DIGITS.split(name)
   return tuple(int(p) if i % 2 else p.casefold() for i, p in enumerate(parts)), name
+
+
+def list_images(path: pathlib.Path, flag: str = '--input') -> list[pathlib.Path]:
+  """The image files of `path` (a file or a folder), sorted; other files are logged and skipped.
+
+  Errors name `flag`, the command-line flag that gave the path.
+  """
+  if not path.exists():
+    raise FileNotFoundError(f'{flag} {path} does not exist')
+  if path.is_file():
+    return [path]
+  files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith('.'))
+  images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+  skipped = [p.name for p in files if p not in images]
+  if skipped:
+    logging.warning('Skipping %d non-image file(s) in %s: %s', len(skipped), path, skipped[:10])
+  if not images:
+    raise FileNotFoundError(f'no image files in {flag} {path} (extensions: '
+                            f'{" ".join(IMAGE_EXTENSIONS)})')
+  return images
 
 
 class BadImageError(ValueError):

@@ -21,12 +21,10 @@ import numpy as np
 
 from pix2pix_jax.data import images, synthetic
 
-DIRECTIONS = ('AtoB', 'BtoA')
 PREPROCESS_MODES = ('resize_and_crop', 'resize', 'patches')
 # The paired datasets of the pix2pix authors, prepared by the TFDS builder `pix2pix`.
 PIX2PIX_DATASETS = ('maps', 'facades', 'cityscapes', 'edges2shoes', 'edges2handbags', 'night2day')
 DATASETS = PIX2PIX_DATASETS + ('folder', 'synthetic')
-VERIFY_MODES = ('full', 'present', 'off')
 
 
 def channels(data_config) -> tuple[int, int]:
@@ -38,17 +36,14 @@ def channels(data_config) -> tuple[int, int]:
 
 def side_channels(data_config) -> dict[str, int]:
   """{'A': channels, 'B': channels} of the stored sides, given `data.direction`."""
-  input_channels, output_channels = channels(data_config)
-  if data_config.direction == 'AtoB':
-    return {'A': input_channels, 'B': output_channels}
-  return {'A': output_channels, 'B': input_channels}
+  counts = dict(zip(images.sides(data_config.direction), channels(data_config)))
+  return {'A': counts['A'], 'B': counts['B']}
 
 
 def channel_keys(data_config) -> dict[str, str]:
   """For messages: the config key that sets each side's channel count, with its value and role."""
   out = {}
-  for side, role in zip(('A', 'B') if data_config.direction == 'AtoB' else ('B', 'A'),
-                        ('input', 'output')):
+  for side, role in zip(images.sides(data_config.direction), ('input', 'output')):
     key = f'{role}_channels'
     value = data_config[key]
     setting = (f'config.data.{key}={value}' if value is not None
@@ -73,13 +68,12 @@ def _raw_source(data_config, split: str, seed: int):
     sides, keys = side_channels(data_config), channel_keys(data_config)
     return folder.PairedFolder(data_config.folder_dir, _split_name(data_config, split),
                                channels=(sides['A'], sides['B']), wanted=(keys['A'], keys['B']))
-  if data_config.name in PIX2PIX_DATASETS:
-    # Imported here: TFDS is only needed (and only imported) for its datasets.
-    from pix2pix_jax.data import pix2pix_tfds  # pylint: disable=g-import-not-at-top
-    return pix2pix_tfds.load_pix2pix(
-        data_config.name, _split_name(data_config, split), data_dir=data_config.data_dir,
-        manual_dir=data_config.manual_dir, verify=data_config.verify)
-  raise ValueError(f'config.data.name={data_config.name!r} is not one of {list(DATASETS)}')
+  # One of PIX2PIX_DATASETS (config_checks.py admits no other name). Imported here: TFDS is only
+  # needed (and only imported) for its datasets.
+  from pix2pix_jax.data import pix2pix_tfds  # pylint: disable=g-import-not-at-top
+  return pix2pix_tfds.load_pix2pix(
+      data_config.name, _split_name(data_config, split), data_dir=data_config.data_dir,
+      manual_dir=data_config.manual_dir, verify=data_config.verify)
 
 
 def create_source(data_config, split: str, seed: int):
@@ -225,8 +219,10 @@ def preprocess_pair(example: dict, rng: np.random.Generator | None, *, image_siz
   b = b[top:top + image_size, left:left + image_size]
   if rng is not None and flip and rng.random() < 0.5:
     a, b = a[:, ::-1], b[:, ::-1]
-  inputs, targets = (a, b) if direction == 'AtoB' else (b, a)
-  return {'input': np.ascontiguousarray(inputs), 'target': np.ascontiguousarray(targets)}
+  input_side, target_side = images.sides(direction)
+  pair = {'A': a, 'B': b}
+  return {'input': np.ascontiguousarray(pair[input_side]),
+          'target': np.ascontiguousarray(pair[target_side])}
 
 
 def _preprocess_kwargs(data_config) -> dict:
@@ -294,8 +290,7 @@ def sample_bytes(source) -> int:
 def _sides(data_config, source) -> dict:
   """{'input': (channels, dtype), 'target': ...} of the batches made from `source`."""
   dtypes = getattr(source, 'dtypes', None) or {'A': np.uint8, 'B': np.uint8}
-  a_is_input = data_config.direction == 'AtoB'
-  input_side, target_side = ('A', 'B') if a_is_input else ('B', 'A')
+  input_side, target_side = images.sides(data_config.direction)
   counts = channels(data_config)
   return {'input': (counts[0], dtypes[input_side]), 'target': (counts[1], dtypes[target_side])}
 

@@ -52,7 +52,7 @@ from pix2pix_jax.data import images
 #   missing files are allowed (partial copies). 'off': nothing is checked (resized copies).
 # In 'full' and 'present', an image that is not in the manifest is an error: it would silently
 # turn the official dataset into something else, and results would no longer be comparable.
-VERIFY_MODES = ('full', 'present', 'off')
+VERIFY_MODES = images.VERIFY_MODES
 _VERIFY_STRENGTH = {'off': 0, 'present': 1, 'full': 2}
 
 URL_TEMPLATE = 'http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{}.tar.gz'

@@ -13,7 +13,7 @@ from PIL import Image
 import pytest
 
 from configs import test as test_config
-from pix2pix_jax import evaluation, report
+from pix2pix_jax import evaluation, report, scoring
 from pix2pix_jax.data import pipeline
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -57,7 +57,7 @@ def test_plain_targets_exact_and_perturbed(tmp_path):
     target = random_image(i)
     save(targets, f'{i}.png', target)
     save(generated, f'{i}.png', target + 10 if i == 2 else target)
-  result = evaluation.score(score_config(), str(tmp_path / 'work'), str(generated), str(targets))
+  result = scoring.score(score_config(), str(tmp_path / 'work'), str(generated), str(targets))
   by_name = {row['file_name']: row for row in read_rows(tmp_path / 'work')}
   assert list(by_name) == ['0.png', '1.png', '2.png'] and result['num_images'] == 3
   for name in ('0.png', '1.png'):
@@ -79,7 +79,7 @@ def test_pair_targets_take_the_half_of_the_direction(tmp_path, caplog, direction
   save(tmp_path / 'pairs', '1.png', pair)
   save(tmp_path / 'generated', '1.png', constant(150))
   with caplog.at_level(logging.INFO):
-    result = evaluation.score(score_config(direction), str(tmp_path / 'work'),
+    result = scoring.score(score_config(direction), str(tmp_path / 'work'),
                               str(tmp_path / 'generated'), str(tmp_path / 'pairs'))
   assert result['metrics']['l1']['mean'] == pytest.approx(expected_l1, abs=1e-7)
   assert result['targets_layout'] == 'side_by_side'
@@ -96,7 +96,7 @@ def test_targets_not_all_two_to_one_are_plain_with_a_warning(tmp_path, caplog):
   for name in ('1.png', '2.png'):
     save(tmp_path / 'generated', name, constant(80))
   with caplog.at_level(logging.INFO):
-    result = evaluation.score(score_config(), str(tmp_path / 'work'),
+    result = scoring.score(score_config(), str(tmp_path / 'work'),
                               str(tmp_path / 'generated'), str(tmp_path / 'targets'))
   assert result['targets_layout'] == 'plain'
   assert 'read as plain target images (1 of 2 are 2:1' in caplog.text
@@ -109,7 +109,7 @@ def test_generated_of_another_size_is_resized_with_one_warning(tmp_path, caplog)
   save(tmp_path / 'generated', '1.png', constant(90, 64, 64))
   save(tmp_path / 'generated', '2.png', constant(30, 48, 40))
   with caplog.at_level(logging.WARNING):
-    result = evaluation.score(score_config(), str(tmp_path / 'work'),
+    result = scoring.score(score_config(), str(tmp_path / 'work'),
                               str(tmp_path / 'generated'), str(tmp_path / 'targets'))
   resized = [r.getMessage() for r in caplog.records if 'Resized' in r.getMessage()]
   assert len(resized) == 1
@@ -127,7 +127,7 @@ def test_reference_results_naming(tmp_path, caplog):
   save(results, '5_real_A.png', random_image(6))
   save(results, '5_real_B.png', random_image(7))
   with caplog.at_level(logging.INFO):
-    result = evaluation.score(score_config(), str(tmp_path / 'work'), str(results),
+    result = scoring.score(score_config(), str(tmp_path / 'work'), str(results),
                               str(tmp_path / 'targets'))
   assert result['num_images'] == 1 and result['metrics']['l1']['mean'] == 0
   assert read_rows(tmp_path / 'work')[0]['file_name'] == '5.png'
@@ -144,7 +144,7 @@ def test_unmatched_and_corrupt_files_are_named(tmp_path, caplog):
   (generated / '2.png').write_bytes(b'not a png')
   (targets / '4.png').write_bytes(b'\x89PNG\r\n\x1a\n truncated')
   with caplog.at_level(logging.WARNING):
-    result = evaluation.score(score_config(), str(tmp_path / 'work'), str(generated), str(targets))
+    result = scoring.score(score_config(), str(tmp_path / 'work'), str(generated), str(targets))
   assert [row['file_name'] for row in read_rows(tmp_path / 'work')] == ['1.png']
   assert result['num_images'] == 1
   warnings = [r.getMessage() for r in caplog.records]
@@ -159,13 +159,13 @@ def test_nothing_matched_names_both_folders(tmp_path):
   save(tmp_path / 'generated', 'a.png', constant(1))
   save(tmp_path / 'targets', 'b.png', constant(1))
   with pytest.raises(ValueError, match='no generated image') as error:
-    evaluation.score(score_config(), str(tmp_path / 'work'), str(tmp_path / 'generated'),
+    scoring.score(score_config(), str(tmp_path / 'work'), str(tmp_path / 'generated'),
                      str(tmp_path / 'targets'))
   assert str(tmp_path / 'generated') in str(error.value)
   assert str(tmp_path / 'targets') in str(error.value)
   assert 'a.png' in str(error.value) and 'b.png' in str(error.value)
   with pytest.raises(FileNotFoundError, match='--targets'):
-    evaluation.score(score_config(), str(tmp_path / 'work'), str(tmp_path / 'generated'),
+    scoring.score(score_config(), str(tmp_path / 'work'), str(tmp_path / 'generated'),
                      str(tmp_path / 'missing'))
 
 
@@ -174,7 +174,7 @@ def test_two_generated_images_of_one_name_are_an_error(tmp_path):
   save(tmp_path / 'generated', '1.png', constant(1))
   save(tmp_path / 'generated', '1_fake_B.png', constant(1))
   with pytest.raises(ValueError, match=r"1.png and .*1_fake_B.png both match target '1'"):
-    evaluation.score(score_config(), str(tmp_path / 'work'), str(tmp_path / 'generated'),
+    scoring.score(score_config(), str(tmp_path / 'work'), str(tmp_path / 'generated'),
                      str(tmp_path / 'targets'))
 
 
@@ -194,12 +194,12 @@ def test_perfect_images_against_the_eval_split(tmp_path):
   names = write_eval_targets(config, tmp_path / 'generated')
   assert names == [f'synthetic/eval/{i}.png' for i in range(4)]
   workdir = tmp_path / 'work'
-  result = evaluation.score(config, str(workdir), str(tmp_path / 'generated'))
+  result = scoring.score(config, str(workdir), str(tmp_path / 'generated'))
   assert result['num_images'] == 4 and result['metrics']['l1']['max'] == 0
   assert result['metrics']['ssim']['min'] == pytest.approx(1, abs=1e-6)
   saved = json.loads((workdir / 'eval' / 'metrics.json').read_text())
   assert set(saved) == SCORE_KEYS and saved['step'] is None
-  assert saved['test_mode'] == evaluation.SCORE_TEST_MODE
+  assert saved['test_mode'] == scoring.SCORE_TEST_MODE
   assert saved['split'] == 'val' and saved['targets_layout'] == 'eval_split'
   assert set(saved['metrics']) == set(evaluation.PIXEL_METRICS)
   rows = read_rows(workdir)

@@ -11,7 +11,7 @@ from PIL import Image
 import pytest
 
 from configs import test as test_config
-from pix2pix_jax import export, inference, models
+from pix2pix_jax import inference, predict
 from pix2pix_jax.data import images as image_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -29,7 +29,7 @@ def test_predict_any_size_and_skips_bad_files(trained_workdir, tmp_path):
   write_image(inputs / 'b.jpg', (50, 20))
   (inputs / 'notes.txt').write_text('not an image')
   (inputs / 'broken.png').write_bytes(b'\x89PNG garbage')
-  written = inference.predict(test_config.get_config(), str(trained_workdir), str(inputs),
+  written = predict.predict(test_config.get_config(), str(trained_workdir), str(inputs),
                               str(tmp_path / 'out'))
   assert sorted(p.name for p in written) == ['a.png', 'b.png']
   assert Image.open(tmp_path / 'out' / 'b.png').size == (50, 20)  # Back to the input's size.
@@ -41,7 +41,7 @@ def test_predict_pairs_side_by_side(trained_workdir, tmp_path):
   Image.fromarray(pair).save(tmp_path / 'pair.png')
   config = test_config.get_config()
   config.eval.train_mode = False
-  (written,) = inference.predict(config, str(trained_workdir), str(tmp_path / 'pair.png'),
+  (written,) = predict.predict(config, str(trained_workdir), str(tmp_path / 'pair.png'),
                                  str(tmp_path / 'out'), pairs=True, side_by_side=True)
   out = np.asarray(Image.open(written))
   assert out.shape == (32, 64, 3)
@@ -56,43 +56,19 @@ def test_predict_restores_only_the_generator(trained_workdir, tmp_path):
   generator, network, step, _ = inference.restore_trained_generator(config, str(trained_workdir))
   assert set(network) == {'params', 'batch_stats'} and step == 2
   assert 'down0' in network['params']
-  assert inference.predict(config, str(trained_workdir), str(tmp_path / 'a.png'), str(tmp_path / 'o'))
+  assert predict.predict(config, str(trained_workdir), str(tmp_path / 'a.png'), str(tmp_path / 'o'))
 
 
 def test_predict_errors_name_the_culprit(trained_workdir, tmp_path):
   config = test_config.get_config()
   (tmp_path / 'empty').mkdir()
   with pytest.raises(FileNotFoundError, match='no image files in --input .*empty'):
-    inference.predict(config, str(trained_workdir), str(tmp_path / 'empty'), str(tmp_path / 'o'))
+    predict.predict(config, str(trained_workdir), str(tmp_path / 'empty'), str(tmp_path / 'o'))
   with pytest.raises(FileNotFoundError, match='--input .*missing does not exist'):
-    inference.predict(config, str(trained_workdir), str(tmp_path / 'missing'), str(tmp_path / 'o'))
+    predict.predict(config, str(trained_workdir), str(tmp_path / 'missing'), str(tmp_path / 'o'))
   write_image(tmp_path / 'a.png', (32, 32))
   with pytest.raises(FileNotFoundError, match='no checkpoints in'):
-    inference.predict(config, str(tmp_path), str(tmp_path / 'a.png'), str(tmp_path / 'o'))
-
-
-@pytest.mark.parametrize('train_mode', [False, True])
-def test_export_reloads_in_a_fresh_process(trained_workdir, tmp_path, train_mode):
-  config = test_config.get_config()
-  config.eval.train_mode = train_mode
-  out = export.export_generator(config, str(trained_workdir), str(tmp_path / 'export'))
-  images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), np.uint8)
-  np.save(tmp_path / 'images.npy', images)
-  generator, network, _, _ = inference.restore_trained_generator(config, str(trained_workdir))
-  key = np.array([7, 0], np.uint32)  # What load_generator(seed=7) uses for its first call.
-  expected = np.asarray(jax.jit(lambda x: image_lib.to_uint8(
-      inference.generate(generator, network, x, key, train_mode)))(images))
-  code = ('import sys, numpy as np\n'
-          'from pix2pix_jax.serving import load_generator\n'
-          f'translate = load_generator({str(out)!r}, seed=7)\n'
-          f'np.save({str(tmp_path / "served.npy")!r}, translate(np.load({str(tmp_path / "images.npy")!r})))\n'
-          'assert "flax" not in sys.modules and "pix2pix_jax.models" not in sys.modules\n')
-  result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                          timeout=300, cwd=tmp_path, env=os.environ)
-  assert result.returncode == 0, result.stderr[-3000:]
-  served = np.load(tmp_path / 'served.npy')
-  assert served.shape == (3, 32, 32, 3) and served.dtype == np.uint8
-  assert np.abs(served.astype(int) - expected).max() <= 1
+    predict.predict(config, str(tmp_path), str(tmp_path / 'a.png'), str(tmp_path / 'o'))
 
 
 # --resolution=native. configs/test.py's U-Net has 5 levels: sides must be multiples of 32.
@@ -112,7 +88,7 @@ def gradient_image(height, width):
 
 
 @pytest.mark.parametrize('max_pixels, shapes', [
-    (inference.NATIVE_MAX_PIXELS, [(320, 512)]),  # One piece: 300×500 reflect-padded.
+    (predict.NATIVE_MAX_PIXELS, [(320, 512)]),  # One piece: 300×500 reflect-padded.
     (128 * 128, [(128, 128)] * 15),  # Tiles: rows start at 0, 96, 192; columns 0, 96, ..., 384.
 ])
 def test_native_pads_tiles_and_crops_back_exactly(max_pixels, shapes):
@@ -124,11 +100,11 @@ def test_native_pads_tiles_and_crops_back_exactly(max_pixels, shapes):
     seen.append(images.shape[1:3])
     return identity(images, rng)
 
-  out = inference.translate_native(recording_identity, image, jax.random.PRNGKey(0), MULTIPLE,
+  out = predict.translate_native(recording_identity, image, jax.random.PRNGKey(0), MULTIPLE,
                                    max_pixels)
   assert seen == shapes
   np.testing.assert_array_equal(out, image)
-  padded, (top, left) = inference.pad_to_multiple(image, MULTIPLE)
+  padded, (top, left) = predict.pad_to_multiple(image, MULTIPLE)
   assert padded.shape == (320, 512, 3) and (top, left) == (10, 6)
   np.testing.assert_array_equal(padded[top:top + 300, left:left + 500], image)
   # Reflected (not zeros, not the edge repeated): the row above the image is its second row.
@@ -149,12 +125,12 @@ def test_tile_weights_cross_fade_tiles_that_disagree():
     return max(np.abs(np.diff(out, axis=axis)).max() for axis in (0, 1))
 
   def tiled(ramp):
-    return inference.translate_tiled(per_tile_mean_removed, image, jax.random.PRNGKey(0),
+    return predict.translate_tiled(per_tile_mean_removed, image, jax.random.PRNGKey(0),
                                      (128, 128), ramp, MULTIPLE)
 
   own_step = largest_step(identity(image, None))  # 2 levels: the diagonal ramp, rounded.
   assert largest_step(tiled(ramp=1e-9)) > 5 * own_step  # Weights all 1: seams at tile edges.
-  assert largest_step(tiled(ramp=round(128 * inference.TILE_OVERLAP_FRACTION))) < 1.2 * own_step
+  assert largest_step(tiled(ramp=round(128 * predict.TILE_OVERLAP_FRACTION))) < 1.2 * own_step
 
 
 def test_native_tiles_equal_the_untiled_result_away_from_tile_edges(trained_workdir):
@@ -167,21 +143,12 @@ def test_native_tiles_equal_the_untiled_result_away_from_tile_edges(trained_work
   image = np.random.default_rng(0).integers(0, 256, (384, 384, 3), np.uint8)
   rng = jax.random.PRNGKey(0)
   untiled = np.asarray(translate(image[None], rng))[0]
-  assert inference.tile_starts(384, 256, 64, MULTIPLE) == [0, 128]  # Inner edges at 128, 256.
-  tiled = inference.translate_tiled(translate, image, rng, (256, 256), 64, MULTIPLE)
+  assert predict.tile_starts(384, 256, 64, MULTIPLE) == [0, 128]  # Inner edges at 128, 256.
+  tiled = predict.translate_tiled(translate, image, rng, (256, 256), 64, MULTIPLE)
   difference = np.abs(tiled - untiled).max(-1)
   far = np.r_[0:64, 320:384]
   assert difference[np.ix_(far, far)].max() < 1e-6  # Float rounding only.
   assert difference.max() > 1e-5  # Near the inner edges, the tiles see less context.
-
-
-def test_unet_takes_multiples_of_its_size_and_names_the_sizes_otherwise():
-  generator = models.UNetGenerator(num_levels=2, base_features=4)
-  variables = generator.init(jax.random.PRNGKey(0), np.zeros((1, 4, 4, 3)), train=False)
-  assert generator.apply(variables, np.zeros((1, 8, 12, 3)), train=False).shape == (1, 8, 12, 3)
-  with pytest.raises(ValueError, match='2-level U-Net takes images whose sides are multiples of 4, '
-                     'got 8×10'):
-    generator.apply(variables, np.zeros((1, 8, 10, 3)), train=False)
 
 
 def test_main_predicts_at_native_resolution(trained_workdir, tmp_path):

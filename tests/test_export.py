@@ -1,4 +1,5 @@
-"""--mode=export --config.export.format=onnx: run by onnxruntime alone, in a fresh process."""
+"""--mode=export: the StableHLO export and the ONNX one, each run in a fresh process without the
+training code (`serving.load_generator`; onnxruntime alone)."""
 
 import importlib.util
 import os
@@ -127,8 +128,25 @@ def test_paper_mode_onnx_dropout_noise_is_drawn_like_jax(trained_workdir, tmp_pa
   assert jax_change > 1 and 0.8 < onnx_change / jax_change < 1.25, (onnx_change, jax_change)
 
 
-def test_export_rejects_an_unknown_format(tmp_path):
+@pytest.mark.parametrize('train_mode', [False, True])
+def test_export_reloads_in_a_fresh_process(trained_workdir, tmp_path, train_mode):
   config = test_config.get_config()
-  config.export.format = 'tflite'
-  with pytest.raises(ValueError, match=r"config.export.format='tflite' is not one of"):
-    export.export_generator(config, str(tmp_path))
+  config.eval.train_mode = train_mode
+  out = export.export_generator(config, str(trained_workdir), str(tmp_path / 'export'))
+  images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), np.uint8)
+  np.save(tmp_path / 'images.npy', images)
+  generator, network, _, _ = inference.restore_trained_generator(config, str(trained_workdir))
+  key = np.array([7, 0], np.uint32)  # What load_generator(seed=7) uses for its first call.
+  expected = np.asarray(jax.jit(lambda x: image_lib.to_uint8(
+      inference.generate(generator, network, x, key, train_mode)))(images))
+  code = ('import sys, numpy as np\n'
+          'from pix2pix_jax.serving import load_generator\n'
+          f'translate = load_generator({str(out)!r}, seed=7)\n'
+          f'np.save({str(tmp_path / "served.npy")!r}, translate(np.load({str(tmp_path / "images.npy")!r})))\n'
+          'assert "flax" not in sys.modules and "pix2pix_jax.models" not in sys.modules\n')
+  result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path, env=os.environ)
+  assert result.returncode == 0, result.stderr[-3000:]
+  served = np.load(tmp_path / 'served.npy')
+  assert served.shape == (3, 32, 32, 3) and served.dtype == np.uint8
+  assert np.abs(served.astype(int) - expected).max() <= 1
