@@ -6,6 +6,7 @@ weights N(0, init_std), BatchNorm scales N(1, init_std). The 4×4 convolutions h
 of `nn.Conv` / `nn.ConvTranspose` and compute with the `kernels.ConvImpl` they are given.
 """
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -15,6 +16,7 @@ import jax.numpy as jnp
 from pix2pix_jax import kernels
 
 NORMS = ('batch', 'instance')
+ModuleDef = Any  # A module class with some fields bound (functools.partial), as flax's examples.
 
 
 def normal_init(std: float):
@@ -182,3 +184,25 @@ def norm_layer(norm: str, *, train: bool, init_std: float, dtype: Any, name: str
     # The reference's InstanceNorm2d has affine=False and no running statistics.
     return nn.InstanceNorm(epsilon=1e-5, use_bias=False, use_scale=False, dtype=dtype, name=name)
   raise ValueError(f'unknown norm {norm!r}; expected one of {NORMS}')
+
+
+class Network(nn.Module):
+  """What every pix2pix network shares: the reference's norm and initialisation, the compute
+  dtype and how convolutions are computed, and the layers bound from them once per call."""
+  norm: str = 'batch'  # One of NORMS.
+  init_std: float = 0.02  # Paper 6.2: weights N(0, 0.02); BatchNorm scales N(1, 0.02).
+  batch_norm_groups: int = 1  # See GroupedBatchNorm: 1 = statistics over the global batch.
+  # How the convolutions are computed (the same maps, pix2pix_jax/kernels); default: XLA's own.
+  conv_impl: kernels.ConvImpl = kernels.ConvImpl()
+  dtype: Any = jnp.float32
+
+  @property
+  def conv_bias(self) -> bool:
+    """The reference's `use_bias`: convolutions get a bias with InstanceNorm and none with
+    BatchNorm (whose shift replaces it), even where no norm follows them."""
+    return self.norm != 'batch'
+
+  def bound_norm(self, train: bool) -> ModuleDef:
+    """`norm_layer` with this network's fields: called with the layer's `name`."""
+    return functools.partial(norm_layer, self.norm, train=train, init_std=self.init_std,
+                             dtype=self.dtype, batch_norm_groups=self.batch_norm_groups)

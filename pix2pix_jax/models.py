@@ -18,13 +18,12 @@ linear maps, faster forms per backend, chosen by pix2pix_jax/runtime.py), and so
 """
 
 import functools
-from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from pix2pix_jax import kernels, layers, runtime
+from pix2pix_jax import layers, runtime
 
 # PatchGAN receptive field -> number of stride-2 conv layers (the reference's `n_layers`);
 # 0 means the 1×1 "PixelGAN" discriminator.
@@ -56,16 +55,16 @@ def num_unet_levels(image_size: int) -> int:
   return image_size.bit_length() - 1
 
 
-class UNetGenerator(nn.Module):
+class UNetGenerator(layers.Network):
   """The pix2pix U-Net (paper appendix 6.1.1; the reference's `UnetGenerator`).
 
   Encoder C64-C128-C256-C512-...-C512, decoder CD512-CD512-CD512-C512-C256-C128-C64 (at 256²,
-  8 levels), skip connections between mirrored levels, tanh output in [-1, 1].
+  8 levels), skip connections between mirrored levels, tanh output in [-1, 1]. The norm,
+  initialisation, dtype and `conv_impl` fields are `layers.Network`'s.
   """
   out_channels: int = 3
   num_levels: int = 8
   base_features: int = 64  # ngf
-  norm: str = 'batch'
   # Paper: BatchNorm on every encoder layer but the first *and* the 1×1 bottleneck (at batch 1
   # a 1×1 map normalised by its own statistics would be zeroed). TF's tutorial sets it.
   bottleneck_norm: bool = False
@@ -74,11 +73,6 @@ class UNetGenerator(nn.Module):
   num_dropout_layers: int = 3  # Paper: the first three decoder layers.
   # The PyTorch reference puts them on the three decoder layers after the innermost one instead.
   dropout_skip_innermost: bool = False
-  init_std: float = 0.02  # Paper 6.2: weights N(0, 0.02).
-  batch_norm_groups: int = 1  # See layers.GroupedBatchNorm: 1 = statistics over the global batch.
-  # How the convolutions are computed (the same maps, pix2pix_jax/kernels); default: XLA's own.
-  conv_impl: kernels.ConvImpl = kernels.ConvImpl()
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -91,14 +85,11 @@ class UNetGenerator(nn.Module):
     if x.shape[1] % 2**levels or x.shape[2] % 2**levels:
       raise ValueError(f'a {levels}-level U-Net takes images whose sides are multiples of '
                        f'{2**levels}, got {x.shape[1]}×{x.shape[2]}')
-    # The reference gives every conv a bias with InstanceNorm and none with BatchNorm (whose
-    # shift replaces it), even where no norm follows (outermost, innermost).
-    bound = dict(use_bias=self.norm != 'batch', init_std=self.init_std,
-                 conv_impl=self.conv_impl, dtype=self.dtype)
+    bound = dict(use_bias=self.conv_bias, init_std=self.init_std, conv_impl=self.conv_impl,
+                 dtype=self.dtype)
     down = functools.partial(layers.Conv4x4, stride=2, **bound)
     up = functools.partial(layers.ConvTranspose4x4, **bound)
-    norm = functools.partial(layers.norm_layer, self.norm, train=train, init_std=self.init_std,
-                             dtype=self.dtype, batch_norm_groups=self.batch_norm_groups)
+    norm = self.bound_norm(train)
     features = [self.base_features * min(2**i, 8) for i in range(levels)]  # C64-C128-C256-C512...
     dropout_start = 1 if self.dropout_skip_innermost else 0
     dropout_levels = {levels - 1 - k
@@ -143,52 +134,40 @@ class ResnetBlock(nn.Module):
   F is reflect-pad 1, 3×3 conv, norm, ReLU, (dropout), reflect-pad 1, 3×3 conv, norm; no ReLU after
   the sum. Reflection rather than zero padding avoids border artefacts (Johnson et al.).
   """
-  norm: str = 'batch'
+  conv: layers.ModuleDef  # The generator's `nn.Conv`, its bias, init and dtype bound.
+  norm: layers.ModuleDef  # The generator's norm layer, bound for this call (`bound_norm`).
   # The reference puts one Dropout(0.5) after the first ReLU when `use_dropout` (pix2pix: on unless
   # --no_dropout); here any rate > 0 puts one dropout of that rate there, 0 none.
   dropout_rate: float = 0.0
-  init_std: float = 0.02  # Weights N(0, init_std), BatchNorm scales N(1, init_std).
-  batch_norm_groups: int = 1  # See layers.GroupedBatchNorm: 1 = statistics over the global batch.
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     """Maps (N, H, W, C) to (N, H, W, C); H, W >= 2 (the reflection needs a pixel to mirror)."""
-    # The reference's use_bias: InstanceNorm (no shift of its own) gets conv biases, BatchNorm not.
-    conv = functools.partial(nn.Conv, x.shape[-1], (3, 3), padding='VALID',
-                             use_bias=self.norm != 'batch',
-                             kernel_init=layers.normal_init(self.init_std), dtype=self.dtype)
-    norm = functools.partial(layers.norm_layer, self.norm, train=train, init_std=self.init_std,
-                             dtype=self.dtype, batch_norm_groups=self.batch_norm_groups)
-    h = nn.relu(norm(name='conv0_norm')(conv(name='conv0')(_reflect_pad(x, 1))))
+    conv = functools.partial(self.conv, x.shape[-1], (3, 3), padding='VALID')
+    h = nn.relu(self.norm(name='conv0_norm')(conv(name='conv0')(_reflect_pad(x, 1))))
     if self.dropout_rate > 0:
       h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
-    h = norm(name='conv1_norm')(conv(name='conv1')(_reflect_pad(h, 1)))
+    h = self.norm(name='conv1_norm')(conv(name='conv1')(_reflect_pad(h, 1)))
     return x + h
 
 
-class ResnetGenerator(nn.Module):
+class ResnetGenerator(layers.Network):
   """The ResNet generator (Johnson et al. 2016; the reference's `ResnetGenerator`).
 
   In the CycleGAN paper's notation (appendix 7.2): c7s1-64, d128, d256, R256 × num_blocks, u128,
   u64, c7s1-3. c7s1-k is a reflection-padded 7×7 Convolution-Norm-ReLU with k filters and stride
   1, dk a 3×3 stride-2 Convolution-Norm-ReLU (zero padding 1), Rk a residual block (`ResnetBlock`),
   uk a 3×3 stride-1/2 fractionally-strided Convolution-Norm-ReLU; the last c7s1 has no norm, a
-  bias and a tanh. 64 is `base_features` (ngf).
+  bias and a tanh. 64 is `base_features` (ngf). The norm, initialisation, dtype and `conv_impl`
+  (for the transposed convolutions) fields are `layers.Network`'s.
   """
   out_channels: int = 3
   num_blocks: int = 9  # resnet_9blocks (the reference's for 256²) or resnet_6blocks (128²).
   base_features: int = 64  # ngf
-  norm: str = 'batch'
   # Dropout inside each residual block (see ResnetBlock). The reference's pix2pix has one
   # Dropout(0.5) per block unless --no_dropout; `model.dropout_rate` 0.5 (the default) is that,
   # 0 is --no_dropout. The U-Net's dropout placement keys do not apply.
   dropout_rate: float = 0.5
-  init_std: float = 0.02  # Paper 6.2: weights N(0, 0.02).
-  batch_norm_groups: int = 1  # See layers.GroupedBatchNorm: 1 = statistics over the global batch.
-  # How the transposed convolutions are computed (`conv_impl.conv_transpose_3x3`); default: XLA's.
-  conv_impl: kernels.ConvImpl = kernels.ConvImpl()
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -203,11 +182,9 @@ class ResnetGenerator(nn.Module):
       raise ValueError(f'the ResNet generator takes images whose sides are multiples of '
                        f'{RESNET_SIDE_MULTIPLE}, at least {RESNET_MIN_SIDE}, got {height}×{width}')
     ngf = self.base_features
-    use_bias = self.norm != 'batch'  # The reference's use_bias, as in ResnetBlock.
-    conv = functools.partial(nn.Conv, use_bias=use_bias,
+    conv = functools.partial(nn.Conv, use_bias=self.conv_bias,
                              kernel_init=layers.normal_init(self.init_std), dtype=self.dtype)
-    norm = functools.partial(layers.norm_layer, self.norm, train=train, init_std=self.init_std,
-                             dtype=self.dtype, batch_norm_groups=self.batch_norm_groups)
+    norm = self.bound_norm(train)
 
     h = x.astype(self.dtype)
     h = conv(ngf, (7, 7), padding='VALID', name='stem')(_reflect_pad(h, 3))  # c7s1-64
@@ -216,12 +193,10 @@ class ResnetGenerator(nn.Module):
       h = conv(ngf * 2**(i + 1), (3, 3), strides=2, padding=((1, 1), (1, 1)), name=f'down{i}')(h)
       h = nn.relu(norm(name=f'down{i}_norm')(h))
     for i in range(self.num_blocks):  # R256 × num_blocks
-      h = ResnetBlock(norm=self.norm, dropout_rate=self.dropout_rate, init_std=self.init_std,
-                      batch_norm_groups=self.batch_norm_groups, dtype=self.dtype,
-                      name=f'block{i}')(h, train=train)
+      h = ResnetBlock(conv, norm, self.dropout_rate, name=f'block{i}')(h, train=train)
     for i in range(2):  # u128, u64
-      h = layers.ConvTranspose3x3(ngf * 2**(1 - i), use_bias=use_bias, init_std=self.init_std,
-                                  conv_impl=self.conv_impl,
+      h = layers.ConvTranspose3x3(ngf * 2**(1 - i), use_bias=self.conv_bias,
+                                  init_std=self.init_std, conv_impl=self.conv_impl,
                                   dtype=self.dtype, name=f'up{i}')(h)
       h = nn.relu(norm(name=f'up{i}_norm')(h))
     # c7s1-3: no norm follows, so it has a bias whatever the norm; tanh to [-1, 1].
@@ -230,26 +205,21 @@ class ResnetGenerator(nn.Module):
     return jnp.tanh(h).astype(jnp.float32)
 
 
-class PatchDiscriminator(nn.Module):
+class PatchDiscriminator(layers.Network):
   """PatchGAN (paper appendix 6.1.2; the reference's `NLayerDiscriminator`, `PixelDiscriminator`).
 
   Classifies each N×N patch of the (input, output) pair as real or fake and returns one logit per
   patch. `num_strided_layers` = 1, 3, 5 give 16×16, 70×70, 286×286 receptive fields; 0 gives the
   1×1 PixelGAN. Beyond the paper: spectral normalisation (SPADE) and, on request, the intermediate
-  features for pix2pixHD's feature-matching loss.
+  features for pix2pixHD's feature-matching loss. The norm, initialisation, dtype and
+  `conv_impl` fields are `layers.Network`'s.
   """
   base_features: int = 64  # ndf
   num_strided_layers: int = 3
-  norm: str = 'batch'
   leaky_relu_slope: float = 0.2  # Paper: "All ReLUs are leaky, with slope 0.2".
-  init_std: float = 0.02  # Paper 6.2: weights N(0, 0.02).
-  batch_norm_groups: int = 1  # See layers.GroupedBatchNorm: 1 = statistics over the global batch.
   # SPADE's D (norm_D='spectralinstance'): spectral norm on the convs its norm layer wraps, the
   # middle ones (conv1 ... conv{num_strided_layers}), not the first nor the logits. Off: paper.
   spectral_norm: bool = False
-  # How the convolutions are computed (the same maps, pix2pix_jax/kernels); default: XLA's own.
-  conv_impl: kernels.ConvImpl = kernels.ConvImpl()
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool, return_features: bool = False
@@ -268,10 +238,8 @@ class PatchDiscriminator(nn.Module):
       The logits, or (logits, features) with `return_features`: features a tuple of float32
       arrays, num_strided_layers + 1 of them (2 for the PixelGAN).
     """
-    ndf, slope = self.base_features, self.leaky_relu_slope
-    use_bias = self.norm != 'batch'  # As the generator's: BatchNorm's shift replaces the bias.
-    norm = functools.partial(layers.norm_layer, self.norm, train=train, init_std=self.init_std,
-                             dtype=self.dtype, batch_norm_groups=self.batch_norm_groups)
+    ndf, slope, use_bias = self.base_features, self.leaky_relu_slope, self.conv_bias
+    norm = self.bound_norm(train)
 
     def middle(conv_layer: nn.Module):
       # The parameters stay where they are (conv{n}/kernel); u and σ go to 'batch_stats', which
