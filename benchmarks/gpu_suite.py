@@ -93,12 +93,10 @@ RECIPES = {
     'paper': ('configs/maps.py', ()),  # Isola et al. 2017: U-Net, 70×70 PatchGAN, BCE + 100·L1.
     'resnet': ('configs/maps_resnet.py', ()),  # GAN Compression's ResNet-9 recipe (its docstring).
     # pix2pixHD's discriminator side on the paper's generator: 2 scales, feature matching, LSGAN.
-    'pix2pixhd': ('configs/maps.py', ('model.num_discriminators=2', 'loss.lambda_feat=10.0',
-                                      'loss.gan_mode=lsgan')),
+    'pix2pixhd': ('configs/maps_pix2pixhd.py', ()),
     # SPADE's: hinge loss, spectral norm in D, 2 scales, feature matching.
-    'spade': ('configs/maps.py', ('model.num_discriminators=2', 'loss.lambda_feat=10.0',
-                                  'loss.gan_mode=hinge', 'model.d_spectral_norm=True')),
-    'ema': ('configs/maps.py', ('model.ema_decay=0.999',)),  # The paper's, scoring G's EMA.
+    'spade': ('configs/maps_spade.py', ()),
+    'ema': ('configs/maps_ema.py', ()),  # The paper's, scoring G's EMA.
 }
 # Training in the suite: fewer checkpoints and periodic evals than the product's defaults, which
 # would stop a ~3 ms/step GPU run every few seconds.

@@ -1,6 +1,7 @@
 """Config validation (config_checks.py): every rule in one place, run by main.py for every mode
 before anything is read or written; each bad value is named by its config key."""
 
+import importlib
 import os
 import pathlib
 import subprocess
@@ -87,3 +88,11 @@ def test_main_checks_the_config_in_every_mode(tmp_path, mode, flags):
   assert result.returncode != 0
   assert "config.export.format='tflite' is not one of ['jax', 'onnx']" in result.stderr
   assert not (tmp_path / 'run').exists()
+
+
+@pytest.mark.parametrize('name', sorted(p.stem for p in (ROOT / 'configs').glob('*.py')
+                                        if p.stem not in ('__init__', 'default')))
+def test_every_config_file_is_valid(name):
+  """As `--config=configs/NAME.py` gives it, for training on one device."""
+  config = importlib.import_module(f'configs.{name}').get_config()
+  config_checks.validate_config(config, 1, training=True)
