@@ -6,7 +6,7 @@
 Trains `configs/maps.py` (map -> aerial, the paper's U-Net and 70×70 PatchGAN, batch 1, jitter
 286 -> 256 + flip) with the reference's dropout placement (`model.dropout_skip_innermost=True`)
 for `--steps` on the folder `--maps_dir/train`, once per seed in `--ours_seeds`; and the PyTorch
-peer (`benchmarks/pytorch_peer.py`: the reference's networks, init, losses and update order) for
+peer (`reference/pytorch_peer.py`: the reference's networks, init, losses and update order) for
 the same steps on the same pairs, loaded as the reference's `AlignedDataset` loads them (resize
 to 286, bicubic; random 256 crop and flip, the same for both halves), shuffled each epoch, with
 seeds of its own (`--peer_seeds`). Every `--eval_every` steps each run keeps a snapshot.
@@ -173,7 +173,8 @@ def score_ours(args, run_dir: pathlib.Path, seed: int, step: int, which: str,
 
 
 def _peer_networks(args, device):
-  import pytorch_peer  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, str(ROOT))
+  from reference import pytorch_peer  # pylint: disable=g-import-not-at-top
   net_g = pytorch_peer.create_generator(args.image_size, ngf=args.ngf).to(device)
   net_d = pytorch_peer.create_discriminator(70, ndf=args.ndf).to(device)
   return pytorch_peer, net_g, net_d

@@ -41,7 +41,7 @@ null on CPU, which has no memory stats) is that setting's own and one setting ru
 does not stop the others. `xla_peak_bytes` is XLA's static estimate for the compiled step (every
 backend).
 
-`--peer` also times `benchmarks/pytorch_peer.py` (pix2pix as the PyTorch reference trains it:
+`--peer` also times `reference/pytorch_peer.py` (pix2pix as the PyTorch reference trains it:
 eager, NCHW) on the same device in its own process, prints its line with
 `jax_over_pytorch_steps_per_s` = JAX steps/s ÷ PyTorch steps/s. The peer's bfloat16 is
 `torch.autocast` (the reference has none) and is only timed on CUDA. `--interleave` instead runs
@@ -82,7 +82,6 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # For configs/ and pix2pix_jax when run from anywhere.
-sys.path.insert(0, str(ROOT / 'benchmarks'))  # For pytorch_peer (imported only with --interleave).
 
 from pix2pix_jax import losses, models, runtime, train, train_state  # pylint: disable=g-import-not-at-top
 from pix2pix_jax.data import images  # pylint: disable=g-import-not-at-top
@@ -311,7 +310,7 @@ def time_interleaved(config, steps: int, repeats: int) -> tuple[dict, dict]:
     (JAX line, peer line); the peer line's `jax_over_pytorch_steps_per_s` is the median of the
     per-round ratios, listed in `paired_ratios`.
   """
-  import pytorch_peer  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from reference import pytorch_peer  # pylint: disable=g-import-not-at-top,import-outside-toplevel
   jax_timer = JaxStepTimer(config)
   peer_timer = pytorch_peer.PeerStepTimer(
       image_size=config.data.image_size, batch_size=config.batch_size, ngf=config.model.ngf,
@@ -481,7 +480,7 @@ def _run_child(command: list[str]) -> list[dict]:
 
 def time_peer(config, name: str, backend: str, steps: int, repeats: int) -> dict:
   """The PyTorch peer's line for a setting, timed in its own process on the backend's device."""
-  command = [sys.executable, str(ROOT / 'benchmarks/pytorch_peer.py'),
+  command = [sys.executable, str(ROOT / 'reference/pytorch_peer.py'),
              f'--image_size={config.data.image_size}', f'--batch_size={config.batch_size}',
              f'--ngf={config.model.ngf}', f'--ndf={config.model.ndf}',
              f'--patch_size={config.model.patch_size}', f'--norm={config.model.norm}',

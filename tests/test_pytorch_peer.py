@@ -1,7 +1,4 @@
-"""The PyTorch peer (benchmarks/pytorch_peer.py) is the same model as ours: counts, shapes, a step."""
-
-import importlib.util
-import pathlib
+"""The PyTorch peer (reference/pytorch_peer.py) is the same model as ours: counts, shapes, a step."""
 
 import jax
 import jax.numpy as jnp
@@ -11,12 +8,7 @@ torch = pytest.importorskip('torch')
 
 from configs import default as default_config  # pylint: disable=g-import-not-at-top
 from pix2pix_jax import models
-
-# benchmarks/ is not a package: load the peer from its file.
-_spec = importlib.util.spec_from_file_location(
-    'pytorch_peer', pathlib.Path(__file__).resolve().parents[1] / 'benchmarks' / 'pytorch_peer.py')
-pytorch_peer = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(pytorch_peer)
+from reference import pytorch_peer  # pylint: disable=g-import-not-at-top
 
 
 def model_config(**overrides):

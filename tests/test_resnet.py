@@ -1,8 +1,5 @@
 """The ResNet generators (models.ResnetGenerator): the reference's, layer for layer; they train."""
 
-import importlib.util
-import pathlib
-
 import flax
 import jax
 import jax.numpy as jnp
@@ -16,12 +13,8 @@ from configs import default as default_config  # pylint: disable=g-import-not-at
 from configs import test as test_config
 from pix2pix_jax import checkpointing, inference, layers, models, predict, train
 from pix2pix_jax.data import pipeline
+from reference import pytorch_peer
 
-# benchmarks/ is not a package: load the peer from its file.
-_spec = importlib.util.spec_from_file_location(
-    'pytorch_peer', pathlib.Path(__file__).resolve().parents[1] / 'benchmarks' / 'pytorch_peer.py')
-pytorch_peer = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(pytorch_peer)
 
 KEYS = {'params': jax.random.PRNGKey(0), 'dropout': jax.random.PRNGKey(1)}
 

@@ -1,6 +1,6 @@
 """Our train step is the reference's: the same weights and batches give the PyTorch peer's losses.
 
-benchmarks/step_equivalence.py runs both: our step as training jits it (configs/test.py, 'auto'
+reference/step_equivalence.py runs both: our step as training jits it (configs/test.py, 'auto'
 speed keys, so on CPU the Winograd, adjoint and matmul forms) and the peer (the reference's
 networks, losses, Adam and update order), from our initial weights, on one fixed sequence of
 random uint8 batches, dropout off on both. Step 1's losses are the same function of the same
@@ -11,21 +11,13 @@ step (128²) is too ill-conditioned to compare over steps, is compared alone: lo
 """
 
 import functools
-import importlib.util
-import pathlib
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip('torch')
 
-# benchmarks/ is not a package: load the script from its file (it imports pytorch_peer).
-_spec = importlib.util.spec_from_file_location(
-    'step_equivalence',
-    pathlib.Path(__file__).resolve().parents[1] / 'benchmarks' / 'step_equivalence.py')
-step_equivalence = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(step_equivalence)
-pytorch_peer = step_equivalence.pytorch_peer
+from reference import pytorch_peer, step_equivalence  # pylint: disable=g-import-not-at-top
 
 STEPS = 5
 # Step 1: measured worst 8.6e-7 over 3 init seeds, 7 float32 ulps (2^-23 = 1.2e-7); this is 17.

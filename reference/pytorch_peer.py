@@ -1,6 +1,6 @@
 """A PyTorch peer of our train step: pix2pix as the reference implementation trains it.
 
-  python benchmarks/pytorch_peer.py --image_size=256 --batch_size=1 --norm=batch --steps=5
+  python reference/pytorch_peer.py --image_size=256 --batch_size=1 --norm=batch --steps=5
 
 The networks, init, losses, optimizers and update order follow junyanz/pytorch-CycleGAN-and-pix2pix
 (`models/networks.py`, `models/pix2pix_model.py`) with its pix2pix defaults (`--netG unet_256

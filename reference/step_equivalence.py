@@ -1,10 +1,10 @@
 """Step equivalence with the PyTorch reference: the same weights and batches give the same losses.
 
-  python benchmarks/step_equivalence.py          # the tested cases, 5 steps, both forms, float64
-  python benchmarks/step_equivalence.py --cases=unet_instance_286 --steps=8 --forms=auto
+  python reference/step_equivalence.py          # the tested cases, 5 steps, both forms, float64
+  python reference/step_equivalence.py --cases=unet_instance_286 --steps=8 --forms=auto
 
 For each case our train step (`train.create_train_functions`, jitted as training jits it, on
-`configs/test.py` with the case's overrides) and the PyTorch peer (`pytorch_peer.py`: the
+`configs/test.py` with the case's overrides) and the PyTorch peer (`reference/pytorch_peer.py`: the
 reference's networks, losses, Adam and update order) start from the same weights (ours, copied
 into the peer by `pytorch_peer.load_jax_variables`) and train on the same fixed sequence of random
 uint8 batches, dropout off on both (it is the only randomness in a step). Each step's six losses are
@@ -33,13 +33,11 @@ import numpy as np
 import torch
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # For configs/ and pix2pix_jax when run from anywhere.
-sys.path.insert(0, str(ROOT / 'benchmarks'))  # For pytorch_peer.
-
-import pytorch_peer  # pylint: disable=g-import-not-at-top
+sys.path.insert(0, str(ROOT))  # For configs/, reference/ and pix2pix_jax when run from anywhere.
 
 from configs import test as test_config  # pylint: disable=g-import-not-at-top
 from pix2pix_jax import losses, models, train, train_state  # pylint: disable=g-import-not-at-top
+from reference import pytorch_peer  # pylint: disable=g-import-not-at-top
 
 LOSS_NAMES = train.LOSS_NAMES  # g_total, g_gan, g_l1, d_total, d_real, d_fake.
 # Our convolution forms: as users run them (the 'auto' keys of configs/test.py for this backend),
