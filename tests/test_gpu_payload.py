@@ -1,6 +1,5 @@
-"""benchmarks/gpu_payload.py: payload contents, sizes and the size limit, on tiny own images."""
+"""tools/remote_gpu/gpu_payload.py: payload contents, sizes and the size limit, on tiny own images."""
 
-import importlib.util
 import json
 import pathlib
 
@@ -9,12 +8,9 @@ from PIL import Image
 import pytest
 
 from pix2pix_jax.data import images as image_lib, pipeline
+from tools.remote_gpu import gpu_payload
 
 _ROOT = pathlib.Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location('gpu_payload',
-                                               _ROOT / 'benchmarks' / 'gpu_payload.py')
-gpu_payload = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gpu_payload)
 
 
 def _pairs(folder_path: pathlib.Path, count: int, seed: int, suffix: str = '.png') -> list:
@@ -170,6 +166,6 @@ def test_install_command_for_a_rehearsal():
 
 def test_travelling_files_are_the_working_tree_without_ignored_files():
   files = gpu_payload.travelling_files()
-  assert 'main.py' in files and 'benchmarks/gpu_payload.py' in files
+  assert 'main.py' in files and 'tools/remote_gpu/gpu_payload.py' in files
   assert not any(name.startswith(('.gpu/', '.venv/')) or '__pycache__' in name for name in files)
   assert gpu_payload.code_bytes() == sum((_ROOT / name).lstat().st_size for name in files)

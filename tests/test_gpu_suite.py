@@ -1,4 +1,4 @@
-"""benchmarks/gpu_suite.py: a short rehearsal of both GPU phases in this environment, on CPU."""
+"""tools/remote_gpu/gpu_suite.py: a short rehearsal of both GPU phases in this environment, on CPU."""
 
 import importlib.util
 import io
@@ -13,11 +13,9 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from tools.remote_gpu import gpu_suite
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / 'benchmarks'))  # gpu_suite imports gpu_payload by name.
-_spec = importlib.util.spec_from_file_location('gpu_suite', ROOT / 'benchmarks' / 'gpu_suite.py')
-gpu_suite = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gpu_suite)
 
 
 @pytest.fixture(scope='module')
@@ -125,7 +123,7 @@ def test_lossless_shards_that_do_not_fit_wait_for_fetch(tmp_path):
   # --phase=fetch sends what fits a call (one shard at the least) and leaves the rest.
   fetched = tmp_path / 'fetched'
   fetched.mkdir()
-  done = subprocess.run([sys.executable, 'benchmarks/gpu_suite.py', '--phase=fetch',
+  done = subprocess.run([sys.executable, 'tools/remote_gpu/gpu_suite.py', '--phase=fetch',
                          f'--workdir={tmp_path / "work"}', f'--out={fetched}',
                          f'--return_mib={lossless / 2 / 2**20}'],
                         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
@@ -134,7 +132,7 @@ def test_lossless_shards_that_do_not_fit_wait_for_fetch(tmp_path):
   assert results['sent'] and results['left']
   again = tmp_path / 'again'
   again.mkdir()
-  subprocess.run([sys.executable, 'benchmarks/gpu_suite.py', '--phase=fetch',
+  subprocess.run([sys.executable, 'tools/remote_gpu/gpu_suite.py', '--phase=fetch',
                   f'--workdir={tmp_path / "work"}', f'--out={again}'], cwd=ROOT, check=True,
                  capture_output=True, timeout=120)
   names = []
@@ -151,7 +149,7 @@ def test_lossless_shards_that_do_not_fit_wait_for_fetch(tmp_path):
 
 
 def test_generate_without_a_trained_run_names_the_workdir(tmp_path):
-  done = subprocess.run([sys.executable, 'benchmarks/gpu_suite.py', '--phase=generate',
+  done = subprocess.run([sys.executable, 'tools/remote_gpu/gpu_suite.py', '--phase=generate',
                          f'--workdir={tmp_path / "work"}', f'--out={tmp_path / "out"}'],
                         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
   assert done.returncode != 0
@@ -199,13 +197,13 @@ def test_generate_uses_the_recipe_training_used(tmp_path, monkeypatch):
 
 
 def test_commands_carry_each_phase_payload():
-  done = subprocess.run([sys.executable, 'benchmarks/gpu_suite.py', '--commands'], cwd=ROOT,
+  done = subprocess.run([sys.executable, 'tools/remote_gpu/gpu_suite.py', '--commands'], cwd=ROOT,
                         capture_output=True, text=True, timeout=120, check=True)
   for phase in ('train', 'generate'):
     assert f'carry [".gpu/{phase}"]' in done.stdout
     assert f'.gpu/{phase}/wheels/*.whl' in done.stdout
-    assert f'benchmarks/gpu_suite.py --phase={phase} --out=$OUT' in done.stdout
-  done = subprocess.run([sys.executable, 'benchmarks/gpu_suite.py', '--commands', '--recipe=spade'],
+    assert f'tools/remote_gpu/gpu_suite.py --phase={phase} --out=$OUT' in done.stdout
+  done = subprocess.run([sys.executable, 'tools/remote_gpu/gpu_suite.py', '--commands', '--recipe=spade'],
                         cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
   assert 'gpu_suite.py --phase=train --out=$OUT --recipe=spade' in done.stdout
   assert 'gpu_suite.py --phase=generate --out=$OUT &&' not in done.stdout  # Generate: as trained.

@@ -1,6 +1,6 @@
 """Which lossy format can carry generated images back from a GPU machine without moving FID.
 
-  python benchmarks/output_format.py --eval_dir=../shared/data/maps_val/val
+  python tools/remote_gpu/output_format.py --eval_dir=../shared/data/maps_val/val
 
 The 1098 generated aerials (256×256, maps val, map→aerial) must come back in ≤ 8 files of
 ≤ 16 MiB, ≤ 64 MiB together; lossless does not fit (PNG ~154 MiB, lossless WebP ~94 MiB). For
@@ -45,7 +45,7 @@ not care. FID does. Chroma subsampling is what real aerials cannot take: every 4
 JPEG 4:4:4 at quality ≥ 95 stays within ±0.3 on real photos (b) but moves smooth (a0) and noisy
 (a) outputs by 0.56 to 1.09, not monotonically in quality. JPEG quality 97 4:4:4 is the most
 faithful and fits only just: 57.6 MiB (59.8 for (a), 80 for (c)) with `optimize=True`, 62.3
-without it (quality 95: 48.0 and 50.9). benchmarks/gpu_suite.py sends lossless WebP when it
+without it (quality 95: 48.0 and 50.9). tools/remote_gpu/gpu_suite.py sends lossless WebP when it
 fits and otherwise JPEG quality 97 4:4:4, leaving the lossless shards for `--phase=fetch`; FID
 and KID from Inception features taken on the GPU machine (1098×2048 float32: 8.6 MiB) would not
 depend on the format at all.
@@ -65,7 +65,7 @@ import numpy as np
 from PIL import Image
 from PIL import ImageFilter
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # For pix2pix_jax.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))  # For pix2pix_jax.
 
 # pylint: disable=g-import-not-at-top
 from pix2pix_jax import metrics

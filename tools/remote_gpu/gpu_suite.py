@@ -3,11 +3,11 @@
 A GPU occasion is short (~12 minutes of machine time, each command <= 10 minutes, uploads of
 <= 64 MiB, results back as <= 8 files of <= 16 MiB), so the commands are prepared here:
 
-  python benchmarks/gpu_suite.py --rehearse             # first: both phases on CPU, GPU-like env
-  python benchmarks/gpu_payload.py --phase=train --maps_dir=../shared/data/maps286
-  python benchmarks/gpu_payload.py --phase=generate --eval_dir=../shared/data/maps_val/val
-  python benchmarks/gpu_suite.py --commands             # the two device commands to run
-  python benchmarks/gpu_suite.py --commands --recipe=resnet   # another recipe (RECIPES)
+  python tools/remote_gpu/gpu_suite.py --rehearse             # first: both phases on CPU, GPU-like env
+  python tools/remote_gpu/gpu_payload.py --phase=train --maps_dir=../shared/data/maps286
+  python tools/remote_gpu/gpu_payload.py --phase=generate --eval_dir=../shared/data/maps_val/val
+  python tools/remote_gpu/gpu_suite.py --commands             # the two device commands to run
+  python tools/remote_gpu/gpu_suite.py --commands --recipe=resnet   # another recipe (RECIPES)
 
 On the GPU machine (the device tool's `run`, from the repository root, carrying `.gpu/train`, then
 `.gpu/generate` straight after, while the machine is still warm: the checkpoint stays in
@@ -26,7 +26,7 @@ On the GPU machine (the device tool's `run`, from the repository root, carrying 
                     lossless WebP if they fit, else the most faithful JPEG that does
                     (`OUTPUT_FORMATS`), the lossless shards then waiting on the machine for
   --phase=fetch     which sends them (62 MiB a call) straight after: lossy formats move FID by
-                    up to ~1 (benchmarks/output_format.py), lossless by nothing.
+                    up to ~1 (tools/remote_gpu/output_format.py), lossless by nothing.
 
 Each phase writes `results.json`, `results.md` and `logs.tar.gz` into `--out` and prints the table
 last; a phase that fails still writes what it measured before the failure. Back on
@@ -62,11 +62,10 @@ from absl import app
 from absl import flags
 from absl import logging
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / 'benchmarks'))
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # For tools/ when run as a script.
 
-import gpu_payload  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tools.remote_gpu import gpu_payload  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Settings of benchmarks/train_step.py, most important first (a time budget may cut the tail).
 SPEED_SETTINGS = ('paper', 'paper_device_loop', 'paper_device_loop_cpu_forms',
@@ -74,7 +73,7 @@ SPEED_SETTINGS = ('paper', 'paper_device_loop', 'paper_device_loop_cpu_forms',
                   'b16_instance_bf16', 'b16_instance_fp32')
 PEER_SETTINGS = ('paper', 'b64_instance_bf16', 'b16_instance_fp32')
 # How the generated images travel back, in order of preference: the first whose shards fit
-# `--return_mib` is used. Lossless leaves FID as it is; benchmarks/output_format.py measured how
+# `--return_mib` is used. Lossless leaves FID as it is; tools/remote_gpu/output_format.py measured how
 # much each JPEG moves it.
 OUTPUT_FORMATS = (
     ('lossless WebP', {'format': 'WEBP', 'lossless': True, 'quality': 100, 'method': 4}),
@@ -555,7 +554,7 @@ def device_command(phase: str, *, python: str = 'python3', site: str | None = '/
   `site`: where the payload's wheels are installed first; None installs nothing (an environment
   that has every package already).
   """
-  suite = ' '.join([python, 'benchmarks/gpu_suite.py', f'--phase={phase}', '--out=$OUT', *extra])
+  suite = ' '.join([python, 'tools/remote_gpu/gpu_suite.py', f'--phase={phase}', '--out=$OUT', *extra])
   if site is None:
     return f'export PYTHONUNBUFFERED=1 && {suite}'
   install = gpu_payload.install_command(f'.gpu/{phase}', python=python, target=site)

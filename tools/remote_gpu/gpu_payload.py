@@ -5,8 +5,8 @@ The GPU machine (Python 3.12, jax 0.11.2 with CUDA, flax, optax, orbax, ...) rec
 folders a call carries. A payload is such a folder, `.gpu/<phase>` by default (`.gpu/` is
 git-ignored, so it travels only when carried):
 
-  python benchmarks/gpu_payload.py --phase=train --maps_dir=../shared/data/maps286
-  python benchmarks/gpu_payload.py --phase=generate --eval_dir=../shared/data/maps_val/val \
+  python tools/remote_gpu/gpu_payload.py --phase=train --maps_dir=../shared/data/maps286
+  python tools/remote_gpu/gpu_payload.py --phase=generate --eval_dir=../shared/data/maps_val/val \
       [--direction=BtoA] [--image_size=256] [--out=.gpu/generate]
 
   .gpu/train/wheels/*.whl         WHEELS, always
@@ -40,7 +40,7 @@ import shutil
 import subprocess
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
   sys.path.insert(0, str(ROOT))  # For pix2pix_jax when run as a script from anywhere.
 
@@ -435,7 +435,7 @@ def install_command(payload_dir, *, python: str = 'python3', target: str = '/tmp
 
 
 def main(argv=None) -> int:
-  # argparse, not absl flags: benchmarks/gpu_suite.py imports this module, and absl's global flag
+  # argparse, not absl flags: tools/remote_gpu/gpu_suite.py imports this module, and absl's global flag
   # registry would clash with its own --phase.
   parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
   parser.add_argument('--phase', required=True, choices=PHASES)
