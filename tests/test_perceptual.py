@@ -56,10 +56,6 @@ def features(inception, image_sets):
   return {name: inception(images) for name, images in image_sets.items()}
 
 
-def test_available():
-  assert perceptual.available() == (True, '')
-
-
 def test_inception_features_shapes_and_input_conventions(inception):
   images = _aerials(100, 2, size=48)
   f_uint8 = inception(images)
