@@ -8,6 +8,12 @@ the [input | generated | target] panels the evaluation saved, copied into
 everything it references lives under `WORKDIR/report/`; its Content-Security-Policy makes a
 browser refuse anything else.
 
+Training's own panels have an event file of their own in `WORKDIR/panels/`
+(`summary.PANELS_DIR`), which the report does not read: without TensorFlow, tensorboard's reader
+checks each record's CRC in pure Python, and a maps-sized run's 44 panels (23 MB) took it 4-7 s
+to get past; its scalars alone take under 0.1 s. A run written before the split, with its panels
+in the scalars' file, still gives the same report, only that much slower.
+
   python -m pix2pix_jax.report WORKDIR
 """
 
@@ -37,21 +43,35 @@ NO_EVAL_MESSAGE = 'no evaluation yet: run --mode=evaluate'
 _LABELS = {name: m.title + (' ↓' if m.lower_is_better else ' ↑') for name, m in METRICS.items()}
 PANEL_GROUPS = {'fixed': 'Fixed images', 'best': 'Best (lowest L1)', 'worst': 'Worst (highest L1)'}
 
-# Charts of the known tags: (title, [(tag, legend label, scale)], whether a log y axis may be used).
-# train_g_l1 is the mean |G(x) - y| of images in [-1, 1] and eval_l1 that of images in [0, 1], so
-# the train curve is halved to put both on the eval scale.
+# Charts of the known tags: (title, unit of the y axis, [(tag, legend label, scale)], whether a log
+# y axis may be used). train_g_l1 is the mean |G(x) - y| of images in [-1, 1] and eval_l1 that of
+# images in [0, 1], so the train curve is halved to put both on the eval scale. The D outputs are
+# probabilities of 'real' for the vanilla GAN, raw scores for LSGAN and hinge.
 CHARTS = (
-    ('Generator losses', [('train_g_total', 'G total', 1.0), ('train_g_gan', 'G GAN', 1.0),
-                          ('train_g_l1', 'G L1', 1.0)], True),
-    ('Discriminator losses', [('train_d_total', 'D total', 1.0), ('train_d_real', 'D real', 1.0),
-                              ('train_d_fake', 'D fake', 1.0)], True),
-    ('L1, images in [0, 1]', [('train_g_l1', 'train (G L1 × 0.5)', 0.5),
-                              ('eval_l1', 'eval', 1.0)], True),
-    ('Discriminator outputs', [('train_d_real_output', 'D(x, y)', 1.0),
-                               ('train_d_fake_output', 'D(x, G(x))', 1.0)], False),
-    ('Learning rate', [('train_learning_rate', 'learning rate', 1.0)], False),
-    ('Throughput', [('steps_per_second', 'steps / s', 1.0)], False),
+    ('Generator losses', 'loss', [('train_g_total', 'G total', 1.0), ('train_g_gan', 'G GAN', 1.0),
+                                  ('train_g_l1', 'G L1', 1.0)], True),
+    ('Discriminator losses', 'loss', [('train_d_total', 'D total', 1.0),
+                                      ('train_d_real', 'D real', 1.0),
+                                      ('train_d_fake', 'D fake', 1.0)], True),
+    ('L1, images in [0, 1]', 'mean |G(x) − y|', [('train_g_l1', 'train (G L1 × 0.5)', 0.5),
+                                                 ('eval_l1', 'eval', 1.0)], True),
+    ('Discriminator outputs', 'mean D output', [('train_d_real_output', 'D(x, y)', 1.0),
+                                                ('train_d_fake_output', 'D(x, G(x))', 1.0)], False),
+    ('Learning rate', 'Adam step size', [('train_learning_rate', 'learning rate', 1.0)], False),
+    ('Throughput', 'steps per second', [('steps_per_second', 'steps / s', 1.0)], False),
 )
+# The y axis of each metric's eval curve (its title comes from METRICS): dB, or what is averaged.
+_EVAL_UNITS = {'l1': 'mean |G(x) − y|', 'psnr': 'dB', 'ssim': 'similarity index',
+               'hp_l1': 'mean |Laplacian difference|', 'lpips': 'perceptual distance',
+               'fid': 'Fréchet distance', 'kid': 'MMD², mean over subsets'}
+# The other tags training and evaluation log, each a chart of its own: tag -> (title, unit).
+TAG_CHARTS = {
+    'data_wait_fraction': ('Data wait', 'fraction of step time'),
+    'eval_seconds': ('Eval time', 'seconds'),
+    'train_g_feat': ('Feature-matching loss (G)', 'loss (before its λ)'),
+    'train_skipped_steps': ('Skipped steps (non-finite loss)', 'steps since the last log'),
+} | {f'eval_{name}': (f'Eval {metric.title}', _EVAL_UNITS.get(name, 'value'))
+     for name, metric in METRICS.items()}
 # Series with at most this many points also get a marker per point (a single point is visible).
 # Long series need no decimation: Agg draws 100k points in well under a second, and a PNG's size
 # does not grow with them.
@@ -100,13 +120,14 @@ def read_scalars(workdir: str | os.PathLike) -> dict[str, list[tuple[int, float]
 
 
 def line_chart(series: Sequence[tuple[str, Sequence[tuple[int, float]]]], *,
-               allow_log: bool = False) -> tuple[Figure | None, int]:
+               allow_log: bool = False, unit: str = '') -> tuple[Figure | None, int]:
   """A matplotlib line chart (on the Agg canvas) of some series against the training step.
 
   Args:
     series: (legend label, [(step, value), ...]) per line. Line i has colour Ci even when others
       are empty, so a curve keeps its colour in every report. Non-finite values are skipped.
     allow_log: use a log y axis when all values are positive and span more than 50×.
+    unit: the y axis's label, so that a chart copied out of the page still says what it plots.
 
   Returns:
     (the figure or None if no series has a finite value, the number of values skipped).
@@ -139,34 +160,61 @@ def line_chart(series: Sequence[tuple[str, Sequence[tuple[int, float]]]], *,
   axes.xaxis.set_major_locator(ticker.MaxNLocator('auto', steps=[1, 2, 5, 10], integer=True))
   axes.xaxis.set_major_formatter(ticker.EngFormatter(sep=''))
   axes.set_xlabel('step', fontsize=9, color='#555')
+  axes.set_ylabel(unit, fontsize=9, color='#555')
   axes.tick_params(labelsize=9)
   axes.grid(color='#ececec')
   figure.legend(loc='outside upper left', ncols=3, frameon=False, fontsize=9)
   return figure, skipped
 
 
-def _charts_html(scalars: dict[str, list[tuple[int, float]]], charts_dir: pathlib.Path) -> str:
-  """The chart grid (PNGs written to `charts_dir`): the groups of CHARTS, then other tags."""
-  specs = [(title, [(label, [(s, v * scale) for s, v in scalars.get(tag, [])])
-                    for tag, label, scale in lines], allow_log)
-           for title, lines, allow_log in CHARTS]
-  known = {tag for _, lines, _ in CHARTS for tag, _, _ in lines}
+def tag_chart(tag: str) -> tuple[str, str]:
+  """(title, unit) of the chart of a tag no group of CHARTS draws.
+
+  A tag of neither table (another writer's) gets its name in words and 'value' as its unit; its
+  legend still names the tag, as TensorBoard does.
+  """
+  if tag in TAG_CHARTS:
+    return TAG_CHARTS[tag]
+  words = tag.replace('_', ' ').strip()
+  title = words[:1].upper() + words[1:]
+  return title or tag, 'value'
+
+
+def chart_specs(scalars: dict[str, list[tuple[int, float]]]
+                ) -> tuple[list[tuple[str, str, list, bool]], list[str]]:
+  """What `_charts_html` draws.
+
+  Returns:
+    ([(title, unit, [(legend label, [(step, value), ...])], allow_log)] in page order: the groups
+    of CHARTS, then the other tags logged more than once; the tags logged once (e.g. the
+    eval_psnr, eval_fid, ... an evaluation logs), which are table rows rather than charts).
+  """
+  specs = [(title, unit, [(label, [(s, v * scale) for s, v in scalars.get(tag, [])])
+                          for tag, label, scale in lines], allow_log)
+           for title, unit, lines, allow_log in CHARTS]
+  known = {tag for _, _, lines, _ in CHARTS for tag, _, _ in lines}
   others = [tag for tag in scalars if tag not in known]
-  # A tag logged once (e.g. the eval_psnr, eval_fid, ... an evaluation logs) is a row, not a chart.
   single = [tag for tag in others if len(scalars[tag]) == 1]
-  specs += [(tag, [(tag, scalars[tag])], False) for tag in others if tag not in single]
+  specs += [(*tag_chart(tag), [(tag, scalars[tag])], False) for tag in others if tag not in single]
+  return specs, single
+
+
+def _charts_html(scalars: dict[str, list[tuple[int, float]]], charts_dir: pathlib.Path) -> str:
+  """The chart grid (PNGs written to `charts_dir`) of `chart_specs`, then the tags logged once."""
+  specs, single = chart_specs(scalars)
   figures = []
-  for title, series, allow_log in specs:
+  for title, unit, series, allow_log in specs:
     if not any(points for _, points in series):
       continue
-    figure, skipped = line_chart(series, allow_log=allow_log)
+    figure, skipped = line_chart(series, allow_log=allow_log, unit=unit)
     note = (f' <span class="muted">({skipped} non-finite value{"s" * (skipped != 1)} '
             'skipped)</span>' if skipped else '')
     body = '<p class="muted">no finite values</p>'
     if figure:
       name = f'{len(figures):02d}_{_safe_name(title)}.png'
       figure.savefig(charts_dir / name, dpi=200)  # Sharp on high-density screens.
-      body = f'<img class="chart" src="charts/{name}" alt="{html.escape(title)}">'
+      body = (f'<img class="chart" src="charts/{name}" '
+              f'alt="{html.escape(f"{title}: {unit} against step")}">')
     figures.append(f'<figure class="card"><figcaption>{html.escape(title)}{note}</figcaption>'
                    f'{body}</figure>')
   out = '<div class="charts">' + ''.join(figures) + '</div>'
@@ -231,7 +279,8 @@ def _metrics_html(data: dict) -> str:
     if isinstance(value, dict) and any(k in value for k in ('min', 'max')):
       rows.append([label] + [_format(value.get(k)) for k in ('mean', 'min', 'max', 'std')])
     elif isinstance(value, dict) and 'mean' in value:
-      std = f' ± {_format(value["std"])}' if 'std' in value else ''
+      std = (f' ± {_format(value["std"])}'
+             if 'std' in value and _several_subsets(value, data.get('num_images')) else '')
       singles.append([label, _format(value['mean']) + std])
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
       singles.append([label, _format(value)])
@@ -245,6 +294,18 @@ def _metrics_html(data: dict) -> str:
     out.append(f'<p class="muted">FID, KID and LPIPS skipped: '
                f'{html.escape(data["perceptual_skipped"])}</p>')
   return '\n'.join(out)
+
+
+def _several_subsets(stats: dict, num_images) -> bool:
+  """Whether a set metric's mean is over several distinct subsets, so that its std is a spread.
+
+  KID (`perceptual.kid`) averages subsets of `subset_size` images drawn from the `num_images`
+  scored; once the subset size reaches the set's, every subset is the whole set and the std of
+  its identical estimates is 0 up to round-off (a '± 3.64e-16' that says nothing). A metrics.json
+  from before KID recorded its subset size keeps its std.
+  """
+  size = stats.get('subset_size')
+  return not (isinstance(size, int) and isinstance(num_images, int) and size >= num_images)
 
 
 def _safe_name(text: str) -> str:

@@ -2,6 +2,11 @@
 
 `clu.metric_writers` imports TensorFlow, which is not a dependency; this is the same small
 interface (scalars, images, text) on tensorboardX. Only process 0 writes.
+
+Images go to their own event file in `LOGDIR/panels/` (TensorBoard shows it as a second run,
+'panels'), scalars and text to `LOGDIR/`. A panel is a few hundred kB and every record is
+CRC-checked when read, by tensorboard's pure-Python reader without TensorFlow: kept apart, the
+report reads a long run's curves in a fraction of a second instead of several seconds.
 """
 
 import pathlib
@@ -13,11 +18,17 @@ from PIL import Image
 from pix2pix_jax.data import images as image_lib
 
 
+# The subfolder of a SummaryWriter's logdir that holds its images' event file (a TensorBoard run).
+PANELS_DIR = 'panels'
+
+
 class SummaryWriter:
-  """Writes scalars and images under `logdir`; a no-op on processes other than 0."""
+  """Scalars and text to `logdir`, images to `logdir/PANELS_DIR`; only process 0 writes."""
 
   def __init__(self, logdir: pathlib.Path):
+    self._logdir = pathlib.Path(logdir)
     self._writer = None
+    self._image_writer = None  # Opened by the first image: a scalars-only writer makes no folder.
     if jax.process_index() == 0:
       import tensorboardX  # Imported lazily: only the writing process needs it.
       self._writer = tensorboardX.SummaryWriter(str(logdir), flush_secs=30)
@@ -30,8 +41,12 @@ class SummaryWriter:
   def write_images(self, step: int, images: dict[str, np.ndarray]) -> None:
     """Images are uint8 (H, W, C)."""
     if self._writer:
+      if self._image_writer is None:
+        import tensorboardX
+        self._image_writer = tensorboardX.SummaryWriter(str(self._logdir / PANELS_DIR),
+                                                        flush_secs=30)
       for name, image in images.items():
-        self._writer.add_image(name, image, step, dataformats='HWC')
+        self._image_writer.add_image(name, image, step, dataformats='HWC')
 
   def write_text(self, step: int, texts: dict[str, str]) -> None:
     if self._writer:
@@ -39,12 +54,14 @@ class SummaryWriter:
         self._writer.add_text(name, text, step)
 
   def flush(self) -> None:
-    if self._writer:
-      self._writer.flush()
+    for writer in (self._writer, self._image_writer):
+      if writer:
+        writer.flush()
 
   def close(self) -> None:
-    if self._writer:
-      self._writer.close()
+    for writer in (self._writer, self._image_writer):
+      if writer:
+        writer.close()
 
 
 def image_panel(inputs: np.ndarray | None, generated: np.ndarray,

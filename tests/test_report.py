@@ -1,6 +1,8 @@
 """The run report: event files, charts, the page's content, and the page in a real browser."""
 
 import fcntl
+import html
+import io
 import json
 import math
 import os
@@ -17,7 +19,7 @@ import pytest
 import tensorboardX
 from PIL import Image
 
-from pix2pix_jax import metrics, report
+from pix2pix_jax import metrics, report, summary
 
 LOSS_TAGS = ('train_g_total', 'train_g_gan', 'train_g_l1', 'train_d_total', 'train_d_real',
              'train_d_fake', 'train_d_real_output', 'train_d_fake_output')
@@ -226,13 +228,159 @@ def test_tensor_scalars(tmp_path):
   assert report.read_scalars(tmp_path) == {'f32': [(3, 1.5), (4, 0.5)], 'f64': [(3, 2.5)]}
 
 
+class OldLayoutWriter(summary.SummaryWriter):
+  """summary.SummaryWriter as it was before the panels had an event file of their own."""
+
+  def write_images(self, step, images):
+    for name, image in images.items():
+      self._writer.add_image(name, image, step, dataformats='HWC')
+
+
+def write_run(workdir, *, old_layout=False):
+  """A short run's events as training writes them: scalars every 10 steps, a panel every 20.
+
+  Returns:
+    {step: panel} of the panels written.
+  """
+  rng = np.random.default_rng(1)
+  panels = {}
+  writer = (OldLayoutWriter if old_layout else summary.SummaryWriter)(workdir)
+  for step in range(0, 101, 10):
+    writer.write_scalars(step, {tag: value(tag, step, 0) for tag in LOSS_TAGS})
+    if step % 20 == 0:
+      writer.write_scalars(step, {'eval_l1': 0.2 - step / 1000})
+      panels[step] = rng.integers(0, 256, (8, 24, 3), dtype=np.uint8)
+      writer.write_images(step, {'eval_panel': panels[step]})
+  writer.close()
+  return panels
+
+
+def test_panels_have_their_own_event_file(tmp_path, monkeypatch):
+  """Panels go to WORKDIR/panels/, which TensorBoard shows as a run of its own; the report
+  reads the scalars' file only, and no image record."""
+  from tensorboard.backend.event_processing import event_multiplexer
+  panels = write_run(tmp_path)
+  (scalar_file,) = report.event_files(tmp_path)
+  (panel_file,) = report.event_files(tmp_path / summary.PANELS_DIR)
+  multiplexer = event_multiplexer.EventMultiplexer(size_guidance={'images': 0, 'scalars': 0})
+  multiplexer.AddRunsFromDirectory(str(tmp_path)).Reload()
+  runs = multiplexer.Runs()
+  assert set(runs) == {'.', summary.PANELS_DIR}
+  assert runs['.']['images'] == [] and set(runs['.']['scalars']) == set(LOSS_TAGS) | {'eval_l1'}
+  assert runs[summary.PANELS_DIR]['images'] == ['eval_panel']
+  assert runs[summary.PANELS_DIR]['scalars'] == []
+  events = multiplexer.Images(summary.PANELS_DIR, 'eval_panel')
+  assert [e.step for e in events] == sorted(panels)
+  for event in events:
+    with Image.open(io.BytesIO(event.encoded_image_string)) as image:
+      assert np.array_equal(np.asarray(image), panels[event.step])
+
+  loaded = []
+  loader = report.event_file_loader.EventFileLoader
+  monkeypatch.setattr(report.event_file_loader, 'EventFileLoader',
+                      lambda path: loaded.append(path) or loader(path))
+  scalars = report.read_scalars(tmp_path)
+  assert loaded == [str(scalar_file)] and str(panel_file) not in loaded
+  assert set(scalars) == set(LOSS_TAGS) | {'eval_l1'}
+  assert [step for step, _ in scalars['eval_l1']] == sorted(panels)
+  page = report.write_report(tmp_path).read_text()
+  assert '1 event file, last logged step 100' in page
+
+
+def test_scalars_only_writer_makes_no_panels_folder(tmp_path):
+  """Evaluation's writer logs scalars only: no empty panels run in TensorBoard."""
+  writer = summary.SummaryWriter(tmp_path)
+  writer.write_scalars(3, {'eval_l1': 0.5})
+  writer.close()
+  assert not (tmp_path / summary.PANELS_DIR).exists()
+  assert report.read_scalars(tmp_path) == {'eval_l1': [(3, 0.5)]}
+
+
+def test_old_layout_run(tmp_path):
+  """A run written before the panels had their own file reports the same: same scalars, same
+  charts, and the evaluation's panels."""
+  pages = {}
+  for layout in ('old', 'new'):
+    workdir = tmp_path / layout
+    workdir.mkdir()
+    write_run(workdir, old_layout=layout == 'old')
+    write_eval(workdir)
+    pages[layout] = report.write_report(workdir).read_text()
+  from tensorboard.backend.event_processing import event_accumulator
+  old = event_accumulator.EventAccumulator(str(tmp_path / 'old'))
+  assert old.Reload().Tags()['images'] == ['eval_panel']  # In its one file, with the scalars.
+  assert not (tmp_path / 'old' / summary.PANELS_DIR).exists()
+  assert report.read_scalars(tmp_path / 'old') == report.read_scalars(tmp_path / 'new')
+  captions = {layout: re.findall(r'<figcaption>([^<]+)</figcaption><img class="chart"', page)
+              for layout, page in pages.items()}
+  assert captions['old'] == captions['new'] and 'Generator losses' in captions['old']
+  for layout, page in pages.items():
+    assert '1 event file, last logged step 100' in page, layout
+    assert '<h2>Images</h2>' in page and page.count('<figure class="panel">') == 4, layout
+    copies = {p.read_bytes() for p in (tmp_path / layout / 'report' / 'images').iterdir()}
+    assert copies == {p.read_bytes() for p in (tmp_path / layout / 'eval' / 'panels').iterdir()}
+
+
 # ----------------------------------------------------------------------------------------------
 # Charts
 
 
+def project_tags():
+  """Every scalar tag training and evaluation log (train.py's flush_metrics and evaluate,
+  evaluation.eval_scalars)."""
+  from pix2pix_jax import train
+  step_metrics = train.LOSS_NAMES + train.OPTIONAL_LOSS_NAMES + (
+      'd_real_output', 'd_fake_output', 'learning_rate', 'skipped_steps')
+  return ([f'train_{name}' for name in step_metrics] +
+          ['steps_per_second', 'data_wait_fraction', 'eval_seconds'] +
+          [f'eval_{name}' for name in metrics.METRICS])
+
+
+def test_every_chart_has_a_human_title_and_a_unit(tmp_path):
+  """Every tag the project logs is drawn once, under a title in words (not the tag) with a unit
+  on its y axis."""
+  tags = project_tags()
+  writer = summary.SummaryWriter(tmp_path)
+  for step in (0, 100):
+    writer.write_scalars(step, {tag: 1.0 + step / 100 for tag in tags})
+  writer.close()
+  specs, single = report.chart_specs(report.read_scalars(tmp_path))
+  assert single == []
+  grouped = {tag for _, _, lines, _ in report.CHARTS for tag, _, _ in lines}
+  assert len(specs) == len(report.CHARTS) + len(set(tags) - grouped)
+  titles = {}
+  for title, unit, _, _ in specs:
+    assert title not in tags and '_' not in title and title[0].isupper(), title
+    assert unit and '_' not in unit and unit != 'value', (title, unit)
+    titles[title] = unit
+  assert len(titles) == len(specs)  # No two charts share a title.
+  # The examples the issue names; eval titles come from the project's one metric table.
+  assert titles['Data wait'] == 'fraction of step time'
+  assert titles['Throughput'] == 'steps per second' and titles['Eval time'] == 'seconds'
+  assert titles['Eval PSNR (dB)'] == 'dB'
+  assert titles[f'Eval {metrics.METRICS["hp_l1"].title}'] == 'mean |Laplacian difference|'
+  assert set(report._EVAL_UNITS) == set(metrics.METRICS)  # pylint: disable=protected-access
+
+  # On the page: each caption a title, each chart's alt text its unit, its PNG's y axis too.
+  page = report.write_report(tmp_path).read_text()
+  charts = re.findall(r'<figcaption>([^<]+)</figcaption><img class="chart" src="[^"]+" '
+                      r'alt="([^"]+)">', page)
+  assert [caption for caption, _ in charts] == [title for title, _, _, _ in specs]
+  assert [alt for _, alt in charts] == [
+      html.escape(f'{title}: {unit} against step') for title, unit, _, _ in specs]
+  assert not set(tags) & {caption for caption, _ in charts}
+  figure, _ = report.line_chart([('x', [(0, 1.0)])], unit='steps per second')
+  assert figure.axes[0].get_ylabel() == 'steps per second'
+
+
+def test_unknown_tag_title():
+  assert report.tag_chart('custom_metric') == ('Custom metric', 'value')
+  assert report.tag_chart('data_wait_fraction') == ('Data wait', 'fraction of step time')
+
+
 def chart_pixels(page, report_dir, title):
-  """The RGB pixels of the chart titled `title` on the page."""
-  (source,) = re.findall(rf'<img class="chart" src="([^"]+)" alt="{re.escape(title)}">', page)
+  """The RGB pixels of the chart titled `title` on the page (its alt text starts 'title: ')."""
+  (source,) = re.findall(rf'<img class="chart" src="([^"]+)" alt="{re.escape(title)}: ', page)
   return np.asarray(Image.open(report_dir / source).convert('RGB')).astype(np.int32)
 
 
@@ -338,7 +486,7 @@ def test_report_curves(run_dir):
     assert count_color(pixels, color) > 200, color
   figure, _ = report.line_chart(
       [(label, [(s, v * scale) for s, v in report.read_scalars(workdir)[tag]])
-       for tag, label, scale in report.CHARTS[2][1]], allow_log=report.CHARTS[2][2])
+       for tag, label, scale in report.CHARTS[2][2]], allow_log=report.CHARTS[2][3])
   assert figure.axes[0].get_yscale() == 'log'
 
 
@@ -397,6 +545,25 @@ def test_scored_run_has_no_step(tmp_path):
       {'step': None, 'num_images': 2, 'split': None, 'metrics': {'l1': {'mean': 0.5}}}))
   page = report.write_report(tmp_path).read_text()
   assert '<b>images</b> 2' in page and '<b>step</b>' not in page and '<b>split</b>' not in page
+
+
+@pytest.mark.parametrize('num_images, subset_size, shown', [
+    (100, 100, False),  # The subsets are the whole set: one subset.
+    (100, 99, True),  # 100 distinct subsets of 99 of its 100 images.
+    (1098, 1000, True),  # maps: 100 distinct subsets of 1,000 of its 1,098 images.
+    (1098, None, True),  # A metrics.json from before KID recorded its subset size.
+])
+def test_kid_spread_only_with_several_subsets(tmp_path, num_images, subset_size, shown):
+  kid = {'mean': 0.0123, 'std': 3.64e-16 if not shown else 0.0011}
+  if subset_size is not None:
+    kid['subset_size'] = subset_size
+  (tmp_path / 'eval').mkdir()
+  (tmp_path / 'eval' / 'metrics.json').write_text(json.dumps(
+      {'step': 5, 'num_images': num_images, 'metrics': {'fid': 42.0, 'kid': kid}}))
+  page = report.write_report(tmp_path).read_text()
+  (row,) = re.findall(r'<tr><th>KID ↓</th><td>([^<]*)</td></tr>', page)
+  assert row == ('0.0123 ± 0.0011' if shown else '0.0123')
+  assert '<tr><th>FID ↓</th><td>42.00</td></tr>' in page
 
 
 def test_folder_of_runs(tmp_path):
