@@ -28,46 +28,82 @@ import jax
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', None, 'Config file (e.g. configs/maps.py).',
-                                lock_config=True)
+config_flags.DEFINE_config_file(
+    'config', None, 'Config file (e.g. configs/maps.py).', lock_config=True
+)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and outputs.')
-flags.DEFINE_enum('mode', 'train', ['train', 'evaluate', 'score', 'predict', 'export', 'ablation'],
-                  'train (resumes if WORKDIR has a checkpoint), evaluate (metrics over the eval '
-                  'split + WORKDIR/report), score (the same metrics and report for images '
-                  'generated elsewhere: --input, against --targets), predict (translate --input), '
-                  'export (jax.export the generator), ablation (train + evaluate each of '
-                  '--patch_sizes).')
-flags.DEFINE_string('step', None, 'evaluate/predict/export: a checkpoint step of '
-                    "WORKDIR/checkpoints, or 'best': the best by config.eval.best_metric, which "
-                    'training keeps in WORKDIR/checkpoints_best (default: the latest checkpoint).')
-flags.DEFINE_string('input', None, 'predict: an image file or a folder of images. score: the '
-                    'generated images (N.png or the PyTorch reference\'s N_fake_B.png matches '
-                    'target N.*; N_real_A/N_real_B files are ignored); those not '
-                    'image_size×image_size are resized to it (bicubic), with a warning.')
-flags.DEFINE_string('targets', None, 'score: a folder of targets, default the eval split of the '
-                    'config. Read as side-by-side A|B pairs (target half by '
-                    'config.data.direction) if every image is exactly 2:1, else as plain target '
-                    'images; resized to image_size×image_size (bicubic) like evaluate\'s.')
+flags.DEFINE_enum(
+    'mode',
+    'train',
+    ['train', 'evaluate', 'score', 'predict', 'export', 'ablation'],
+    'train (resumes if WORKDIR has a checkpoint), evaluate (metrics over the eval '
+    'split + WORKDIR/report), score (the same metrics and report for images '
+    'generated elsewhere: --input, against --targets), predict (translate --input), '
+    'export (jax.export the generator), ablation (train + evaluate each of '
+    '--patch_sizes).',
+)
+flags.DEFINE_string(
+    'step',
+    None,
+    'evaluate/predict/export: a checkpoint step of '
+    "WORKDIR/checkpoints, or 'best': the best by config.eval.best_metric, which "
+    'training keeps in WORKDIR/checkpoints_best (default: the latest checkpoint).',
+)
+flags.DEFINE_string(
+    'input',
+    None,
+    'predict: an image file or a folder of images. score: the '
+    "generated images (N.png or the PyTorch reference's N_fake_B.png matches "
+    'target N.*; N_real_A/N_real_B files are ignored); those not '
+    'image_size×image_size are resized to it (bicubic), with a warning.',
+)
+flags.DEFINE_string(
+    'targets',
+    None,
+    'score: a folder of targets, default the eval split of the '
+    'config. Read as side-by-side A|B pairs (target half by '
+    'config.data.direction) if every image is exactly 2:1, else as plain target '
+    "images; resized to image_size×image_size (bicubic) like evaluate's.",
+)
 flags.DEFINE_string('output', None, 'predict: output folder; export: default WORKDIR/export.')
-flags.DEFINE_bool('pairs', False, 'predict: inputs are side-by-side A|B pairs; the input half '
-                  'follows config.data.direction.')
+flags.DEFINE_bool(
+    'pairs',
+    False,
+    'predict: inputs are side-by-side A|B pairs; the input half follows config.data.direction.',
+)
 flags.DEFINE_bool('side_by_side', False, 'predict: write [input | output] images.')
-flags.DEFINE_enum('resolution', 'model', ['model', 'native'], 'predict: model (each image resized '
-                  'to image_size×image_size and the output back to its size) or native (the '
-                  'generator at the image\'s own size, reflect-padded to a multiple of image_size; '
-                  'over 1024×1024 pixels in blended overlapping tiles).')
+flags.DEFINE_enum(
+    'resolution',
+    'model',
+    ['model', 'native'],
+    'predict: model (each image resized '
+    'to image_size×image_size and the output back to its size) or native (the '
+    "generator at the image's own size, reflect-padded to a multiple of image_size; "
+    'over 1024×1024 pixels in blended overlapping tiles).',
+)
 flags.DEFINE_list('patch_sizes', ['1', '16', '70', '286'], 'ablation: PatchGAN sizes to compare.')
-flags.DEFINE_bool('distributed', False,
-                  'Join a multi-process run: jax.distributed.initialize() before anything else. '
-                  'On SLURM, Open MPI and Cloud TPU pods it finds the other processes itself; '
-                  'elsewhere give --coordinator_address, --num_processes and --process_id (or '
-                  'JAX_COORDINATOR_ADDRESS). Implied by any of those three flags.')
-flags.DEFINE_string('coordinator_address', None, 'HOST:PORT of process 0, where it serves the '
-                    'coordinator (implies --distributed).')
-flags.DEFINE_integer('num_processes', None, 'Number of processes (implies --distributed).',
-                     lower_bound=1)
-flags.DEFINE_integer('process_id', None, 'This process: 0 .. num_processes - 1 (implies '
-                     '--distributed).', lower_bound=0)
+flags.DEFINE_bool(
+    'distributed',
+    False,
+    'Join a multi-process run: jax.distributed.initialize() before anything else. '
+    'On SLURM, Open MPI and Cloud TPU pods it finds the other processes itself; '
+    'elsewhere give --coordinator_address, --num_processes and --process_id (or '
+    'JAX_COORDINATOR_ADDRESS). Implied by any of those three flags.',
+)
+flags.DEFINE_string(
+    'coordinator_address',
+    None,
+    'HOST:PORT of process 0, where it serves the coordinator (implies --distributed).',
+)
+flags.DEFINE_integer(
+    'num_processes', None, 'Number of processes (implies --distributed).', lower_bound=1
+)
+flags.DEFINE_integer(
+    'process_id',
+    None,
+    'This process: 0 .. num_processes - 1 (implies --distributed).',
+    lower_bound=0,
+)
 flags.mark_flags_as_required(['config', 'workdir'])
 
 _DISTRIBUTED_ARGS = ('coordinator_address', 'num_processes', 'process_id')
@@ -84,8 +120,9 @@ def checkpoint_step(value: str | None) -> int | str | None:
   except ValueError:
     step = -1
   if step < 0:
-    raise app.UsageError(f"--step={value}: expected a checkpoint step (an integer >= 0) or "
-                         f"'{_BEST_STEP}'")
+    raise app.UsageError(
+        f'--step={value}: expected a checkpoint step (an integer >= 0) or ' f"'{_BEST_STEP}'"
+    )
   return step
 
 
@@ -114,8 +151,10 @@ def initialize_distributed() -> None:
   try:
     jax.distributed.initialize(**given)
   except ValueError as error:  # jax names its own argument; say which flags give it.
-    raise ValueError(f'{error} Outside SLURM, Open MPI and Cloud TPU pods, give --coordinator_'
-                     'address=HOST:PORT, --num_processes and --process_id.') from error
+    raise ValueError(
+        f'{error} Outside SLURM, Open MPI and Cloud TPU pods, give --coordinator_'
+        'address=HOST:PORT, --num_processes and --process_id.'
+    ) from error
 
 
 def main(argv):
@@ -126,11 +165,17 @@ def main(argv):
     raise app.UsageError(f'--step is for --mode={"/".join(_STEP_MODES)}, not --mode={FLAGS.mode}')
   initialize_distributed()
   logging.get_absl_handler().python_handler.addFilter(_QuietLibraries())
-  logging.info('JAX %s, process %d/%d, devices: %s', jax.__version__, jax.process_index(),
-               jax.process_count(), jax.devices())
+  logging.info(
+      'JAX %s, process %d/%d, devices: %s',
+      jax.__version__,
+      jax.process_index(),
+      jax.process_count(),
+      jax.devices(),
+  )
   # Drivers are imported here so that `--help` and flag errors come before JAX's set-up.
   # pylint: disable-next=g-import-not-at-top
   from pix2pix_jax import ablation, config_checks, evaluation, export, predict, report, scoring, train
+
   config, workdir = FLAGS.config, FLAGS.workdir
   # The one check of the config, for every mode, before anything is read or written. Ablation's
   # runs are all checked before the first trains.
@@ -138,8 +183,9 @@ def main(argv):
   if FLAGS.mode == 'ablation':
     runs = ablation.run_configs(config, [int(p) for p in FLAGS.patch_sizes])
   for run in runs:
-    config_checks.validate_config(run, jax.device_count(),
-                                  training=FLAGS.mode in ('train', 'ablation'))
+    config_checks.validate_config(
+        run, jax.device_count(), training=FLAGS.mode in ('train', 'ablation')
+    )
   if FLAGS.mode == 'train':
     train.train_and_evaluate(config, workdir)
   elif FLAGS.mode == 'evaluate':
@@ -153,9 +199,16 @@ def main(argv):
   elif FLAGS.mode == 'predict':
     if not FLAGS.input or not FLAGS.output:
       raise app.UsageError('--mode=predict needs --input=FILE_OR_DIR and --output=DIR')
-    predict.predict(config, workdir, FLAGS.input, FLAGS.output, step=step,
-                    pairs=FLAGS.pairs, side_by_side=FLAGS.side_by_side,
-                    resolution=FLAGS.resolution)
+    predict.predict(
+        config,
+        workdir,
+        FLAGS.input,
+        FLAGS.output,
+        step=step,
+        pairs=FLAGS.pairs,
+        side_by_side=FLAGS.side_by_side,
+        resolution=FLAGS.resolution,
+    )
   elif FLAGS.mode == 'export':
     export.export_generator(config, workdir, FLAGS.output, step)
   elif FLAGS.mode == 'ablation':

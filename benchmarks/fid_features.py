@@ -39,16 +39,23 @@ def time_path(backend: str, images: np.ndarray) -> tuple[dict, np.ndarray]:
   features = perceptual.InceptionFeatures(batch_size=FLAGS.batch_size, backend=backend)
   setup_s = time.perf_counter() - start
   start = time.perf_counter()
-  features(images[:FLAGS.batch_size])  # Untimed: compilation (JAX), allocator warm-up (torch).
+  features(images[: FLAGS.batch_size])  # Untimed: compilation (JAX), allocator warm-up (torch).
   warmup_s = time.perf_counter() - start
   start = time.perf_counter()
   out = features(images)
   seconds = time.perf_counter() - start
-  device = (str(jax.devices()[0]) if backend == 'jax' else str(features.device))
-  return {'backend': backend, 'device': device, 'images': len(images), 'size': FLAGS.size,
-          'batch_size': FLAGS.batch_size, 'setup_s': round(setup_s, 2),
-          'first_batch_s': round(warmup_s, 2), 'seconds': round(seconds, 2),
-          'images_per_s': round(len(images) / seconds, 2)}, out
+  device = str(jax.devices()[0]) if backend == 'jax' else str(features.device)
+  return {
+      'backend': backend,
+      'device': device,
+      'images': len(images),
+      'size': FLAGS.size,
+      'batch_size': FLAGS.batch_size,
+      'setup_s': round(setup_s, 2),
+      'first_batch_s': round(warmup_s, 2),
+      'seconds': round(seconds, 2),
+      'images_per_s': round(len(images) / seconds, 2),
+  }, out
 
 
 def main(_):
@@ -61,8 +68,11 @@ def main(_):
   if 'jax' in rows:
     per_image = rows['jax']['seconds'] / FLAGS.images
     summary[f'jax_seconds_for_{MAPS_VAL_IMAGES}'] = round(per_image * MAPS_VAL_IMAGES, 1)
-    summary['how'] = ('measured' if FLAGS.images == MAPS_VAL_IMAGES
-                      else f'extrapolated from {FLAGS.images} images')
+    summary['how'] = (
+        'measured'
+        if FLAGS.images == MAPS_VAL_IMAGES
+        else f'extrapolated from {FLAGS.images} images'
+    )
   if len(features) == 2:
     a, b = features['jax'], features['torch']
     relative = np.abs(a - b).max(axis=1) / np.abs(b).max(axis=1)

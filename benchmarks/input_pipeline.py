@@ -41,17 +41,24 @@ def main(_):
   source = pipeline.create_source(config.data, 'train', config.seed)
   print(f'# {config.data.name}: {len(source)} train examples', flush=True)
   batches = max(FLAGS.images // config.batch_size, 1)
-  for workers, threads, cache in itertools.product(map(int, FLAGS.workers), map(int, FLAGS.threads),
-                                                   (False, True)):
+  for workers, threads, cache in itertools.product(
+      map(int, FLAGS.workers), map(int, FLAGS.threads), (False, True)
+  ):
     config.data.num_workers, config.data.num_threads, config.data.cache = workers, threads, cache
     source = pipeline.create_source(config.data, 'train', config.seed)
-    dataset = pipeline.train_dataset(source, config.data, batch_size=config.batch_size,
-                                     seed=config.seed)
+    dataset = pipeline.train_dataset(
+        source, config.data, batch_size=config.batch_size, seed=config.seed
+    )
     steps_per_epoch = len(source) // config.batch_size
     iterator = pipeline.train_iterator(dataset, 0, config.data)
-    row = {'dataset': config.data.name, 'workers': workers, 'threads': threads, 'cache': cache,
-           'batch_size': config.batch_size, 'cold_images_per_s': round(time_pass(
-               iterator, batches, config.batch_size), 1)}
+    row = {
+        'dataset': config.data.name,
+        'workers': workers,
+        'threads': threads,
+        'cache': cache,
+        'batch_size': config.batch_size,
+        'cold_images_per_s': round(time_pass(iterator, batches, config.batch_size), 1),
+    }
     if cache and workers == 0:  # Worker processes do not share the parent's cache.
       time_pass(iterator, max(steps_per_epoch - batches, 0), config.batch_size)  # Fill it.
       row['warm_images_per_s'] = round(time_pass(iterator, batches, config.batch_size), 1)

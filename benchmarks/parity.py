@@ -44,21 +44,38 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 METRICS = ('fid', 'kid', 'lpips', 'l1', 'psnr', 'ssim')
-LOWER_IS_BETTER = {'fid': True, 'kid': True, 'lpips': True, 'l1': True, 'psnr': False, 'ssim': False}
+LOWER_IS_BETTER = {
+    'fid': True,
+    'kid': True,
+    'lpips': True,
+    'l1': True,
+    'psnr': False,
+    'ssim': False,
+}
 
 
 def parse_args(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--workdir', required=True)
   parser.add_argument('--steps', type=int, default=3288, help='train steps (3288 = 3 maps epochs)')
-  parser.add_argument('--eval_every', type=int, default=548, help='snapshot (and subset score) every N steps')
-  parser.add_argument('--subset', type=int, default=100, help='val pairs scored at intermediate snapshots')
+  parser.add_argument(
+      '--eval_every', type=int, default=548, help='snapshot (and subset score) every N steps'
+  )
+  parser.add_argument(
+      '--subset', type=int, default=100, help='val pairs scored at intermediate snapshots'
+  )
   parser.add_argument('--ours_seeds', default='0,1')
   parser.add_argument('--peer_seeds', default='0')
-  parser.add_argument('--maps_dir', default=str(ROOT.parent / 'shared/data/maps286'),
-                      help='folder dataset with train/ (side-by-side A|B maps pairs)')
-  parser.add_argument('--val_dir', default=str(ROOT.parent / 'shared/data/maps_val/val'),
-                      help='the val originals scored at the last snapshot')
+  parser.add_argument(
+      '--maps_dir',
+      default=str(ROOT.parent / 'shared/data/maps286'),
+      help='folder dataset with train/ (side-by-side A|B maps pairs)',
+  )
+  parser.add_argument(
+      '--val_dir',
+      default=str(ROOT.parent / 'shared/data/maps_val/val'),
+      help='the val originals scored at the last snapshot',
+  )
   parser.add_argument('--stage', default='all', choices=('all', 'train', 'score', 'table'))
   parser.add_argument('--config', default='configs/maps.py', help='ours (the peer mirrors it)')
   # Both sides (tests use tiny ones): image and jitter size, filters.
@@ -66,8 +83,12 @@ def parse_args(argv=None):
   parser.add_argument('--load_size', type=int, default=286)
   parser.add_argument('--ngf', type=int, default=64)
   parser.add_argument('--ndf', type=int, default=64)
-  parser.add_argument('--override', action='append', default=[],
-                      help='extra --config.KEY=VALUE for ours (the peer does not follow them)')
+  parser.add_argument(
+      '--override',
+      action='append',
+      default=[],
+      help='extra --config.KEY=VALUE for ours (the peer does not follow them)',
+  )
   # Internal: the peer's phases run in their own process (PyTorch only, no JAX on the device).
   parser.add_argument('--peer_phase', choices=('train', 'generate'), help=argparse.SUPPRESS)
   parser.add_argument('--run', help=argparse.SUPPRESS)
@@ -93,9 +114,15 @@ def snapshot_steps(args) -> list[int]:
 
 def _record_segment(run_dir: pathlib.Path, start: float, first_step: int, last_step: int) -> None:
   with open(run_dir / 'segments.jsonl', 'a') as f:
-    f.write(json.dumps({'start': time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(start)),
-                        'wall_s': round(time.time() - start, 1), 'first_step': first_step,
-                        'last_step': last_step}) + '\n')
+    f.write(
+        json.dumps({
+            'start': time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(start)),
+            'wall_s': round(time.time() - start, 1),
+            'first_step': first_step,
+            'last_step': last_step,
+        })
+        + '\n'
+    )
 
 
 def _check(command: list[str], log: pathlib.Path, env=None) -> None:
@@ -119,8 +146,9 @@ def _check(command: list[str], log: pathlib.Path, env=None) -> None:
     finally:
       signal.signal(signal.SIGTERM, previous)
   if stopped:
-    raise SystemExit(f'stopped; {command[1]} exited with {status} (log: {log}). Run the same '
-                     'command to resume.')
+    raise SystemExit(
+        f'stopped; {command[1]} exited with {status} (log: {log}). Run the same command to resume.'
+    )
   if status:
     raise SystemExit(f'{command[1]} exited with {status}; see {log}')
 
@@ -130,20 +158,30 @@ def _check(command: list[str], log: pathlib.Path, env=None) -> None:
 
 
 def ours_overrides(args, seed: int, folder_dir: str | None = None) -> list[str]:
-  return [f'--config={args.config}', '--config.data.name=folder',
-          f'--config.data.folder_dir={folder_dir or args.maps_dir}',
-          f'--config.data.image_size={args.image_size}', f'--config.data.load_size={args.load_size}',
-          f'--config.model.ngf={args.ngf}', f'--config.model.ndf={args.ndf}',
-          f'--config.num_train_steps={args.steps}',
-          f'--config.seed={seed}', '--config.model.dropout_skip_innermost=True',
-          f'--config.checkpoint_every_steps={args.eval_every}',
-          f'--config.keep_checkpoints={len(snapshot_steps(args)) + 1}',
-          '--config.eval.every_steps=0'] + [f'--config.{o}' for o in args.override]
+  return [
+      f'--config={args.config}',
+      '--config.data.name=folder',
+      f'--config.data.folder_dir={folder_dir or args.maps_dir}',
+      f'--config.data.image_size={args.image_size}',
+      f'--config.data.load_size={args.load_size}',
+      f'--config.model.ngf={args.ngf}',
+      f'--config.model.ndf={args.ndf}',
+      f'--config.num_train_steps={args.steps}',
+      f'--config.seed={seed}',
+      '--config.model.dropout_skip_innermost=True',
+      f'--config.checkpoint_every_steps={args.eval_every}',
+      f'--config.keep_checkpoints={len(snapshot_steps(args)) + 1}',
+      '--config.eval.every_steps=0',
+  ] + [f'--config.{o}' for o in args.override]
 
 
 def ours_steps_done(run_dir: pathlib.Path) -> list[int]:
   checkpoints = run_dir / 'checkpoints'
-  return sorted(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit()) if checkpoints.is_dir() else []
+  return (
+      sorted(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())
+      if checkpoints.is_dir()
+      else []
+  )
 
 
 def train_ours(args, run_dir: pathlib.Path, seed: int) -> None:
@@ -152,19 +190,36 @@ def train_ours(args, run_dir: pathlib.Path, seed: int) -> None:
     return
   start = time.time()
   try:
-    _check([sys.executable, 'main.py', f'--workdir={run_dir}'] + ours_overrides(args, seed),
-           run_dir.parent / f'{run_dir.name}.log')
+    _check(
+        [sys.executable, 'main.py', f'--workdir={run_dir}'] + ours_overrides(args, seed),
+        run_dir.parent / f'{run_dir.name}.log',
+    )
   finally:  # A stopped run's segment counts too (up to the checkpoint it saved).
     reached = ours_steps_done(run_dir)
     _record_segment(run_dir, start, done[-1] if done else 0, reached[-1] if reached else 0)
 
 
-def score_ours(args, run_dir: pathlib.Path, seed: int, step: int, which: str,
-               eval_dir: pathlib.Path, out: pathlib.Path) -> None:
+def score_ours(
+    args,
+    run_dir: pathlib.Path,
+    seed: int,
+    step: int,
+    which: str,
+    eval_dir: pathlib.Path,
+    out: pathlib.Path,
+) -> None:
   # --mode=evaluate writes WORKDIR/eval/metrics.json; a copy per (step, split) is kept.
-  _check([sys.executable, 'main.py', f'--workdir={run_dir}', '--mode=evaluate', f'--step={step}',
-          *ours_overrides(args, seed, folder_dir=str(eval_dir.parent))],
-         run_dir.parent / f'{run_dir.name}.score.log')
+  _check(
+      [
+          sys.executable,
+          'main.py',
+          f'--workdir={run_dir}',
+          '--mode=evaluate',
+          f'--step={step}',
+          *ours_overrides(args, seed, folder_dir=str(eval_dir.parent)),
+      ],
+      run_dir.parent / f'{run_dir.name}.score.log',
+  )
   shutil.copy(run_dir / 'eval' / 'metrics.json', out)
 
 
@@ -175,6 +230,7 @@ def score_ours(args, run_dir: pathlib.Path, seed: int, step: int, which: str,
 def _peer_networks(args, device):
   sys.path.insert(0, str(ROOT))
   from reference import pytorch_peer  # pylint: disable=g-import-not-at-top
+
   net_g = pytorch_peer.create_generator(args.image_size, ngf=args.ngf).to(device)
   net_d = pytorch_peer.create_discriminator(70, ndf=args.ndf).to(device)
   return pytorch_peer, net_g, net_d
@@ -184,8 +240,11 @@ def _load_train_pairs(maps_dir: str, load_size: int):
   """All train pairs as the reference's AlignedDataset reads them: (B map, A aerial), uint8."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   from PIL import Image  # pylint: disable=g-import-not-at-top
-  files = sorted((pathlib.Path(maps_dir) / 'train').glob('*.jpg'),
-                 key=lambda p: int(re.sub(r'\D', '', p.stem) or 0))
+
+  files = sorted(
+      (pathlib.Path(maps_dir) / 'train').glob('*.jpg'),
+      key=lambda p: int(re.sub(r'\D', '', p.stem) or 0),
+  )
   pairs = []
   for path in files:
     ab = Image.open(path).convert('RGB')
@@ -200,6 +259,7 @@ def _load_train_pairs(maps_dir: str, load_size: int):
 def peer_train(args) -> None:
   import numpy as np  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
+
   run_dir = pathlib.Path(args.workdir) / args.run
   seed = int(args.run.rsplit('seed', 1)[1])
   device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
@@ -213,7 +273,9 @@ def peer_train(args) -> None:
   done = sorted(int(p.stem.split('_')[1]) for p in snapshots.glob('state_*.pt'))
   step = 0
   if done:
-    state = torch.load(snapshots / f'state_{done[-1]:08d}.pt', map_location=device, weights_only=False)
+    state = torch.load(
+        snapshots / f'state_{done[-1]:08d}.pt', map_location=device, weights_only=False
+    )
     net_g.load_state_dict(state['net_g'])
     net_d.load_state_dict(state['net_d'])
     model.optimizer_g.load_state_dict(state['optimizer_g'])
@@ -243,7 +305,7 @@ def peer_train(args) -> None:
     flip = rng.random() > 0.5
     tensors = []
     for image in (map_, aerial):
-      crop = image[y:y + size, x:x + size]
+      crop = image[y : y + size, x : x + size]
       crop = crop[:, ::-1] if flip else crop
       t = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float()
       tensors.append(((t / 255 - 0.5) / 0.5).to(device))  # ToTensor + Normalize(0.5, 0.5).
@@ -253,14 +315,22 @@ def peer_train(args) -> None:
     if step % 100 == 0:
       mean = {k: np.mean([l[k] for l in losses]) for k in losses[0]}
       rate = (step - first_step) / (time.time() - start)
-      print(f'peer {args.run}: step {step}/{args.steps} | {rate:.2f} steps/s | G {mean["g_total"]:.3f} '
-            f'(GAN {mean["g_gan"]:.3f}, L1 {mean["g_l1"] / 100:.4f}) D {mean["d_total"]:.3f}', flush=True)
+      print(
+          f'peer {args.run}: step {step}/{args.steps} | {rate:.2f} steps/s | G'
+          f' {mean["g_total"]:.3f} (GAN {mean["g_gan"]:.3f}, L1 {mean["g_l1"] / 100:.4f}) D'
+          f' {mean["d_total"]:.3f}',
+          flush=True,
+      )
       losses.clear()
     if step % args.eval_every == 0 or step == args.steps or stop:
-      state = {'net_g': net_g.state_dict(), 'net_d': net_d.state_dict(),
-               'optimizer_g': model.optimizer_g.state_dict(),
-               'optimizer_d': model.optimizer_d.state_dict(), 'torch_rng': torch.get_rng_state(),
-               'step': step}
+      state = {
+          'net_g': net_g.state_dict(),
+          'net_d': net_d.state_dict(),
+          'optimizer_g': model.optimizer_g.state_dict(),
+          'optimizer_d': model.optimizer_d.state_dict(),
+          'torch_rng': torch.get_rng_state(),
+          'step': step,
+      }
       if device.type == 'cuda':
         state['cuda_rng'] = torch.cuda.get_rng_state()
       tmp = snapshots / f'.state_{step:08d}.pt.tmp'
@@ -276,8 +346,10 @@ def peer_train(args) -> None:
         old_step = int(old.stem.split('_')[1])
         if old_step < step:
           if old_step % args.eval_every == 0:
-            torch.save({'net_g': torch.load(old, weights_only=False)['net_g'], 'step': old_step},
-                       snapshots / f'g_{old_step:08d}.pt')
+            torch.save(
+                {'net_g': torch.load(old, weights_only=False)['net_g'], 'step': old_step},
+                snapshots / f'g_{old_step:08d}.pt',
+            )
           old.unlink()
   if stop:
     print(f'peer {args.run}: stopped at step {step}; run the same command to resume', flush=True)
@@ -288,16 +360,21 @@ def peer_generate(args) -> None:
   import numpy as np  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   sys.path.insert(0, str(ROOT))
   from configs import maps  # pylint: disable=g-import-not-at-top
   from pix2pix_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+
   run_dir = pathlib.Path(args.workdir) / args.run
   seed = int(args.run.rsplit('seed', 1)[1])
   device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
   _, net_g, _ = _peer_networks(args, device)
   snapshots = run_dir / 'snapshots'
-  path = next(p for p in (snapshots / f'g_{args.step:08d}.pt', snapshots / f'state_{args.step:08d}.pt')
-              if p.exists())
+  path = next(
+      p
+      for p in (snapshots / f'g_{args.step:08d}.pt', snapshots / f'state_{args.step:08d}.pt')
+      if p.exists()
+  )
   net_g.load_state_dict(torch.load(path, map_location=device, weights_only=False)['net_g'])
   net_g.train()  # The reference's test.py without --eval: dropout on, each image's own statistics.
   config = maps.get_config()
@@ -308,7 +385,7 @@ def peer_generate(args) -> None:
   tmp_dir = out_dir.with_name(out_dir.name + '.tmp')
   shutil.rmtree(tmp_dir, ignore_errors=True)
   tmp_dir.mkdir(parents=True)
-  torch.manual_seed(seed + 0x5eed)
+  torch.manual_seed(seed + 0x5EED)
   with torch.no_grad():
     for batch in pipeline.eval_batches(source, config.data, batch_size=1):
       x = torch.from_numpy(batch['input'][0]).permute(2, 0, 1)[None].float().to(device)
@@ -321,30 +398,66 @@ def peer_generate(args) -> None:
 
 
 def _peer(args, phase: str, run: str, log: pathlib.Path, **extra) -> None:
-  command = [sys.executable, str(pathlib.Path(__file__).resolve()), f'--workdir={args.workdir}',
-             f'--steps={args.steps}', f'--eval_every={args.eval_every}', f'--maps_dir={args.maps_dir}',
-             f'--image_size={args.image_size}', f'--load_size={args.load_size}', f'--ngf={args.ngf}',
-             f'--ndf={args.ndf}',
-             f'--peer_phase={phase}', f'--run={run}'] + [f'--{k}={v}' for k, v in extra.items()]
+  command = [
+      sys.executable,
+      str(pathlib.Path(__file__).resolve()),
+      f'--workdir={args.workdir}',
+      f'--steps={args.steps}',
+      f'--eval_every={args.eval_every}',
+      f'--maps_dir={args.maps_dir}',
+      f'--image_size={args.image_size}',
+      f'--load_size={args.load_size}',
+      f'--ngf={args.ngf}',
+      f'--ndf={args.ndf}',
+      f'--peer_phase={phase}',
+      f'--run={run}',
+  ] + [f'--{k}={v}' for k, v in extra.items()]
   # JAX (the eval pipeline's import) stays off the accelerator in the peer's process.
   _check(command, log, env=os.environ | {'JAX_PLATFORMS': 'cpu'})
 
 
 def peer_steps_done(run_dir: pathlib.Path) -> list[int]:
   snapshots = run_dir / 'snapshots'
-  return sorted(int(p.stem.split('_')[1]) for p in snapshots.glob('*_*.pt')) if snapshots.is_dir() else []
+  return (
+      sorted(int(p.stem.split('_')[1]) for p in snapshots.glob('*_*.pt'))
+      if snapshots.is_dir()
+      else []
+  )
 
 
-def score_peer(args, run_dir: pathlib.Path, seed: int, step: int, which: str,
-               eval_dir: pathlib.Path, out: pathlib.Path) -> None:
+def score_peer(
+    args,
+    run_dir: pathlib.Path,
+    seed: int,
+    step: int,
+    which: str,
+    eval_dir: pathlib.Path,
+    out: pathlib.Path,
+) -> None:
   generated = run_dir / 'generated' / f'{which}_{step:08d}'
   if not generated.is_dir():
-    _peer(args, 'generate', run_dir.name, run_dir.parent / f'{run_dir.name}.log', step=step,
-          eval_dir=eval_dir, output=generated)
+    _peer(
+        args,
+        'generate',
+        run_dir.name,
+        run_dir.parent / f'{run_dir.name}.log',
+        step=step,
+        eval_dir=eval_dir,
+        output=generated,
+    )
   score_dir = run_dir / 'score'
-  _check([sys.executable, 'main.py', f'--workdir={score_dir}', '--mode=score', f'--input={generated}',
-          f'--targets={eval_dir}', *ours_overrides(args, seed)],
-         run_dir.parent / f'{run_dir.name}.score.log')
+  _check(
+      [
+          sys.executable,
+          'main.py',
+          f'--workdir={score_dir}',
+          '--mode=score',
+          f'--input={generated}',
+          f'--targets={eval_dir}',
+          *ours_overrides(args, seed),
+      ],
+      run_dir.parent / f'{run_dir.name}.score.log',
+  )
   metrics = json.loads((score_dir / 'eval' / 'metrics.json').read_text())
   metrics['step'] = step
   out.write_text(json.dumps(metrics, indent=1))
@@ -357,13 +470,15 @@ def score_peer(args, run_dir: pathlib.Path, seed: int, step: int, which: str,
 def eval_sets(args) -> dict[str, pathlib.Path]:
   """{'subset': first --subset val originals (a folder of links), 'full': --val_dir}."""
   val_dir = pathlib.Path(args.val_dir)
-  files = sorted((p for p in val_dir.iterdir() if p.suffix.lower() in ('.jpg', '.png')),
-                 key=lambda p: (int(re.sub(r'\D', '', p.stem) or 0), p.name))
+  files = sorted(
+      (p for p in val_dir.iterdir() if p.suffix.lower() in ('.jpg', '.png')),
+      key=lambda p: (int(re.sub(r'\D', '', p.stem) or 0), p.name),
+  )
   subset = pathlib.Path(args.workdir) / 'val_subset' / 'val'
   if not subset.is_dir() or len(list(subset.iterdir())) != min(args.subset, len(files)):
     shutil.rmtree(subset, ignore_errors=True)
     subset.mkdir(parents=True)
-    for path in files[:args.subset]:
+    for path in files[: args.subset]:
       (subset / path.name).symlink_to(path.resolve())
   if val_dir.name != 'val':
     raise SystemExit(f'--val_dir={val_dir} must be a folder named val (the eval split)')
@@ -398,12 +513,20 @@ def collect(args) -> list[dict]:
   rows = []
   for name, side, seed in runs(args):
     run_dir = pathlib.Path(args.workdir) / name
-    for path in sorted((run_dir / 'scores').glob('*.json')) if (run_dir / 'scores').is_dir() else []:
+    for path in (
+        sorted((run_dir / 'scores').glob('*.json')) if (run_dir / 'scores').is_dir() else []
+    ):
       metrics = json.loads(path.read_text())
       which, step = path.stem.split('_')
-      rows.append({'run': name, 'side': side, 'seed': seed, 'step': int(step), 'images': which,
-                   'num_images': metrics['num_images'],
-                   **{m: _mean(metrics, m) for m in METRICS}})
+      rows.append({
+          'run': name,
+          'side': side,
+          'seed': seed,
+          'step': int(step),
+          'images': which,
+          'num_images': metrics['num_images'],
+          **{m: _mean(metrics, m) for m in METRICS},
+      })
   return rows
 
 
@@ -418,28 +541,56 @@ def train_wall(run_dir: pathlib.Path) -> tuple[float, str]:
 def _fmt(value, name: str) -> str:
   if value is None:
     return '–'
-  return {'fid': '{:.2f}', 'kid': '{:.4f}', 'lpips': '{:.4f}', 'l1': '{:.4f}', 'psnr': '{:.2f}',
-          'ssim': '{:.4f}'}[name].format(value)
+  return {
+      'fid': '{:.2f}',
+      'kid': '{:.4f}',
+      'lpips': '{:.4f}',
+      'l1': '{:.4f}',
+      'psnr': '{:.2f}',
+      'ssim': '{:.4f}',
+  }[name].format(value)
 
 
 def write_table(args, rows: list[dict]) -> str:
   workdir = pathlib.Path(args.workdir)
   with open(workdir / 'parity.csv', 'w', newline='') as f:
-    writer = csv.DictWriter(f, fieldnames=['run', 'side', 'seed', 'step', 'images', 'num_images', *METRICS])
+    writer = csv.DictWriter(
+        f, fieldnames=['run', 'side', 'seed', 'step', 'images', 'num_images', *METRICS]
+    )
     writer.writeheader()
     writer.writerows(rows)
-  header = '| run | steps | train wall | ' + ' | '.join(m.upper() if m != 'lpips' else 'LPIPS'
-                                                        for m in METRICS) + ' |'
-  lines = [f'Last snapshot (step {args.steps}) on all val pairs ({args.val_dir}), {args.image_size}², the paper\'s '
-           'test mode:', '', header, '|' + '---|' * (len(METRICS) + 3)]
+  header = (
+      '| run | steps | train wall | '
+      + ' | '.join(m.upper() if m != 'lpips' else 'LPIPS' for m in METRICS)
+      + ' |'
+  )
+  lines = [
+      (
+          f'Last snapshot (step {args.steps}) on all val pairs ({args.val_dir}),'
+          f" {args.image_size}², the paper's test mode:"
+      ),
+      '',
+      header,
+      '|' + '---|' * (len(METRICS) + 3),
+  ]
   for row in (r for r in rows if r['images'] == 'full'):
     wall, _ = train_wall(workdir / row['run'])
-    lines.append(f'| {row["run"]} | {row["step"]} | {wall / 60:.1f} min | ' +
-                 ' | '.join(_fmt(row[m], m) for m in METRICS) + ' |')
-  lines += ['', f'Intermediate snapshots on the first {args.subset} val pairs:', '',
-            '| run | step | ' + ' | '.join(m.upper() for m in METRICS) + ' |', '|' + '---|' * (len(METRICS) + 2)]
+    lines.append(
+        f'| {row["run"]} | {row["step"]} | {wall / 60:.1f} min | '
+        + ' | '.join(_fmt(row[m], m) for m in METRICS)
+        + ' |'
+    )
+  lines += [
+      '',
+      f'Intermediate snapshots on the first {args.subset} val pairs:',
+      '',
+      '| run | step | ' + ' | '.join(m.upper() for m in METRICS) + ' |',
+      '|' + '---|' * (len(METRICS) + 2),
+  ]
   for row in (r for r in rows if r['images'] == 'subset'):
-    lines.append(f'| {row["run"]} | {row["step"]} | ' + ' | '.join(_fmt(row[m], m) for m in METRICS) + ' |')
+    lines.append(
+        f'| {row["run"]} | {row["step"]} | ' + ' | '.join(_fmt(row[m], m) for m in METRICS) + ' |'
+    )
   table = '\n'.join(lines) + '\n'
   (workdir / 'parity.md').write_text(table)
   return table
@@ -447,21 +598,35 @@ def write_table(args, rows: list[dict]) -> str:
 
 def plot(args, rows: list[dict]) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
   fig, axes = plt.subplots(2, 3, figsize=(13, 7))
   for ax, metric in zip(axes.flat, METRICS):
     for name, side, _ in runs(args):
-      points = sorted((r['step'], r[metric]) for r in rows
-                      if r['run'] == name and r['images'] == 'subset' and r[metric] is not None)
+      points = sorted(
+          (r['step'], r[metric])
+          for r in rows
+          if r['run'] == name and r['images'] == 'subset' and r[metric] is not None
+      )
       style = '-o' if side == 'ours' else '--s'
       if points:
-        line, = ax.plot(*zip(*points), style, label=f'{name} (first {args.subset} val)', ms=4)
-        full = [(r['step'], r[metric]) for r in rows
-                if r['run'] == name and r['images'] == 'full' and r[metric] is not None]
+        (line,) = ax.plot(*zip(*points), style, label=f'{name} (first {args.subset} val)', ms=4)
+        full = [
+            (r['step'], r[metric])
+            for r in rows
+            if r['run'] == name and r['images'] == 'full' and r[metric] is not None
+        ]
         if full:
-          ax.plot(*zip(*full), marker='*', ms=12, ls='none', color=line.get_color(),
-                  label=f'{name} (all val)')
+          ax.plot(
+              *zip(*full),
+              marker='*',
+              ms=12,
+              ls='none',
+              color=line.get_color(),
+              label=f'{name} (all val)',
+          )
     ax.set_title(f'{metric.upper()} ({"lower" if LOWER_IS_BETTER[metric] else "higher"} is better)')
     ax.set_xlabel('step')
   handles, labels = axes.flat[3].get_legend_handles_labels()  # L1: every run has it.
@@ -481,7 +646,10 @@ def main(argv=None) -> None:
   args.workdir = str(workdir)
   args.maps_dir = str(pathlib.Path(args.maps_dir).resolve())
   args.val_dir = str(pathlib.Path(args.val_dir).resolve())
-  for path, what in ((pathlib.Path(args.maps_dir) / 'train', '--maps_dir'), (pathlib.Path(args.val_dir), '--val_dir')):
+  for path, what in (
+      (pathlib.Path(args.maps_dir) / 'train', '--maps_dir'),
+      (pathlib.Path(args.val_dir), '--val_dir'),
+  ):
     if not path.is_dir():
       raise SystemExit(f'{what}: {path} is not a folder')
   workdir.mkdir(parents=True, exist_ok=True)

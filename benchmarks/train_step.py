@@ -92,8 +92,11 @@ _ONE_STEP = {'steps_per_call': 1, 'data.on_device': False}
 _DEVICE_LOOP = {'steps_per_call': 100, 'data.on_device': True}
 _PAPER = {'batch_size': 1, 'model.norm': 'batch', 'model.compute_dtype': 'float32'}
 # The CPU-tuned convolution forms ('auto' on CPU), forced on any backend.
-CPU_FORMS = {'model.upsample_impl': 'adjoint', 'model.matmul_max_pixels': 64,
-             'model.conv_impl': 'winograd'}
+CPU_FORMS = {
+    'model.upsample_impl': 'adjoint',
+    'model.matmul_max_pixels': 64,
+    'model.conv_impl': 'winograd',
+}
 _BF16 = {'model.compute_dtype': 'bfloat16'}
 _INSTANCE = {'model.norm': 'instance', 'model.compute_dtype': 'float32'}
 SETTINGS = {
@@ -115,22 +118,37 @@ SETTINGS = {
 UPSAMPLE_SETTING = ('paper_conv_transpose', 'paper', {'model.upsample_impl': 'conv_transpose'})
 DEFAULT_STEPS = {'cpu': 5}  # Timed steps per repeat by backend; accelerators: 50.
 
-config_flags.DEFINE_config_file('config', str(ROOT / 'configs/maps.py'), 'Base config.',
-                                lock_config=True)
-flags.DEFINE_list('settings', None, f'Settings to time, of {list(SETTINGS)} (and '
-                  f'{UPSAMPLE_SETTING[0]}). Default: all on an accelerator, `paper` on CPU.')
+config_flags.DEFINE_config_file(
+    'config', str(ROOT / 'configs/maps.py'), 'Base config.', lock_config=True
+)
+flags.DEFINE_list(
+    'settings',
+    None,
+    f'Settings to time, of {list(SETTINGS)} (and '
+    f'{UPSAMPLE_SETTING[0]}). Default: all on an accelerator, `paper` on CPU.',
+)
 flags.DEFINE_integer('steps', None, 'Timed steps per repeat (default: 5 on CPU, 50 otherwise).')
 flags.DEFINE_integer('repeats', 3, 'Timed blocks of --steps steps; the median is reported.')
-flags.DEFINE_bool('peer', False, 'Also time the PyTorch peer on the same device and print the ratio.')
-flags.DEFINE_bool('compare_upsample', False,
-                  'Also time `paper` with model.upsample_impl=conv_transpose.')
+flags.DEFINE_bool(
+    'peer', False, 'Also time the PyTorch peer on the same device and print the ratio.'
+)
+flags.DEFINE_bool(
+    'compare_upsample', False, 'Also time `paper` with model.upsample_impl=conv_transpose.'
+)
 flags.DEFINE_bool('breakdown', False, 'Also time jitted pieces of the JAX step.')
 flags.DEFINE_bool('isolate', True, 'Run each setting in its own process (fresh device memory).')
-flags.DEFINE_bool('interleave', False,
-                  'With --peer: time ours and the peer in this process, alternating blocks, and '
-                  'report the median paired ratio (for shared CPUs; implies --isolate=false).')
-flags.DEFINE_multi_string('variants', [], 'Config overrides `key=value[,key=value]` to time '
-                          'against the first setting in this process, alternating blocks.')
+flags.DEFINE_bool(
+    'interleave',
+    False,
+    'With --peer: time ours and the peer in this process, alternating blocks, and '
+    'report the median paired ratio (for shared CPUs; implies --isolate=false).',
+)
+flags.DEFINE_multi_string(
+    'variants',
+    [],
+    'Config overrides `key=value[,key=value]` to time '
+    'against the first setting in this process, alternating blocks.',
+)
 FLAGS = flags.FLAGS
 
 
@@ -184,8 +202,10 @@ def _random_batch(config) -> dict:
   size = config.data.image_size
   rng = np.random.default_rng(0)
   shape = (config.batch_size, size, size, config.data.channels)
-  return jax.device_put({'input': rng.integers(0, 256, shape, np.uint8),
-                         'target': rng.integers(0, 256, shape, np.uint8)})
+  return jax.device_put({
+      'input': rng.integers(0, 256, shape, np.uint8),
+      'target': rng.integers(0, 256, shape, np.uint8),
+  })
 
 
 _NUM_DEVICE_IMAGES = 64
@@ -212,10 +232,13 @@ def _installed(distribution: str) -> bool:
 def _versions() -> dict:
   device = jax.devices()[0]
   versions = {name: importlib.metadata.version(name) for name in _VERSIONED if _installed(name)}
-  return {'backend': jax.default_backend(), 'device': str(device.device_kind),
-          'device_count': jax.device_count(),
-          'platform_version': getattr(device.client, 'platform_version', None),  # CUDA/ROCm.
-          'jax': jax.__version__} | versions
+  return {
+      'backend': jax.default_backend(),
+      'device': str(device.device_kind),
+      'device_count': jax.device_count(),
+      'platform_version': getattr(device.client, 'platform_version', None),  # CUDA/ROCm.
+      'jax': jax.__version__,
+  } | versions
 
 
 def _peak_memory_bytes():
@@ -267,17 +290,26 @@ class JaxStepTimer:
     seconds = _median(per_step)
     memory = self.compiled.memory_analysis()
     return {
-        'impl': 'jax', 'image_size': config.data.image_size, 'batch_size': config.batch_size,
-        'generator': config.model.generator, 'norm': config.model.norm,
-        'patch_size': config.model.patch_size, 'ngf': config.model.ngf,
-        'ndf': config.model.ndf, 'upsample_impl': config.model.upsample_impl,
+        'impl': 'jax',
+        'image_size': config.data.image_size,
+        'batch_size': config.batch_size,
+        'generator': config.model.generator,
+        'norm': config.model.norm,
+        'patch_size': config.model.patch_size,
+        'ngf': config.model.ngf,
+        'ndf': config.model.ndf,
+        'upsample_impl': config.model.upsample_impl,
         'matmul_max_pixels': config.model.matmul_max_pixels,
         'winograd_min_channels': runtime.conv_impl(config.model).winograd_min_channels,
-        'compute_dtype': config.model.compute_dtype, 'steps_per_call': self.steps_per_call,
-        'on_device_data': config.data.on_device, 'compile_s': round(self.compile_s, 2),
-        'seconds_per_step': round(seconds, 4), 'steps_per_s': round(1 / seconds, 3),
+        'compute_dtype': config.model.compute_dtype,
+        'steps_per_call': self.steps_per_call,
+        'on_device_data': config.data.on_device,
+        'compile_s': round(self.compile_s, 2),
+        'seconds_per_step': round(seconds, 4),
+        'steps_per_s': round(1 / seconds, 3),
         'images_per_s': round(config.batch_size / seconds, 2),
-        'repeat_seconds_per_step': [round(s, 4) for s in per_step], 'steps': steps,
+        'repeat_seconds_per_step': [round(s, 4) for s in per_step],
+        'steps': steps,
         'peak_memory_bytes': _peak_memory_bytes(),
         'xla_peak_bytes': getattr(memory, 'peak_memory_in_bytes', None) if memory else None,
     } | _versions()
@@ -311,12 +343,19 @@ def time_interleaved(config, steps: int, repeats: int) -> tuple[dict, dict]:
     per-round ratios, listed in `paired_ratios`.
   """
   from reference import pytorch_peer  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+
   jax_timer = JaxStepTimer(config)
   peer_timer = pytorch_peer.PeerStepTimer(
-      image_size=config.data.image_size, batch_size=config.batch_size, ngf=config.model.ngf,
-      ndf=config.model.ndf, patch_size=config.model.patch_size, norm=config.model.norm,
-      device='cuda' if jax.default_backend() == 'gpu' else 'cpu', dtype=config.model.compute_dtype,
-      generator=config.model.generator)
+      image_size=config.data.image_size,
+      batch_size=config.batch_size,
+      ngf=config.model.ngf,
+      ndf=config.model.ndf,
+      patch_size=config.model.patch_size,
+      norm=config.model.norm,
+      device='cuda' if jax.default_backend() == 'gpu' else 'cpu',
+      dtype=config.model.compute_dtype,
+      generator=config.model.generator,
+  )
   jax_timer.run(1)  # Warm-up.
   if not peer_timer.timed:
     return jax_timer.result([jax_timer.run(steps) for _ in range(repeats)], steps), peer_timer.info
@@ -327,8 +366,10 @@ def time_interleaved(config, steps: int, repeats: int) -> tuple[dict, dict]:
     peer_times.append(peer_timer.run(steps))
   ratios = [p / j for j, p in zip(jax_times, peer_times)]
   peer_line = peer_timer.result(peer_times, steps) | {
-      'interleaved': True, 'paired_ratios': [round(r, 3) for r in ratios],
-      'jax_over_pytorch_steps_per_s': round(_median(ratios), 3)}
+      'interleaved': True,
+      'paired_ratios': [round(r, 3) for r in ratios],
+      'jax_over_pytorch_steps_per_s': round(_median(ratios), 3),
+  }
   return jax_timer.result(jax_times, steps) | {'interleaved': True}, peer_line
 
 
@@ -365,8 +406,10 @@ def time_variants(config, variants: list[str], steps: int, repeats: int) -> list
   lines = [timers[0].result(times[0], steps) | {'variant': None}]
   for variant, timer, block_times in zip(variants, timers[1:], times[1:]):
     ratios = [base / t for base, t in zip(times[0], block_times)]
-    lines.append(timer.result(block_times, steps) | {'variant': variant,
-                                                     'over_base': round(_median(ratios), 3)})
+    lines.append(
+        timer.result(block_times, steps)
+        | {'variant': variant, 'over_base': round(_median(ratios), 3)}
+    )
   return lines
 
 
@@ -397,7 +440,9 @@ def time_breakdown(config, steps: int, repeats: int) -> dict:
     return train_state.apply_train_mode(discriminator, params, d.batch_stats, pair)[0]
 
   def d_loss(params, fake):
-    return losses.discriminator_loss(d_forward(params, targets), d_forward(params, fake), gan_mode)['d_total']
+    return losses.discriminator_loss(d_forward(params, targets), d_forward(params, fake), gan_mode)[
+        'd_total'
+    ]
 
   def d_input_grad(fake):  # G's GAN gradient through D (no D parameter gradient).
     return jax.grad(lambda f: losses.gan_loss(d_forward(d.params, f), True, gan_mode))(fake)
@@ -439,11 +484,18 @@ def _run_in_process(names: list[str]) -> None:
     try:
       line = {'setting': name} | time_jax_step(config, steps, FLAGS.repeats)
     except Exception as e:  # pylint: disable=broad-except
-      line = {'setting': name, 'impl': 'jax', 'error': f'{type(e).__name__}: {e}'[:2000]} | _versions()
+      line = {
+          'setting': name,
+          'impl': 'jax',
+          'error': f'{type(e).__name__}: {e}'[:2000],
+      } | _versions()
     lines = [line]
     if FLAGS.breakdown and 'error' not in line:
-      lines.append({'setting': name, 'impl': 'jax',
-                    'breakdown_seconds': time_breakdown(config, steps, FLAGS.repeats)})
+      lines.append({
+          'setting': name,
+          'impl': 'jax',
+          'breakdown_seconds': time_breakdown(config, steps, FLAGS.repeats),
+      })
     _report(name, lines, jax.default_backend(), steps, peers)
 
 
@@ -469,8 +521,9 @@ def _forwarded_config_args(argv: list[str]) -> list[str]:
 
 def _run_child(command: list[str]) -> list[dict]:
   """Runs a benchmark process; returns its JSON lines (or one error line)."""
-  done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                        cwd=ROOT, check=False)
+  done = subprocess.run(
+      command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, check=False
+  )
   lines = [json.loads(t) for t in done.stdout.splitlines() if t.startswith('{')]
   if done.returncode != 0 or not lines:
     tail = done.stderr.strip().splitlines()[-3:]
@@ -480,13 +533,21 @@ def _run_child(command: list[str]) -> list[dict]:
 
 def time_peer(config, name: str, backend: str, steps: int, repeats: int) -> dict:
   """The PyTorch peer's line for a setting, timed in its own process on the backend's device."""
-  command = [sys.executable, str(ROOT / 'reference/pytorch_peer.py'),
-             f'--image_size={config.data.image_size}', f'--batch_size={config.batch_size}',
-             f'--ngf={config.model.ngf}', f'--ndf={config.model.ndf}',
-             f'--patch_size={config.model.patch_size}', f'--norm={config.model.norm}',
-             f'--generator={config.model.generator}',
-             f'--dtype={config.model.compute_dtype}', f'--steps={steps}', f'--repeats={repeats}',
-             f'--device={"cuda" if backend == "gpu" else "cpu"}']
+  command = [
+      sys.executable,
+      str(ROOT / 'reference/pytorch_peer.py'),
+      f'--image_size={config.data.image_size}',
+      f'--batch_size={config.batch_size}',
+      f'--ngf={config.model.ngf}',
+      f'--ndf={config.model.ndf}',
+      f'--patch_size={config.model.patch_size}',
+      f'--norm={config.model.norm}',
+      f'--generator={config.model.generator}',
+      f'--dtype={config.model.compute_dtype}',
+      f'--steps={steps}',
+      f'--repeats={repeats}',
+      f'--device={"cuda" if backend == "gpu" else "cpu"}',
+  ]
   return {'setting': name, 'impl': 'pytorch_peer'} | _run_child(command)[-1]
 
 
@@ -498,8 +559,14 @@ def _ratio(jax_line: dict, peer_line: dict):
 
 def _run_isolated(names: list[str] | None, argv: list[str]) -> None:
   """Each setting (and its peer) in a fresh process; `names` None: the backend's defaults."""
-  base = [sys.executable, str(pathlib.Path(__file__).resolve()), '--isolate=false', '--peer=false',
-          f'--repeats={FLAGS.repeats}', f'--breakdown={str(FLAGS.breakdown).lower()}']
+  base = [
+      sys.executable,
+      str(pathlib.Path(__file__).resolve()),
+      '--isolate=false',
+      '--peer=false',
+      f'--repeats={FLAGS.repeats}',
+      f'--breakdown={str(FLAGS.breakdown).lower()}',
+  ]
   base += [f'--steps={FLAGS.steps}'] if FLAGS.steps else []
   base += _forwarded_config_args(argv)
   queue = list(names) if names else ['paper']
@@ -508,7 +575,10 @@ def _run_isolated(names: list[str] | None, argv: list[str]) -> None:
   peers, backend = {}, None
   while queue:
     name = queue.pop(0)
-    lines = [{'setting': name, 'impl': 'jax'} | line for line in _run_child(base + [f'--settings={name}'])]
+    lines = [
+        {'setting': name, 'impl': 'jax'} | line
+        for line in _run_child(base + [f'--settings={name}'])
+    ]
     jax_line = lines[0]
     backend = backend or jax_line.get('backend')
     if names is None and name == 'paper' and backend not in (None, 'cpu'):
@@ -516,8 +586,9 @@ def _run_isolated(names: list[str] | None, argv: list[str]) -> None:
     _report(name, lines, backend, jax_line.get('steps'), peers)
 
 
-def _report(name: str, lines: list[dict], backend: str | None, steps: int | None,
-            peers: dict) -> None:
+def _report(
+    name: str, lines: list[dict], backend: str | None, steps: int | None, peers: dict
+) -> None:
   """Prints a setting's JAX lines and, with --peer, the peer's line and the ratio.
 
   Args:
@@ -535,14 +606,29 @@ def _report(name: str, lines: list[dict], backend: str | None, steps: int | None
   peer_key = peer_setting(name)
   if peer_key not in peers:
     config = apply_overrides(FLAGS.config, setting_overrides(peer_key))
-    peers[peer_key] = time_peer(config, peer_key, backend,
-                                steps or FLAGS.steps or DEFAULT_STEPS.get(backend, 50), FLAGS.repeats)
-    print(json.dumps(peers[peer_key] | {'jax_over_pytorch_steps_per_s':
-                                        _ratio(lines[0], peers[peer_key])}), flush=True)
+    peers[peer_key] = time_peer(
+        config,
+        peer_key,
+        backend,
+        steps or FLAGS.steps or DEFAULT_STEPS.get(backend, 50),
+        FLAGS.repeats,
+    )
+    print(
+        json.dumps(
+            peers[peer_key] | {'jax_over_pytorch_steps_per_s': _ratio(lines[0], peers[peer_key])}
+        ),
+        flush=True,
+    )
   else:
-    print(json.dumps({'setting': name, 'impl': 'ratio', 'peer_setting': peer_key,
-                      'jax_over_pytorch_steps_per_s': _ratio(lines[0], peers[peer_key])}),
-          flush=True)
+    print(
+        json.dumps({
+            'setting': name,
+            'impl': 'ratio',
+            'peer_setting': peer_key,
+            'jax_over_pytorch_steps_per_s': _ratio(lines[0], peers[peer_key]),
+        }),
+        flush=True,
+    )
 
 
 def main(argv):

@@ -29,8 +29,12 @@ def get_config() -> ml_collections.ConfigDict:
   data.direction = 'BtoA'  # maps: A = left = aerial, B = right = map; BtoA is map -> aerial.
   data.image_size = 256  # Model resolution. U-Net: a power of two >= 32; ResNet: a multiple of 4.
   data.channels = 3  # Image channels, input and output (unless set apart by the next two keys).
-  data.input_channels = config_dict.placeholder(int)  # Generator input channels; None: data.channels.
-  data.output_channels = config_dict.placeholder(int)  # Output (target) channels; None: data.channels.
+  data.input_channels = config_dict.placeholder(
+      int
+  )  # Generator input channels; None: data.channels.
+  data.output_channels = config_dict.placeholder(
+      int
+  )  # Output (target) channels; None: data.channels.
   # 'resize_and_crop' (paper jitter), 'resize' (to image_size) or 'patches' (4 native crops).
   data.preprocess = 'resize_and_crop'
   data.load_size = 286  # Paper: resize to 286×286, then random-crop 256×256.

@@ -28,15 +28,33 @@ from pix2pix_jax import metrics
 # model.matmul_max_pixels, model.conv_impl, model.winograd_min_channels, model.batch_norm_stats,
 # the value of a nonzero model.ema_decay) may change between runs of the same checkpoint.
 GENERATOR_KEYS = (
-    'data.image_size', 'data.input_channels', 'data.output_channels', 'model.generator',
-    'model.ngf', 'model.norm', 'model.bottleneck_norm', 'model.leaky_relu_slope',
-    'model.dropout_rate', 'model.num_dropout_layers', 'model.dropout_skip_innermost')
+    'data.image_size',
+    'data.input_channels',
+    'data.output_channels',
+    'model.generator',
+    'model.ngf',
+    'model.norm',
+    'model.bottleneck_norm',
+    'model.leaky_relu_slope',
+    'model.dropout_rate',
+    'model.num_dropout_layers',
+    'model.dropout_skip_innermost',
+)
 ARCHITECTURE_KEYS = GENERATOR_KEYS + (
-    'model.ndf', 'model.patch_size', 'model.num_discriminators', 'model.d_spectral_norm',
-    'model.ema_decay', 'loss.gan_mode')
+    'model.ndf',
+    'model.patch_size',
+    'model.num_discriminators',
+    'model.d_spectral_norm',
+    'model.ema_decay',
+    'loss.gan_mode',
+)
 # Keys added after checkpoints were first written: the value every older checkpoint has.
-_ADDED_KEYS = {'model.generator': 'unet', 'model.num_discriminators': 1,
-               'model.d_spectral_norm': False, 'model.ema_decay': 0.0}
+_ADDED_KEYS = {
+    'model.generator': 'unet',
+    'model.num_discriminators': 1,
+    'model.d_spectral_norm': False,
+    'model.ema_decay': 0.0,
+}
 
 
 CHECKPOINT_DIR = 'checkpoints'  # WORKDIR/checkpoints: the latest `config.keep_checkpoints`.
@@ -53,17 +71,24 @@ class CheckpointSaveError(OSError):
   """Writing a checkpoint failed (full disk, lost permissions, ...); older ones are intact."""
 
 
-def create_checkpoint_manager(checkpoint_dir: pathlib.Path, max_to_keep: int, *,
-                              item_names: tuple[str, ...] = ('state', 'config')
-                              ) -> ocp.CheckpointManager:
+def create_checkpoint_manager(
+    checkpoint_dir: pathlib.Path,
+    max_to_keep: int,
+    *,
+    item_names: tuple[str, ...] = ('state', 'config'),
+) -> ocp.CheckpointManager:
   """A manager saving asynchronously and keeping the newest `max_to_keep` checkpoints.
 
   Orbax writes each checkpoint into a temporary folder and renames it when complete, so a run
   killed mid-save leaves only that temporary folder, which `latest_step` never returns and which
   is deleted when the next manager starts.
   """
-  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, enable_async_checkpointing=True,
-                                         create=True, cleanup_tmp_directories=True)
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=max_to_keep,
+      enable_async_checkpointing=True,
+      create=True,
+      cleanup_tmp_directories=True,
+  )
   return ocp.CheckpointManager(checkpoint_dir.absolute(), options=options, item_names=item_names)
 
 
@@ -73,8 +98,12 @@ def open_checkpoints(checkpoint_dir: pathlib.Path) -> ocp.CheckpointManager:
   It creates, rotates and cleans up nothing, so it can read the workdir of a run still training:
   that run's unfinished write (a temporary folder) is left alone.
   """
-  options = ocp.CheckpointManagerOptions(max_to_keep=None, enable_async_checkpointing=False,
-                                         create=False, cleanup_tmp_directories=False)
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=None,
+      enable_async_checkpointing=False,
+      create=False,
+      cleanup_tmp_directories=False,
+  )
   return ocp.CheckpointManager(checkpoint_dir.absolute(), options=options)
 
 
@@ -82,18 +111,25 @@ def _save_failed(manager: ocp.CheckpointManager, error: Exception) -> Checkpoint
   return CheckpointSaveError(
       f'writing a checkpoint in {manager.directory} failed ({type(error).__name__}: {error}). '
       f'The complete checkpoints are intact (steps {list(manager.all_steps())}); unfinished '
-      'writes are ignored. Free disk space or fix the folder, then run again to resume.')
+      'writes are ignored. Free disk space or fix the folder, then run again to resume.'
+  )
 
 
-def save(manager: ocp.CheckpointManager, step: int, state, config: ml_collections.ConfigDict) -> None:
+def save(
+    manager: ocp.CheckpointManager, step: int, state, config: ml_collections.ConfigDict
+) -> None:
   """Starts an asynchronous save of `state` (and `config`) as checkpoint `step`.
 
   Raises:
     CheckpointSaveError: this save, or the previous asynchronous one, failed.
   """
   try:
-    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                               config=ocp.args.JsonSave(config.to_dict())))
+    manager.save(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config.to_dict())
+        ),
+    )
   except Exception as error:  # pylint: disable=broad-except
     raise _save_failed(manager, error) from error
 
@@ -124,8 +160,12 @@ def _architecture_value(config: dict, key: str):
   return _lookup(config, key)
 
 
-def check_architecture(saved_config: dict, config: ml_collections.ConfigDict, where: str,
-                       keys: tuple[str, ...] = ARCHITECTURE_KEYS) -> None:
+def check_architecture(
+    saved_config: dict,
+    config: ml_collections.ConfigDict,
+    where: str,
+    keys: tuple[str, ...] = ARCHITECTURE_KEYS,
+) -> None:
   """Raises CheckpointMismatchError naming every architecture key that differs.
 
   Args:
@@ -135,18 +175,27 @@ def check_architecture(saved_config: dict, config: ml_collections.ConfigDict, wh
     keys: the keys to compare (GENERATOR_KEYS when only the generator is restored).
   """
   current = config.to_dict()
-  values = [(key, _architecture_value(saved_config, key), _architecture_value(current, key))
-            for key in keys]
-  diffs = [f'  {key}: checkpoint {saved!r}, config {now!r}' for key, saved, now in values
-           if saved != now]
+  values = [
+      (key, _architecture_value(saved_config, key), _architecture_value(current, key))
+      for key in keys
+  ]
+  diffs = [
+      f'  {key}: checkpoint {saved!r}, config {now!r}' for key, saved, now in values if saved != now
+  ]
   if diffs:
     raise CheckpointMismatchError(
-        f'checkpoint {where} was made with a different architecture:\n' + '\n'.join(diffs) +
-        '\nUse another --workdir, or override these keys to match the checkpoint.')
+        f'checkpoint {where} was made with a different architecture:\n'
+        + '\n'.join(diffs)
+        + '\nUse another --workdir, or override these keys to match the checkpoint.'
+    )
 
 
-def _checked_step(manager: ocp.CheckpointManager, config: ml_collections.ConfigDict,
-                  step: int | None, keys: tuple[str, ...]) -> tuple[int | None, str, dict]:
+def _checked_step(
+    manager: ocp.CheckpointManager,
+    config: ml_collections.ConfigDict,
+    step: int | None,
+    keys: tuple[str, ...],
+) -> tuple[int | None, str, dict]:
   """(step to restore (None: no checkpoint), its path, its config) after checking `keys`."""
   step = manager.latest_step() if step is None else step
   if step is None:
@@ -154,7 +203,9 @@ def _checked_step(manager: ocp.CheckpointManager, config: ml_collections.ConfigD
   where = str(manager.directory / str(step))
   if step not in manager.all_steps():
     raise FileNotFoundError(f'no checkpoint {where}; available steps: {list(manager.all_steps())}')
-  saved_config = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))['config']
+  saved_config = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))[
+      'config'
+  ]
   check_architecture(saved_config, config, where, keys)
   return step, where, saved_config
 
@@ -167,12 +218,19 @@ def _fields_in_checkpoint(target, manager: ocp.CheckpointManager, step: int) -> 
   with leaves is always kept: if it is missing, the restore names it.
   """
   saved = ocp.StandardCheckpointHandler().metadata(manager.directory / str(step) / 'state').tree
-  return {field.name: getattr(target, field.name) for field in dataclasses.fields(target)
-          if field.name in saved or jax.tree.leaves(getattr(target, field.name))}
+  return {
+      field.name: getattr(target, field.name)
+      for field in dataclasses.fields(target)
+      if field.name in saved or jax.tree.leaves(getattr(target, field.name))
+  }
 
 
-def restore(manager: ocp.CheckpointManager, target, config: ml_collections.ConfigDict,
-            step: int | None = None):
+def restore(
+    manager: ocp.CheckpointManager,
+    target,
+    config: ml_collections.ConfigDict,
+    step: int | None = None,
+):
   """Restores the full TrainState of checkpoint `step` (default: the latest).
 
   Args:
@@ -192,7 +250,8 @@ def restore(manager: ocp.CheckpointManager, target, config: ml_collections.Confi
     restored = manager.restore(step, args=ocp.args.Composite(state=fields))
   except ValueError as error:
     raise CheckpointMismatchError(
-        f'checkpoint {where} cannot be restored into this model on these devices: {error}') from error
+        f'checkpoint {where} cannot be restored into this model on these devices: {error}'
+    ) from error
   return target.replace(**restored['state']), step
 
 
@@ -201,8 +260,12 @@ def generator_weights(config: ml_collections.ConfigDict) -> str:
   return 'ema' if config.model.ema_decay > 0 and config.eval.use_ema else 'raw'
 
 
-def restore_generator(manager: ocp.CheckpointManager, target: dict,
-                      config: ml_collections.ConfigDict, step: int | None = None):
+def restore_generator(
+    manager: ocp.CheckpointManager,
+    target: dict,
+    config: ml_collections.ConfigDict,
+    step: int | None = None,
+):
   """Reads only the generator's params and batch_stats (no discriminator, no optimizer state).
 
   The weights are `generator_weights(config)`'s: the state's 'ema' subtree or its 'generator'.
@@ -229,16 +292,22 @@ def restore_generator(manager: ocp.CheckpointManager, target: dict,
     raise CheckpointMismatchError(
         f'checkpoint {where} was trained without an EMA of the generator (model.ema_decay=0), '
         f'but the config asks for its EMA weights (model.ema_decay={config.model.ema_decay}, '
-        'eval.use_ema=True). Set eval.use_ema=False or model.ema_decay=0 to use its raw generator.')
+        'eval.use_ema=True). Set eval.use_ema=False or model.ema_decay=0 to use its raw generator.'
+    )
   target = {subtree: target}
   # Explicit restore args carry the target's shardings, so a checkpoint written on other devices
   # (8 GPUs, say) restores onto these.
-  args = ocp.args.PyTreeRestore(item=target, partial_restore=True,
-                                restore_args=ocp.checkpoint_utils.construct_restore_args(target))
+  args = ocp.args.PyTreeRestore(
+      item=target,
+      partial_restore=True,
+      restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+  )
   try:
     restored = manager.restore(step, args=ocp.args.Composite(state=args))
   except ValueError as error:
-    raise CheckpointMismatchError(f'checkpoint {where}: cannot restore the generator: {error}') from error
+    raise CheckpointMismatchError(
+        f'checkpoint {where}: cannot restore the generator: {error}'
+    ) from error
   return restored['state'][subtree], step
 
 
@@ -310,8 +379,11 @@ class BestCheckpoint:
     self._manager = self._create_manager() if self.directory.exists() else None
     if self.record is not None:
       _write_best_file(self.directory, self.record)  # In case a kill came between save and file.
-      logging.info('Best checkpoint so far: %s, in %s', describe_best(self.record),
-                   self.directory / str(self.record['step']))
+      logging.info(
+          'Best checkpoint so far: %s, in %s',
+          describe_best(self.record),
+          self.directory / str(self.record['step']),
+      )
 
   def _check_comparable(self) -> None:
     if self.record is None:
@@ -323,14 +395,16 @@ class BestCheckpoint:
     if saved[0] != self.metric:
       raise ValueError(
           f'{self.directory} holds {describe_best(self.record)}, but config.eval.best_metric='
-          f"{self.metric!r}: comparing them would mix two metrics. Keep --config.eval.best_metric="
+          f'{self.metric!r}: comparing them would mix two metrics. Keep --config.eval.best_metric='
           f'{saved[0]}, or move that folder away to keep the best by {self.metric} from now on: '
-          f'{move}')
+          f'{move}'
+      )
     raise ValueError(
         f'{self.directory} holds {describe_best(self.record)} on {saved[1]} eval images, but this '
         f'run scores {self.num_images} (config.eval.num_examples, the eval split): {self.metric} '
         'values on other numbers of images do not compare. Keep the number, or move that folder '
-        f'away to start a new best: {move}')
+        f'away to start a new best: {move}'
+    )
 
   def _create_manager(self) -> ocp.CheckpointManager:
     return create_checkpoint_manager(self.directory, 1, item_names=('state', 'config', 'best'))
@@ -352,14 +426,23 @@ class BestCheckpoint:
       improved = bool(multihost_utils.broadcast_one_to_all(np.int32(improved)))
     if not improved:
       return False
-    record = {'metric': self.metric, 'value': float(value), 'step': int(step),
-              'num_images': int(self.num_images)}
+    record = {
+        'metric': self.metric,
+        'value': float(value),
+        'step': int(step),
+        'num_images': int(self.num_images),
+    }
     self._manager = self._manager or self._create_manager()
     try:
       # Waited for: best.json names a step only once its checkpoint is complete.
-      self._manager.save(step, args=ocp.args.Composite(
-          state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config.to_dict()),
-          best=ocp.args.JsonSave(record)))
+      self._manager.save(
+          step,
+          args=ocp.args.Composite(
+              state=ocp.args.StandardSave(state),
+              config=ocp.args.JsonSave(config.to_dict()),
+              best=ocp.args.JsonSave(record),
+          ),
+      )
       self._manager.wait_until_finished()
     except Exception as error:  # pylint: disable=broad-except
       raise _save_failed(self._manager, error) from error

@@ -49,7 +49,8 @@ def _check_generator_size(config: ml_collections.ConfigDict) -> None:
         f'config.data.image_size={size} does not suit config.model.generator={generator!r}: the '
         f'ResNet generator needs a multiple of {models.RESNET_SIDE_MULTIPLE} (two stride-2 '
         f'convolutions, undone by two transposed ones), at least {models.RESNET_MIN_SIDE} (its '
-        'reflection padding at a quarter of the size)')
+        'reflection padding at a quarter of the size)'
+    )
 
 
 def _check_best_metric(config: ml_collections.ConfigDict, training: bool) -> None:
@@ -58,25 +59,29 @@ def _check_best_metric(config: ml_collections.ConfigDict, training: bool) -> Non
   if metric is None:
     return
   if metric not in metrics.METRICS:
-    raise ValueError(f'config.eval.best_metric={metric!r} is not one of '
-                     f'{list(metrics.METRICS)} or None')
+    raise ValueError(
+        f'config.eval.best_metric={metric!r} is not one of {list(metrics.METRICS)} or None'
+    )
   if not training:
     return  # Other modes only read the best checkpoint.
   if metrics.METRICS[metric].perceptual and not config.eval.perceptual:
     raise ValueError(
         f'config.eval.best_metric={metric!r} is a perceptual metric, but config.eval.perceptual='
         'False turns FID, KID and LPIPS off: set config.eval.perceptual=True, or a pixel metric '
-        "(e.g. --config.eval.best_metric=l1), or None ('none') to keep no best checkpoint")
+        "(e.g. --config.eval.best_metric=l1), or None ('none') to keep no best checkpoint"
+    )
   minimum = metrics.SET_METRICS_MIN_IMAGES
   if metric in metrics.SET_METRICS and 0 < config.eval.num_examples < minimum:
     raise ValueError(
         f'config.eval.best_metric={metric!r} needs at least {minimum} images per eval, but '
         f'config.eval.num_examples={config.eval.num_examples}: score more examples, or pick a '
-        'per-image metric (e.g. l1)')
+        'per-image metric (e.g. l1)'
+    )
 
 
-def validate_config(config: ml_collections.ConfigDict, device_count: int, *,
-                    training: bool = False) -> None:
+def validate_config(
+    config: ml_collections.ConfigDict, device_count: int, *, training: bool = False
+) -> None:
   """Raises ValueError naming the offending `config.*` key.
 
   Args:
@@ -89,18 +94,26 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int, *,
       raise ValueError(f'config.{key}={_get(config, key)!r} is not one of {list(choices)}')
   _check_generator_size(config)
   if config.data.name == 'folder' and not config.data.folder_dir:
-    raise ValueError("config.data.name='folder' needs config.data.folder_dir: the root of your pairs")
+    raise ValueError(
+        "config.data.name='folder' needs config.data.folder_dir: the root of your pairs"
+    )
   if config.data.preprocess != 'resize' and config.data.load_size < config.data.image_size:
-    raise ValueError(f'config.data.load_size={config.data.load_size} is smaller than '
-                     f'config.data.image_size={config.data.image_size}: nothing to crop')
+    raise ValueError(
+        f'config.data.load_size={config.data.load_size} is smaller than '
+        f'config.data.image_size={config.data.image_size}: nothing to crop'
+    )
   for key in ('batch_size', 'eval.batch_size'):
     value = _get(config, key)
     if value < 1 or value % device_count:
-      raise ValueError(f'config.{key}={value} must be a positive multiple of the device count '
-                       f'({device_count}): the batch is split evenly over devices')
+      raise ValueError(
+          f'config.{key}={value} must be a positive multiple of the device count '
+          f'({device_count}): the batch is split evenly over devices'
+      )
   if config.num_train_steps == 0 or config.num_train_steps < -1:
-    raise ValueError(f'config.num_train_steps={config.num_train_steps}: use a positive count, '
-                     'or -1 to train for config.num_epochs')
+    raise ValueError(
+        f'config.num_train_steps={config.num_train_steps}: use a positive count, '
+        'or -1 to train for config.num_epochs'
+    )
   if config.num_train_steps == -1 and config.num_epochs < 1:
     raise ValueError(f'config.num_epochs={config.num_epochs} must be >= 1')
   for key, minimum in (('steps_per_call', 1), ('model.matmul_max_pixels', 0)):
@@ -108,22 +121,33 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int, *,
     if value != runtime.AUTO and (not _is_int(value) or value < minimum):
       raise ValueError(f"config.{key}={value!r} must be 'auto' or an integer >= {minimum}")
   if config.data.on_device != runtime.AUTO and not isinstance(config.data.on_device, bool):
-    raise ValueError(f"config.data.on_device={config.data.on_device!r} must be 'auto', True or False")
-  for key in ('data.channels', 'data.input_channels', 'data.output_channels',
-              'model.num_discriminators'):
+    raise ValueError(
+        f"config.data.on_device={config.data.on_device!r} must be 'auto', True or False"
+    )
+  for key in (
+      'data.channels',
+      'data.input_channels',
+      'data.output_channels',
+      'model.num_discriminators',
+  ):
     value = _get(config, key)
     if not (key.endswith('put_channels') and value is None) and (not _is_int(value) or value < 1):
-      raise ValueError(f'config.{key}={value!r} must be an integer >= 1'
-                       + (' (or None: data.channels)' if key.endswith('put_channels') else ''))
+      raise ValueError(
+          f'config.{key}={value!r} must be an integer >= 1'
+          + (' (or None: data.channels)' if key.endswith('put_channels') else '')
+      )
   if config.data.name != 'folder' and pipeline.channels(config.data) != (3, 3):
     raise ValueError(
         f'config.data.input_channels/output_channels resolve to {pipeline.channels(config.data)} '
         f'(config.data.channels={config.data.channels}), but config.data.name='
-        f"{config.data.name!r} is RGB: 3 and 3. Other channel counts need your own pairs "
-        "(config.data.name='folder')")
+        f'{config.data.name!r} is RGB: 3 and 3. Other channel counts need your own pairs '
+        "(config.data.name='folder')"
+    )
   if not 0 <= config.model.ema_decay < 1:
-    raise ValueError(f'config.model.ema_decay={config.model.ema_decay} must be in [0, 1) '
-                     '(0: no EMA; 0.999 averages over about the last 1000 steps)')
+    raise ValueError(
+        f'config.model.ema_decay={config.model.ema_decay} must be in [0, 1) '
+        '(0: no EMA; 0.999 averages over about the last 1000 steps)'
+    )
   for key in ('loss.lambda_l1', 'loss.lambda_feat'):
     if _get(config, key) < 0:
       raise ValueError(f'config.{key}={_get(config, key)} must be >= 0')
@@ -133,15 +157,18 @@ def validate_config(config: ml_collections.ConfigDict, device_count: int, *,
   if config.eval.every_steps < 0:
     raise ValueError(f'config.eval.every_steps={config.eval.every_steps} must be >= 0')
   if config.eval.num_examples == 0 or config.eval.num_examples < -1:
-    raise ValueError(f'config.eval.num_examples={config.eval.num_examples}: use a positive count, '
-                     'or -1 for the whole eval split')
+    raise ValueError(
+        f'config.eval.num_examples={config.eval.num_examples}: use a positive count, '
+        'or -1 for the whole eval split'
+    )
   _check_best_metric(config, training)
   strided = models.PATCH_SIZE_TO_STRIDED_LAYERS[config.model.patch_size]
   if strided and config.data.image_size // 2**strided - 2 < 1:
     raise ValueError(
         f'config.model.patch_size={config.model.patch_size} needs config.data.image_size >= '
         f'{3 * 2**strided} (its {strided} stride-2 convolutions leave no patch logit at '
-        f'{config.data.image_size}×{config.data.image_size})')
+        f'{config.data.image_size}×{config.data.image_size})'
+    )
   _check_smallest_scale(config, strided)
 
 
@@ -153,9 +180,10 @@ def _check_smallest_scale(config: ml_collections.ConfigDict, strided: int) -> No
     smallest = -(-smallest // 2)  # models.downsample: AvgPool2d(3, 2, padding=1) rounds up.
   if strided and smallest // 2**strided - 2 < 1:
     # The least size whose (num_scales - 1) halvings, rounded up, leave 3·2**strided pixels.
-    minimum = (3 * 2**strided - 1) * 2**(num_scales - 1) + 1
+    minimum = (3 * 2**strided - 1) * 2 ** (num_scales - 1) + 1
     raise ValueError(
         f'config.model.num_discriminators={num_scales} with config.model.patch_size='
         f'{config.model.patch_size} needs config.data.image_size >= {minimum}: at '
         f'config.data.image_size={size} its coarsest scale ({smallest}×{smallest}, downsampled '
-        f'{num_scales - 1} times) leaves no patch logit')
+        f'{num_scales - 1} times) leaves no patch logit'
+    )

@@ -74,8 +74,9 @@ _jitted_pixel_metrics = jax.jit(pixel_metrics)
 
 def evaluate_batch(network, batch: dict, rng: jax.Array, *, generator, train_mode: bool) -> dict:
   """Generates a batch and scores every image; returns uint8 outputs and per-image metrics."""
-  generated = images.to_uint8(inference.generate(generator, network, batch['input'], rng,
-                                                    train_mode))
+  generated = images.to_uint8(
+      inference.generate(generator, network, batch['input'], rng, train_mode)
+  )
   return {'generated': generated} | pixel_metrics(generated, batch['target'])
 
 
@@ -85,18 +86,26 @@ def eval_rng(seed: int) -> jax.Array:
   Training's eval and `evaluate` both use it, so a checkpoint's scores are the same in both (with
   the paper's test-time dropout too), and repeated evaluations of one checkpoint agree.
   """
-  return jax.random.fold_in(jax.random.PRNGKey(seed), 0x5eed)
+  return jax.random.fold_in(jax.random.PRNGKey(seed), 0x5EED)
 
 
 def create_score_batch(generator, config: ml_collections.ConfigDict, replicated, data_sharding):
   """`evaluate_batch` jitted for `config.eval.train_mode`: (network, batch, rng) -> outputs."""
-  return jax.jit(functools.partial(evaluate_batch, generator=generator,
-                                   train_mode=config.eval.train_mode),
-                 in_shardings=(replicated, data_sharding, replicated))
+  return jax.jit(
+      functools.partial(evaluate_batch, generator=generator, train_mode=config.eval.train_mode),
+      in_shardings=(replicated, data_sharding, replicated),
+  )
 
 
-def score_generator(network, score_batch, source, config: ml_collections.ConfigDict,
-                    data_sharding, scores: 'ImageScores', num_examples: int = -1) -> None:
+def score_generator(
+    network,
+    score_batch,
+    source,
+    config: ml_collections.ConfigDict,
+    data_sharding,
+    scores: 'ImageScores',
+    num_examples: int = -1,
+) -> None:
   """Generates the eval examples with `network` and adds them to `scores`.
 
   The one generation loop of `evaluate` and training's eval. Batch i is generated with the key
@@ -112,19 +121,31 @@ def score_generator(network, score_batch, source, config: ml_collections.ConfigD
     num_examples: the first this many examples; -1: all.
   """
   rng = eval_rng(config.seed)
-  batches = pipeline.eval_batches(source, config.data, batch_size=config.eval.batch_size,
-                                  num_examples=num_examples, process_index=jax.process_index(),
-                                  process_count=jax.process_count())
+  batches = pipeline.eval_batches(
+      source,
+      config.data,
+      batch_size=config.eval.batch_size,
+      num_examples=num_examples,
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+  )
   for index, host_batch in enumerate(batches):
     names = host_batch.pop('file_name')
     batch = sharding_lib.to_global(host_batch, data_sharding)
     out = multihost_utils.process_allgather(
-        score_batch(network, batch, jax.random.fold_in(rng, index)) | batch, tiled=True)
+        score_batch(network, batch, jax.random.fold_in(rng, index)) | batch, tiled=True
+    )
     names = _allgather_names(names)
     keep = np.asarray(out['mask']) > 0
     rows = {k: np.asarray(v)[keep] for k, v in out.items()}
-    scores.add(np.asarray(names)[keep], rows['generated'], rows['target'], inputs=rows['input'],
-               indices=rows['index'], pixel={k: rows[k] for k in PIXEL_METRICS})
+    scores.add(
+        np.asarray(names)[keep],
+        rows['generated'],
+        rows['target'],
+        inputs=rows['input'],
+        indices=rows['index'],
+        pixel={k: rows[k] for k in PIXEL_METRICS},
+    )
 
 
 def _allgather_names(names) -> np.ndarray:
@@ -139,27 +160,38 @@ def _allgather_names(names) -> np.ndarray:
   width = max(int(np.max(multihost_utils.process_allgather(longest))), 1)
   codes = np.zeros((len(encoded), width), np.uint8)
   for row, name in enumerate(encoded):
-    codes[row, :len(name)] = np.frombuffer(name, np.uint8)
+    codes[row, : len(name)] = np.frombuffer(name, np.uint8)
   gathered = multihost_utils.process_allgather(codes, tiled=True)
   return np.array([bytes(row).rstrip(b'\0').decode() for row in gathered])
 
 
 def eval_scalars(results: dict) -> dict[str, float]:
   """`ImageScores.results` as TensorBoard's `eval_*` scalars: means, FID, KID's mean."""
-  return {f'eval_{name}': value['mean'] if isinstance(value, dict) else value
-          for name, value in results.items()}
+  return {
+      f'eval_{name}': value['mean'] if isinstance(value, dict) else value
+      for name, value in results.items()
+  }
 
 
 def format_scalars(scalars: dict[str, float]) -> str:
   """'L1 0.0831, PSNR (dB) 18.80, ...': `eval_scalars` for a log line, in METRICS order."""
   decimals = {'psnr': 2, 'fid': 2}  # Others: 4.
-  return ', '.join(f'{metric.title} {scalars[f"eval_{name}"]:.{decimals.get(name, 4)}f}'
-                   for name, metric in metrics.METRICS.items() if f'eval_{name}' in scalars)
+  return ', '.join(
+      f'{metric.title} {scalars[f"eval_{name}"]:.{decimals.get(name, 4)}f}'
+      for name, metric in metrics.METRICS.items()
+      if f'eval_{name}' in scalars
+  )
 
 
-def evaluate_in_training(network, score_batch, source, config: ml_collections.ConfigDict,
-                         data_sharding, scorers: 'PerceptualScorers', target_features: dict
-                         ) -> tuple[dict, np.ndarray | None]:
+def evaluate_in_training(
+    network,
+    score_batch,
+    source,
+    config: ml_collections.ConfigDict,
+    data_sharding,
+    scorers: 'PerceptualScorers',
+    target_features: dict,
+) -> tuple[dict, np.ndarray | None]:
   """Training's eval: `evaluate`'s metrics of `network`, and a panel of the first examples.
 
   The same generation (`score_generator`, same keys) and scoring (`ImageScores`) as
@@ -181,10 +213,18 @@ def evaluate_in_training(network, score_batch, source, config: ml_collections.Co
     'eval_lpips', 'eval_fid', 'eval_kid'}, the uint8 [input | generated | target] panel of the
     first `config.eval.num_panel_images` examples, or None).
   """
-  scores = ImageScores(config, scorers=scorers, ranked_panels=False,
-                       target_features=target_features)
-  score_generator(network, score_batch, source, config, data_sharding, scores,
-                  num_examples=config.eval.num_examples)
+  scores = ImageScores(
+      config, scorers=scorers, ranked_panels=False, target_features=target_features
+  )
+  score_generator(
+      network,
+      score_batch,
+      source,
+      config,
+      data_sharding,
+      scores,
+      num_examples=config.eval.num_examples,
+  )
   return eval_scalars(scores.results()), scores.first_panels()
 
 
@@ -254,6 +294,7 @@ class _InceptionQueue:
 
 class PerceptualScorers(NamedTuple):
   """The networks of FID, KID and LPIPS, or why they are not there."""
+
   inception: object = None  # perceptual.InceptionFeatures, or None.
   lpips: object = None  # perceptual.LPIPS, or None.
   skipped: str | None = None  # Why not, if they were wanted (config.eval.perceptual).
@@ -269,18 +310,22 @@ def create_perceptual_scorers(config: ml_collections.ConfigDict) -> PerceptualSc
     return PerceptualScorers()
   output_channels = pipeline.channels(config.data)[1]
   if output_channels not in (1, 3):
-    why = (f'the outputs have {output_channels} channels (config.data.output_channels); these '
-           'networks take RGB (1-channel images are replicated to 3, other counts have no '
-           'standard mapping)')
+    why = (
+        f'the outputs have {output_channels} channels (config.data.output_channels); these '
+        'networks take RGB (1-channel images are replicated to 3, other counts have no '
+        'standard mapping)'
+    )
     logging.warning('FID, KID and LPIPS skipped: %s', why)
     return PerceptualScorers(skipped=why)
   from pix2pix_jax import perceptual  # pylint: disable=g-import-not-at-top
+
   ok, why = perceptual.available()
   if not ok:
     logging.warning('FID, KID and LPIPS skipped: %s', why)
     return PerceptualScorers(skipped=why)
-  return PerceptualScorers(perceptual.InceptionFeatures(),
-                           perceptual.LPIPS(net=config.eval.lpips_net))
+  return PerceptualScorers(
+      perceptual.InceptionFeatures(), perceptual.LPIPS(net=config.eval.lpips_net)
+  )
 
 
 def format_table(results: dict) -> str:
@@ -296,8 +341,11 @@ def format_table(results: dict) -> str:
       title = f'KID (subsets of {stats["subset_size"]})' if 'subset_size' in stats else 'KID'
       lines.append(f'| {title} | {stats["mean"]:.4f} | | | {stats["std"]:.4f} |')
     else:
-      lines.append(f'| {metric.title} | ' +
-                   ' | '.join(f'{stats[k]:.4f}' for k in ('mean', 'min', 'max', 'std')) + ' |')
+      lines.append(
+          f'| {metric.title} | '
+          + ' | '.join(f'{stats[k]:.4f}' for k in ('mean', 'min', 'max', 'std'))
+          + ' |'
+      )
   return '\n'.join(lines)
 
 
@@ -318,8 +366,13 @@ class ImageScores:
       targets go through Inception once (half of FID's cost). None: no cache.
   """
 
-  def __init__(self, config: ml_collections.ConfigDict, scorers: PerceptualScorers | None = None,
-               ranked_panels: bool = True, target_features: dict | None = None):
+  def __init__(
+      self,
+      config: ml_collections.ConfigDict,
+      scorers: PerceptualScorers | None = None,
+      ranked_panels: bool = True,
+      target_features: dict | None = None,
+  ):
     self._batch_size = config.eval.batch_size
     self._kid_subset_size = config.eval.kid_subset_size
     scorers = create_perceptual_scorers(config) if scorers is None else scorers
@@ -327,7 +380,8 @@ class ImageScores:
     if self._inception is not None:  # Generated images by their running count, targets by index.
       self._generated_features = _InceptionQueue(self._inception, {})
       self._target_features = _InceptionQueue(
-          self._inception, {} if target_features is None else target_features)
+          self._inception, {} if target_features is None else target_features
+      )
     self._target_order = []  # The targets' example indices, in the order added.
     self._panels = _Panels(config.eval.num_panel_images, ranked=ranked_panels)
     self.per_image = []
@@ -336,7 +390,7 @@ class ImageScores:
     """PIXEL_METRICS in batches of eval.batch_size, the last one zero-padded: one compilation."""
     out = {name: [] for name in PIXEL_METRICS}
     for start in range(0, len(generated), self._batch_size):
-      chunk = [images[start:start + self._batch_size] for images in (generated, target)]
+      chunk = [images[start : start + self._batch_size] for images in (generated, target)]
       count = len(chunk[0])
       padding = ((0, self._batch_size - count),) + ((0, 0),) * 3
       scores = _jitted_pixel_metrics(*(np.pad(images, padding) for images in chunk))
@@ -344,8 +398,16 @@ class ImageScores:
         out[name].append(np.asarray(scores[name])[:count])
     return {name: np.concatenate(values) for name, values in out.items()}
 
-  def add(self, names, generated: np.ndarray, target: np.ndarray, *, inputs=None, indices=None,
-          pixel: dict | None = None) -> None:
+  def add(
+      self,
+      names,
+      generated: np.ndarray,
+      target: np.ndarray,
+      *,
+      inputs=None,
+      indices=None,
+      pixel: dict | None = None,
+  ) -> None:
     """Scores one batch.
 
     Args:
@@ -374,8 +436,11 @@ class ImageScores:
       values = {k: float(rows[k][row]) for k in PIXEL_METRICS + ('lpips',) if k in rows}
       self.per_image.append({'file_name': str(name), 'index': int(index)} | values)
       if self._panels.wanted():
-        panel = summary.image_panel(None if inputs is None else inputs[row:row + 1],
-                                    generated[row:row + 1], target[row:row + 1])
+        panel = summary.image_panel(
+            None if inputs is None else inputs[row : row + 1],
+            generated[row : row + 1],
+            target[row : row + 1],
+        )
         self._panels.add(self.per_image[-1]['l1'], str(name), int(index), panel)
 
   def first_panels(self) -> np.ndarray | None:
@@ -393,10 +458,14 @@ class ImageScores:
   def results(self) -> dict:
     """{metric: summary} of the images added so far, with FID and KID when computed."""
     per_image = self.per_image
-    results = {name: metrics.summarize([r[name] for r in per_image])
-               for name in PIXEL_METRICS + ('lpips',) if per_image and name in per_image[0]}
+    results = {
+        name: metrics.summarize([r[name] for r in per_image])
+        for name in PIXEL_METRICS + ('lpips',)
+        if per_image and name in per_image[0]
+    }
     if self._inception is not None and not self._fid_skipped():
       from pix2pix_jax import perceptual  # pylint: disable=g-import-not-at-top
+
       for queue in (self._generated_features, self._target_features):
         queue.flush()
       fake = np.stack([self._generated_features.features[i] for i in range(len(per_image))])
@@ -419,8 +488,9 @@ class ImageScores:
       The contents written to WORKDIR/eval/metrics.json.
     """
     results = self.results()
-    report = {'step': facts['step'], 'num_images': len(self.per_image)} | facts | {
-        'metrics': results}
+    report = (
+        {'step': facts['step'], 'num_images': len(self.per_image)} | facts | {'metrics': results}
+    )
     skipped = self._perceptual_skipped or self._fid_skipped()
     if skipped:
       report['perceptual_skipped'] = skipped
@@ -432,8 +502,9 @@ class ImageScores:
     return report
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str,
-             step: int | str | None = None) -> dict:
+def evaluate(
+    config: ml_collections.ConfigDict, workdir: str, step: int | str | None = None
+) -> dict:
   """Scores the generator of checkpoint `step` (default: latest) on every eval example.
 
   Args:
@@ -446,19 +517,35 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str,
     The contents written to WORKDIR/eval/metrics.json.
   """
   replicated, data_sharding = sharding_lib.data_parallel_shardings()
-  generator, network, step, best = inference.restore_trained_generator(config, workdir, step,
-                                                                    replicated)
+  generator, network, step, best = inference.restore_trained_generator(
+      config, workdir, step, replicated
+  )
   source = pipeline.create_source(config.data, 'eval', config.seed)
   which = f'{checkpointing.describe_best(best)},' if best else f'step {step}'
-  logging.info('Evaluating %s on %d %s examples; test mode: %s', which, len(source),
-               config.data.eval_split, inference.test_mode_description(config.eval.train_mode))
+  logging.info(
+      'Evaluating %s on %d %s examples; test mode: %s',
+      which,
+      len(source),
+      config.data.eval_split,
+      inference.test_mode_description(config.eval.train_mode),
+  )
   scores = ImageScores(config)
-  score_generator(network, create_score_batch(generator, config, replicated, data_sharding),
-                  source, config, data_sharding, scores)
-  facts = {'step': step, 'split': config.data.eval_split, 'direction': config.data.direction,
-           'dataset': config.data.name,
-           'test_mode': inference.test_mode_description(config.eval.train_mode),
-           'weights': checkpointing.generator_weights(config)}  # 'ema' or 'raw'.
+  score_generator(
+      network,
+      create_score_batch(generator, config, replicated, data_sharding),
+      source,
+      config,
+      data_sharding,
+      scores,
+  )
+  facts = {
+      'step': step,
+      'split': config.data.eval_split,
+      'direction': config.data.direction,
+      'dataset': config.data.name,
+      'test_mode': inference.test_mode_description(config.eval.train_mode),
+      'weights': checkpointing.generator_weights(config),
+  }  # 'ema' or 'raw'.
   if best:
     facts['best'] = best
   return scores.finish(workdir, facts, f'Evaluation of {which}')

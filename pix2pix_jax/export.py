@@ -49,8 +49,12 @@ PLATFORMS = ('cpu', 'cuda')
 ONNX_OPSET = 18
 
 
-def export_generator(config: ml_collections.ConfigDict, workdir: str, output_dir: str | None = None,
-                     step: int | str | None = None) -> pathlib.Path:
+def export_generator(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    output_dir: str | None = None,
+    step: int | str | None = None,
+) -> pathlib.Path:
   """Serialises the generator of `workdir`'s checkpoint (latest, or `step`).
 
   Args:
@@ -76,21 +80,39 @@ def export_generator(config: ml_collections.ConfigDict, workdir: str, output_dir
     details = _write_jax(generator, network, train_mode, size, channels, output)
   else:
     details = _write_onnx(generator, network, train_mode, size, channels, output)
-  signature = {'format': export_format, 'image_size': size, 'channels': channels[0],
-               'input_channels': channels[0], 'output_channels': channels[1],
-               'direction': config.data.direction, 'step': step,
-               'test_mode': inference.test_mode_description(train_mode),
-               'weights': checkpointing.generator_weights(config), **details}
+  signature = {
+      'format': export_format,
+      'image_size': size,
+      'channels': channels[0],
+      'input_channels': channels[0],
+      'output_channels': channels[1],
+      'direction': config.data.direction,
+      'step': step,
+      'test_mode': inference.test_mode_description(train_mode),
+      'weights': checkpointing.generator_weights(config),
+      **details,
+  }
   if best:
     signature['best'] = best
   (output / 'signature.json').write_text(json.dumps(signature, indent=2))
-  logging.info('Exported the generator of step %d to %s (format %r, test mode: %s)', step, output,
-               export_format, signature['test_mode'])
+  logging.info(
+      'Exported the generator of step %d to %s (format %r, test mode: %s)',
+      step,
+      output,
+      export_format,
+      signature['test_mode'],
+  )
   return output
 
 
-def _write_jax(generator: nn.Module, network, train_mode: bool, size: int, channels: tuple,
-               output: pathlib.Path) -> dict:
+def _write_jax(
+    generator: nn.Module,
+    network,
+    train_mode: bool,
+    size: int,
+    channels: tuple,
+    output: pathlib.Path,
+) -> dict:
   """Writes generator.jaxexport and weights.npz; returns signature.json's format-specific keys."""
   leaves, treedef = jax.tree.flatten(network)
 
@@ -115,12 +137,19 @@ def _check_onnx_installed() -> None:
   try:
     import jax2onnx, onnx  # noqa: F401  pylint: disable=g-import-not-at-top,multiple-imports,unused-import
   except ImportError as error:
-    raise ImportError(f"config.export.format='onnx' needs the `onnx` extra ({error}): "
-                      "pip install -e '.[onnx]'") from error
+    raise ImportError(
+        f"config.export.format='onnx' needs the `onnx` extra ({error}): pip install -e '.[onnx]'"
+    ) from error
 
 
-def _write_onnx(generator: nn.Module, network, train_mode: bool, size: int, channels: tuple,
-                output: pathlib.Path) -> dict:
+def _write_onnx(
+    generator: nn.Module,
+    network,
+    train_mode: bool,
+    size: int,
+    channels: tuple,
+    output: pathlib.Path,
+) -> dict:
   """Writes generator.onnx (weights inside); returns signature.json's format-specific keys.
 
   The graph computes in float32 whatever `config.model.compute_dtype` (ONNX runtimes' CPU kernels
@@ -140,9 +169,13 @@ def _write_onnx(generator: nn.Module, network, train_mode: bool, size: int, chan
   # their optional annotations are dropped).
   with _quiet_logger('onnx_ir.serde'):
     model = jax2onnx.to_onnx(
-        translate, [jax.ShapeDtypeStruct(('batch', size, size, channels[0]), np.uint8)],
-        model_name='pix2pix_generator', opset=ONNX_OPSET, input_names=['images'],
-        output_names=['translated'])
+        translate,
+        [jax.ShapeDtypeStruct(('batch', size, size, channels[0]), np.uint8)],
+        model_name='pix2pix_generator',
+        opset=ONNX_OPSET,
+        input_names=['images'],
+        output_names=['translated'],
+    )
   # jax2onnx 0.17 annotates some tensors it transposes to NCHW with their NHWC shapes; these
   # optional annotations only make runtimes warn ("Error merging shape info"), which re-infer them.
   del model.graph.value_info[:]
@@ -150,9 +183,12 @@ def _write_onnx(generator: nn.Module, network, train_mode: bool, size: int, chan
   onnx.checker.check_model(model)
   # One self-contained file: protobuf's 2 GB limit is far (the 256² U-Net's weights: 218 MB).
   onnx.save_model(model, output / 'generator.onnx')
-  return {'inputs': f'images uint8 (batch, {size}, {size}, {channels[0]})',
-          'outputs': f'translated uint8 (batch, {size}, {size}, {channels[1]})',
-          'opset': ONNX_OPSET, 'jax2onnx_version': importlib.metadata.version('jax2onnx')}
+  return {
+      'inputs': f'images uint8 (batch, {size}, {size}, {channels[0]})',
+      'outputs': f'translated uint8 (batch, {size}, {size}, {channels[1]})',
+      'opset': ONNX_OPSET,
+      'jax2onnx_version': importlib.metadata.version('jax2onnx'),
+  }
 
 
 @contextlib.contextmanager
@@ -182,8 +218,11 @@ def _paper_mode_translate(generator: nn.Module, network):
   if generator.norm == 'batch':
     _allow_vmapped_linen_dropout()
     per_image = generator.clone(batch_norm_groups=2)
-    forward = jax.vmap(lambda image: train_state.apply_train_mode(
-        per_image, params, batch_stats, image[None])[0][0])
+    forward = jax.vmap(
+        lambda image: train_state.apply_train_mode(per_image, params, batch_stats, image[None])[0][
+            0
+        ]
+    )
   else:
     forward = lambda x: train_state.apply_train_mode(generator, params, batch_stats, x)[0]
   return lambda x: images.to_uint8(forward(images.to_float(x)))
@@ -196,6 +235,7 @@ def _allow_vmapped_linen_dropout() -> None:
   """
   from jax.interpreters import batching  # pylint: disable=g-import-not-at-top
   from jax2onnx.plugins.flax.linen import dropout  # pylint: disable=g-import-not-at-top
+
   primitive = dropout.DropoutPlugin._PRIM  # pylint: disable=protected-access
 
   def rule(args, dims, **params):
@@ -217,6 +257,7 @@ def _draw_dropout_noise(model) -> None:
   """
   import onnx  # pylint: disable=g-import-not-at-top
   from onnx import helper, numpy_helper  # pylint: disable=g-import-not-at-top
+
   graph = model.graph
   constants = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
   nodes = []
@@ -237,12 +278,14 @@ def _draw_dropout_noise(model) -> None:
         numpy_helper.from_array(np.array(0, np.float32), f'{name}_zero'),
     ])
     nodes += [
-        helper.make_node('RandomUniformLike', [x], [f'{name}_uniform'],
-                         dtype=onnx.TensorProto.FLOAT),
+        helper.make_node(
+            'RandomUniformLike', [x], [f'{name}_uniform'], dtype=onnx.TensorProto.FLOAT
+        ),
         helper.make_node('GreaterOrEqual', [f'{name}_uniform', f'{name}_rate'], [f'{name}_keep']),
         helper.make_node('Mul', [x, f'{name}_scale'], [f'{name}_scaled']),
-        helper.make_node('Where', [f'{name}_keep', f'{name}_scaled', f'{name}_zero'],
-                         [node.output[0]]),
+        helper.make_node(
+            'Where', [f'{name}_keep', f'{name}_scaled', f'{name}_zero'], [node.output[0]]
+        ),
     ]
   del graph.node[:]
   graph.node.extend(nodes)

@@ -40,12 +40,17 @@ CACHE_ENV = 'PIX2PIX_JAX_CACHE'
 _CACHE_FORMAT = 1
 _HIGHEST = jax.lax.Precision.HIGHEST
 # A Conv2dLayer's tensors in the TorchScript file -> where they live in the Flax variables.
-_TORCH_NAMES = {'weight': 'params/*/conv/kernel', 'beta': 'params/*/bn/bias',
-                'mean': 'batch_stats/*/bn/mean', 'var': 'batch_stats/*/bn/var'}
+_TORCH_NAMES = {
+    'weight': 'params/*/conv/kernel',
+    'beta': 'params/*/bn/bias',
+    'mean': 'batch_stats/*/bn/mean',
+    'var': 'batch_stats/*/bn/var',
+}
 
 
 class ConvBN(nn.Module):
   """The graph's conv unit: convolution without bias, batch norm without scale, ReLU."""
+
   features: int
   kernel_size: tuple[int, int]
   strides: int = 1
@@ -54,12 +59,17 @@ class ConvBN(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     rows, cols = self.padding
-    x = nn.Conv(self.features, self.kernel_size, strides=self.strides,
-                padding=((rows, rows), (cols, cols)), use_bias=False, precision=_HIGHEST,
-                name='conv')(x)
+    x = nn.Conv(
+        self.features,
+        self.kernel_size,
+        strides=self.strides,
+        padding=((rows, rows), (cols, cols)),
+        use_bias=False,
+        precision=_HIGHEST,
+        name='conv',
+    )(x)
     # Inference mode: (x - mean) / sqrt(var + ε) + beta with the stored statistics.
-    x = nn.BatchNorm(use_running_average=True, use_scale=False, epsilon=BN_EPSILON,
-                     name='bn')(x)
+    x = nn.BatchNorm(use_running_average=True, use_scale=False, epsilon=BN_EPSILON, name='bn')(x)
     return nn.relu(x)
 
 
@@ -75,6 +85,7 @@ def _max_pool_3x3(x: jax.Array, stride: int, pad: int) -> jax.Array:
 
 class InceptionA(nn.Module):
   """35×35 block (mixed, mixed_1, mixed_2): 1×1 | 1×1→5×5 | 1×1→3×3→3×3 | avg pool→1×1."""
+
   pool_features: int
 
   @nn.compact
@@ -103,6 +114,7 @@ class InceptionB(nn.Module):
 
 class InceptionC(nn.Module):
   """17×17 block (mixed_4 … mixed_7), factorised 7×7s: 1×1 | 1×7→7×1 | (7×1→1×7)×2 | pool."""
+
   channels_7x7: int
 
   @nn.compact
@@ -142,6 +154,7 @@ class InceptionE(nn.Module):
   `max_pool`: the FID graph's last block pools by max (3×3, stride 1, padding 1), the first by
   average like the A and C blocks.
   """
+
   max_pool: bool = False
 
   @nn.compact
@@ -152,14 +165,17 @@ class InceptionE(nn.Module):
     b = ConvBN(448, (1, 1), name='tower_1_conv')(x)
     b = ConvBN(384, (3, 3), padding=(1, 1), name='tower_1_conv_1')(b)
     pooled = _max_pool_3x3(x, 1, 1) if self.max_pool else _avg_pool_3x3(x)
-    return jnp.concatenate([
-        branch1x1,
-        ConvBN(384, **row, name='tower_mixed_conv')(a),
-        ConvBN(384, **col, name='tower_mixed_conv_1')(a),
-        ConvBN(384, **row, name='tower_1_mixed_conv')(b),
-        ConvBN(384, **col, name='tower_1_mixed_conv_1')(b),
-        ConvBN(192, (1, 1), name='tower_2_conv')(pooled),
-    ], axis=-1)
+    return jnp.concatenate(
+        [
+            branch1x1,
+            ConvBN(384, **row, name='tower_mixed_conv')(a),
+            ConvBN(384, **col, name='tower_mixed_conv_1')(a),
+            ConvBN(384, **row, name='tower_1_mixed_conv')(b),
+            ConvBN(384, **col, name='tower_1_mixed_conv_1')(b),
+            ConvBN(192, (1, 1), name='tower_2_conv')(pooled),
+        ],
+        axis=-1,
+    )
 
 
 class InceptionV3(nn.Module):
@@ -168,8 +184,10 @@ class InceptionV3(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     if x.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
-      raise ValueError(f'InceptionV3 takes (N, {INPUT_SIZE}, {INPUT_SIZE}, 3) inputs (its 8×8 '
-                       f'pool3 assumes that size), got {x.shape}')
+      raise ValueError(
+          f'InceptionV3 takes (N, {INPUT_SIZE}, {INPUT_SIZE}, 3) inputs (its 8×8 '
+          f'pool3 assumes that size), got {x.shape}'
+      )
     x = ConvBN(32, (3, 3), strides=2, name='conv')(x)  # 149×149
     x = ConvBN(32, (3, 3), name='conv_1')(x)  # 147×147
     x = ConvBN(64, (3, 3), padding=(1, 1), name='conv_2')(x)
@@ -282,8 +300,11 @@ def cache_file(source: str | os.PathLike) -> pathlib.Path:
 @functools.cache
 def _expected_shapes() -> dict[str, tuple[int, ...]]:
   """'collection/module/…/name' -> shape of every variable of `InceptionV3`."""
-  shapes = jax.eval_shape(InceptionV3().init, jax.random.key(0),
-                          jax.ShapeDtypeStruct((1, INPUT_SIZE, INPUT_SIZE, 3), jnp.float32))
+  shapes = jax.eval_shape(
+      InceptionV3().init,
+      jax.random.key(0),
+      jax.ShapeDtypeStruct((1, INPUT_SIZE, INPUT_SIZE, 3), jnp.float32),
+  )
   return {name: tuple(value.shape) for name, value in _flatten(shapes).items()}
 
 
@@ -317,17 +338,26 @@ def _checked(flat: dict[str, np.ndarray], origin: str) -> dict:
   expected = _expected_shapes()
   problems = [f'missing {name}' for name in sorted(expected.keys() - flat.keys())]
   problems += [f'unexpected {name}' for name in sorted(flat.keys() - expected.keys())]
-  problems += [f'{name}: shape {flat[name].shape} != {shape}'
-               for name, shape in expected.items()
-               if name in flat and flat[name].shape != shape]
-  problems += [f'{name}: dtype {value.dtype}, not float32' for name, value in flat.items()
-               if value.dtype != np.float32]
-  problems += [f'{name}: not finite' for name, value in flat.items()
-               if value.dtype == np.float32 and not np.isfinite(value).all()]
+  problems += [
+      f'{name}: shape {flat[name].shape} != {shape}'
+      for name, shape in expected.items()
+      if name in flat and flat[name].shape != shape
+  ]
+  problems += [
+      f'{name}: dtype {value.dtype}, not float32'
+      for name, value in flat.items()
+      if value.dtype != np.float32
+  ]
+  problems += [
+      f'{name}: not finite'
+      for name, value in flat.items()
+      if value.dtype == np.float32 and not np.isfinite(value).all()
+  ]
   if problems:
     more = f' (and {len(problems) - 5} more)' if len(problems) > 5 else ''
-    raise ValueError(f'{origin} does not hold the FID InceptionV3 variables: '
-                     f'{"; ".join(problems[:5])}{more}')
+    raise ValueError(
+        f'{origin} does not hold the FID InceptionV3 variables: {"; ".join(problems[:5])}{more}'
+    )
   return _unflatten(flat)
 
 
@@ -356,7 +386,7 @@ def convert_torchscript(source: str | os.PathLike) -> dict:
     if not key.startswith(prefix):
       raise ValueError(f'{source}: unexpected variable {key} (expected only {prefix}*)')
     # 'mixed_4.tower_1.conv_2.weight' -> block 'mixed_4', layer 'tower_1_conv_2'; stem 'conv_1'.
-    block, *layer, leaf = key[len(prefix):].split('.')
+    block, *layer, leaf = key[len(prefix) :].split('.')
     module = '/'.join([block, '_'.join(layer)] if layer else [block])
     if leaf not in _TORCH_NAMES:
       raise ValueError(f'{source}: unexpected variable {key}')
@@ -408,8 +438,11 @@ def load_variables(source: str | os.PathLike) -> dict:
       return _read(path)
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:
       why = f'is unreadable or incomplete ({e})'
-      warnings.warn(f'The cached FID Inception weights {path} {why}; converting {source} again',
-                    RuntimeWarning, stacklevel=2)
+      warnings.warn(
+          f'The cached FID Inception weights {path} {why}; converting {source} again',
+          RuntimeWarning,
+          stacklevel=2,
+      )
   try:
     variables = convert_torchscript(source)
   except ImportError as e:
@@ -417,7 +450,10 @@ def load_variables(source: str | os.PathLike) -> dict:
   try:
     _write_atomically(path, variables)
   except OSError as e:
-    warnings.warn(f'Could not cache the FID Inception weights in {path.parent} ({e}); set '
-                  f'{CACHE_ENV} to a writable folder to avoid converting them every run',
-                  RuntimeWarning, stacklevel=2)
+    warnings.warn(
+        f'Could not cache the FID Inception weights in {path.parent} ({e}); set '
+        f'{CACHE_ENV} to a writable folder to avoid converting them every run',
+        RuntimeWarning,
+        stacklevel=2,
+    )
   return variables

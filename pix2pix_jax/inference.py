@@ -17,8 +17,10 @@ from pix2pix_jax import checkpointing, models, train_state
 from pix2pix_jax.data import pipeline
 from pix2pix_jax.data import images as image_lib
 
-def generate(generator: nn.Module, network, inputs: jax.Array, rng: jax.Array,
-             train_mode: bool) -> jax.Array:
+
+def generate(
+    generator: nn.Module, network, inputs: jax.Array, rng: jax.Array, train_mode: bool
+) -> jax.Array:
   """Translates uint8 (or 16-bit uint16) inputs to float images in [-1, 1].
 
   Args:
@@ -42,15 +44,19 @@ def generate(generator: nn.Module, network, inputs: jax.Array, rng: jax.Array,
     return generator.apply(network, images, train=False)
 
   def one(image, key):
-    return train_state.apply_train_mode(generator, network['params'], network['batch_stats'],
-                                        image[None], key)[0][0]
+    return train_state.apply_train_mode(
+        generator, network['params'], network['batch_stats'], image[None], key
+    )[0][0]
 
   return jax.vmap(one)(images, jax.random.split(rng, images.shape[0]))
 
 
 def test_mode_description(train_mode: bool) -> str:
-  return ('paper (dropout on, BatchNorm with each image\'s own statistics)' if train_mode
-          else 'deterministic (running BatchNorm averages, no dropout)')
+  return (
+      "paper (dropout on, BatchNorm with each image's own statistics)"
+      if train_mode
+      else 'deterministic (running BatchNorm averages, no dropout)'
+  )
 
 
 def best_record(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -65,7 +71,8 @@ def best_record(config: ml_collections.ConfigDict, workdir: str) -> dict:
         f'--step=best: no best checkpoint in {pathlib.Path(workdir) / checkpointing.BEST_DIR}. '
         'Training keeps one at each eval after step 0 when config.eval.best_metric names a '
         f'metric (here {config.eval.best_metric!r}) that it can compute; train with it, or pass '
-        f'--step=N for a checkpoint of {pathlib.Path(workdir) / checkpointing.CHECKPOINT_DIR}')
+        f'--step=N for a checkpoint of {pathlib.Path(workdir) / checkpointing.CHECKPOINT_DIR}'
+    )
   return record
 
 
@@ -76,8 +83,9 @@ class TrainedGenerator(NamedTuple):
   best: dict | None  # With step 'best': its record {'metric', 'value', 'step', 'num_images'}.
 
 
-def restore_trained_generator(config: ml_collections.ConfigDict, workdir: str,
-                              step: int | str | None = None, sharding=None) -> TrainedGenerator:
+def restore_trained_generator(
+    config: ml_collections.ConfigDict, workdir: str, step: int | str | None = None, sharding=None
+) -> TrainedGenerator:
   """The generator of `workdir`'s checkpoint `step` (default: latest), without D or optimizers.
 
   Args:
@@ -96,20 +104,34 @@ def restore_trained_generator(config: ml_collections.ConfigDict, workdir: str,
     best = best_record(config, workdir)
     checkpoint_dir, step = pathlib.Path(workdir) / checkpointing.BEST_DIR, best['step']
   if not checkpoint_dir.is_dir():
-    raise FileNotFoundError(f'no checkpoints in {checkpoint_dir}: train first (--mode=train), or '
-                            'check --workdir')
+    raise FileNotFoundError(
+        f'no checkpoints in {checkpoint_dir}: train first (--mode=train), or check --workdir'
+    )
   input_channels, output_channels = pipeline.channels(config.data)
   generator = models.create_generator(config.model, config.data.image_size, output_channels)
   shape = (1, config.data.image_size, config.data.image_size, input_channels)
   variables = jax.eval_shape(
-      lambda: generator.init({'params': jax.random.PRNGKey(0), 'dropout': jax.random.PRNGKey(0)},
-                             jnp.zeros(shape), train=True))
+      lambda: generator.init(
+          {'params': jax.random.PRNGKey(0), 'dropout': jax.random.PRNGKey(0)},
+          jnp.zeros(shape),
+          train=True,
+      )
+  )
   sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  target = {key: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-                              variables.get(key, {})) for key in ('params', 'batch_stats')}
+  target = {
+      key: jax.tree.map(
+          lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+          variables.get(key, {}),
+      )
+      for key in ('params', 'batch_stats')
+  }
   manager = checkpointing.open_checkpoints(checkpoint_dir)
   network, step = checkpointing.restore_generator(manager, target, config, step)
-  logging.info('Restored the generator of %s (step %d, %s weights%s)', checkpoint_dir / str(step),
-               step, checkpointing.generator_weights(config),
-               f"; the best by {best['metric']} ({best['value']:.6g})" if best else '')
+  logging.info(
+      'Restored the generator of %s (step %d, %s weights%s)',
+      checkpoint_dir / str(step),
+      step,
+      checkpointing.generator_weights(config),
+      f"; the best by {best['metric']} ({best['value']:.6g})" if best else '',
+  )
   return TrainedGenerator(generator, network, step, best)

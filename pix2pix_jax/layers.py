@@ -39,6 +39,7 @@ class _Kernel4x4(nn.Module):
   Subclasses define `op`; the parameters ('kernel' N(0, init_std), optional zero 'bias') are those
   of the `nn.Conv` / `nn.ConvTranspose` they stand for.
   """
+
   features: int
   use_bias: bool = True
   init_std: float = 0.02
@@ -59,6 +60,7 @@ class _Kernel4x4(nn.Module):
 
 class Conv4x4(_Kernel4x4):
   """PyTorch's `Conv2d(C_in, features, 4, stride, padding=1)`, by `conv_impl.conv`."""
+
   stride: int = 2
 
   def op(self, x, kernel):
@@ -91,6 +93,7 @@ class ConvTranspose3x3(nn.Module):
   (C_in, C_out, 3, 3) maps onto it as `W.permute(2, 3, 0, 1)` (NumPy: `W.transpose(2, 3, 0, 1)`);
   the bias is PyTorch's as is.
   """
+
   features: int
   use_bias: bool = True
   init_std: float = 0.02
@@ -119,6 +122,7 @@ class GroupedBatchNorm(nn.Module):
   (`eval.train_mode=False`, export) would not be the reference's. Groups' statistics are averaged
   into the running ones.
   """
+
   groups: int
   use_running_average: bool
   momentum: float = 0.9
@@ -138,8 +142,10 @@ class GroupedBatchNorm(nn.Module):
       return y.astype(self.dtype)
     groups = 1 if x.shape[0] == 1 else self.groups  # One example (init, per-image inference).
     if x.shape[0] % groups:
-      raise ValueError(f'a batch of {x.shape[0]} does not split into {groups} BatchNorm groups '
-                       '(config.model.batch_norm_stats=per_device: one group per device)')
+      raise ValueError(
+          f'a batch of {x.shape[0]} does not split into {groups} BatchNorm groups '
+          '(config.model.batch_norm_stats=per_device: one group per device)'
+      )
     grouped = x.reshape((groups, -1) + x.shape[1:]).astype(jnp.float32)
     axes = tuple(range(1, grouped.ndim - 1))
     mean = jnp.mean(grouped, axes, keepdims=True)  # (groups, 1, 1, 1, C)
@@ -154,8 +160,9 @@ class GroupedBatchNorm(nn.Module):
     return y.reshape(x.shape).astype(self.dtype)
 
 
-def norm_layer(norm: str, *, train: bool, init_std: float, dtype: Any, name: str,
-               batch_norm_groups: int = 1) -> nn.Module:
+def norm_layer(
+    norm: str, *, train: bool, init_std: float, dtype: Any, name: str, batch_norm_groups: int = 1
+) -> nn.Module:
   """The reference's norm layer: BatchNorm (per `batch_norm_groups`) or InstanceNorm.
 
   Args:
@@ -173,13 +180,24 @@ def norm_layer(norm: str, *, train: bool, init_std: float, dtype: Any, name: str
   if norm == 'batch' and not train:
     # Normalising by the running statistics: flax's layer computes the same function (and
     # exporters such as jax2onnx turn it into one BatchNormalization op).
-    return nn.BatchNorm(use_running_average=True, epsilon=1e-5, scale_init=normal_scale_init(init_std),
-                        dtype=dtype, name=name)
+    return nn.BatchNorm(
+        use_running_average=True,
+        epsilon=1e-5,
+        scale_init=normal_scale_init(init_std),
+        dtype=dtype,
+        name=name,
+    )
   if norm == 'batch':
     # PyTorch momentum 0.1 == Flax momentum 0.9. In train mode the batch's own statistics are used.
-    return GroupedBatchNorm(batch_norm_groups, use_running_average=not train, momentum=0.9,
-                            epsilon=1e-5, scale_init=normal_scale_init(init_std), dtype=dtype,
-                            name=name)
+    return GroupedBatchNorm(
+        batch_norm_groups,
+        use_running_average=not train,
+        momentum=0.9,
+        epsilon=1e-5,
+        scale_init=normal_scale_init(init_std),
+        dtype=dtype,
+        name=name,
+    )
   if norm == 'instance':
     # The reference's InstanceNorm2d has affine=False and no running statistics.
     return nn.InstanceNorm(epsilon=1e-5, use_bias=False, use_scale=False, dtype=dtype, name=name)
@@ -189,6 +207,7 @@ def norm_layer(norm: str, *, train: bool, init_std: float, dtype: Any, name: str
 class Network(nn.Module):
   """What every pix2pix network shares: the reference's norm and initialisation, the compute
   dtype and how convolutions are computed, and the layers bound from them once per call."""
+
   norm: str = 'batch'  # One of NORMS.
   init_std: float = 0.02  # Paper 6.2: weights N(0, 0.02); BatchNorm scales N(1, 0.02).
   batch_norm_groups: int = 1  # See GroupedBatchNorm: 1 = statistics over the global batch.
@@ -204,5 +223,11 @@ class Network(nn.Module):
 
   def bound_norm(self, train: bool) -> ModuleDef:
     """`norm_layer` with this network's fields: called with the layer's `name`."""
-    return functools.partial(norm_layer, self.norm, train=train, init_std=self.init_std,
-                             dtype=self.dtype, batch_norm_groups=self.batch_norm_groups)
+    return functools.partial(
+        norm_layer,
+        self.norm,
+        train=train,
+        init_std=self.init_std,
+        dtype=self.dtype,
+        batch_norm_groups=self.batch_norm_groups,
+    )

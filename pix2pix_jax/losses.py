@@ -17,8 +17,13 @@ GAN_MODES = ('vanilla', 'lsgan', 'hinge')
 Logits = jax.Array | Sequence[jax.Array]
 
 
-def gan_loss(logits: jax.Array, target_is_real: bool, gan_mode: str = 'vanilla', *,
-             for_discriminator: bool = True) -> jax.Array:
+def gan_loss(
+    logits: jax.Array,
+    target_is_real: bool,
+    gan_mode: str = 'vanilla',
+    *,
+    for_discriminator: bool = True,
+) -> jax.Array:
   """Adversarial loss of patch logits against an all-real or all-fake target.
 
   Args:
@@ -53,21 +58,29 @@ def scales(logits: Logits) -> list[jax.Array]:
   return [logits] if isinstance(logits, jax.Array) else list(logits)
 
 
-def multiscale_gan_loss(logits: Logits, target_is_real: bool, gan_mode: str = 'vanilla', *,
-                        for_discriminator: bool = True) -> jax.Array:
+def multiscale_gan_loss(
+    logits: Logits,
+    target_is_real: bool,
+    gan_mode: str = 'vanilla',
+    *,
+    for_discriminator: bool = True,
+) -> jax.Array:
   """`gan_loss` averaged over the scales of a multi-scale D (one scale: `gan_loss` itself).
 
   The mean, as SPADE's `GANLoss` (`loss / len(input)`); pix2pixHD's `GANLoss` sums the scales,
   so its GAN term grows with num_D. The mean keeps the GAN term's balance with λ·L1 whatever the
   number of scales.
   """
-  per_scale = [gan_loss(x, target_is_real, gan_mode, for_discriminator=for_discriminator)
-               for x in scales(logits)]
+  per_scale = [
+      gan_loss(x, target_is_real, gan_mode, for_discriminator=for_discriminator)
+      for x in scales(logits)
+  ]
   return sum(per_scale) / len(per_scale)
 
 
-def feature_matching_loss(fake_features: Sequence[Sequence[jax.Array]],
-                          real_features: Sequence[Sequence[jax.Array]]) -> jax.Array:
+def feature_matching_loss(
+    fake_features: Sequence[Sequence[jax.Array]], real_features: Sequence[Sequence[jax.Array]]
+) -> jax.Array:
   """pix2pixHD's discriminator feature-matching loss (Wang et al. 2018, eq. 4), without its λ.
 
   The L1 between D's intermediate features on the fake pair and on the real pair, the real ones
@@ -97,8 +110,9 @@ def l1_loss(generated: jax.Array, target: jax.Array) -> jax.Array:
   return jnp.mean(jnp.abs(generated - target))
 
 
-def discriminator_loss(real_logits: Logits, fake_logits: Logits,
-                       gan_mode: str = 'vanilla') -> dict[str, jax.Array]:
+def discriminator_loss(
+    real_logits: Logits, fake_logits: Logits, gan_mode: str = 'vanilla'
+) -> dict[str, jax.Array]:
   """D's objective, halved as in the paper ("we divide the objective by 2 while optimizing D").
 
   Halved in every `gan_mode` (SPADE does not halve its hinge loss; pix2pixHD halves).
@@ -116,11 +130,17 @@ def discriminator_loss(real_logits: Logits, fake_logits: Logits,
   return {'d_total': 0.5 * (d_real + d_fake), 'd_real': d_real, 'd_fake': d_fake}
 
 
-def generator_loss(fake_logits: Logits, generated: jax.Array, target: jax.Array,
-                   lambda_l1: float, gan_mode: str = 'vanilla', *,
-                   fake_features: Sequence[Sequence[jax.Array]] | None = None,
-                   real_features: Sequence[Sequence[jax.Array]] | None = None,
-                   lambda_feat: float = 0.0) -> dict[str, jax.Array]:
+def generator_loss(
+    fake_logits: Logits,
+    generated: jax.Array,
+    target: jax.Array,
+    lambda_l1: float,
+    gan_mode: str = 'vanilla',
+    *,
+    fake_features: Sequence[Sequence[jax.Array]] | None = None,
+    real_features: Sequence[Sequence[jax.Array]] | None = None,
+    lambda_feat: float = 0.0,
+) -> dict[str, jax.Array]:
   """G's objective: fool D (non-saturating form) plus λ·L1 to the target (paper eq. 4).
 
   Args:

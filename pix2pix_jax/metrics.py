@@ -55,6 +55,7 @@ def improves(name: str, value: float, best: float | None) -> bool:
     return True
   return value < best if METRICS[name].lower_is_better else value > best
 
+
 # SSIM constants of Wang et al. 2004, as scikit-image's `structural_similarity` with
 # `gaussian_weights=True`: an 11-tap Gaussian window (sigma 1.5 truncated at 3.5 sigma).
 SSIM_SIGMA = 1.5
@@ -76,7 +77,8 @@ def _check_pair(generated: jax.Array, target: jax.Array) -> tuple[jax.Array, jax
   target = jnp.asarray(target)
   if generated.ndim != 4 or generated.shape != target.shape:
     raise ValueError(
-        f'expected two NHWC batches of the same shape, got {generated.shape} and {target.shape}')
+        f'expected two NHWC batches of the same shape, got {generated.shape} and {target.shape}'
+    )
   dtype = jnp.promote_types(jnp.promote_types(generated.dtype, target.dtype), jnp.float32)
   return generated.astype(dtype), target.astype(dtype)
 
@@ -134,9 +136,9 @@ def _filter_hw(x: jax.Array, taps: np.ndarray) -> jax.Array:
   radius = (len(taps) - 1) // 2
   h, w = x.shape[1], x.shape[2]
   x = jnp.pad(x, ((0, 0), (radius, radius), (0, 0), (0, 0)), mode='symmetric')
-  x = sum(float(t) * x[:, i:i + h] for i, t in enumerate(taps))
+  x = sum(float(t) * x[:, i : i + h] for i, t in enumerate(taps))
   x = jnp.pad(x, ((0, 0), (0, 0), (radius, radius), (0, 0)), mode='symmetric')
-  return sum(float(t) * x[:, :, i:i + w] for i, t in enumerate(taps))
+  return sum(float(t) * x[:, :, i : i + w] for i, t in enumerate(taps))
 
 
 @jax.jit
@@ -164,14 +166,17 @@ def ssim(generated: jax.Array, target: jax.Array, data_range: float = 1.0) -> ja
   generated, target = _check_pair(generated, target)
   h, w = generated.shape[1], generated.shape[2]
   if min(h, w) < SSIM_WIN_SIZE:
-    raise ValueError(f'SSIM needs images of at least {SSIM_WIN_SIZE}×{SSIM_WIN_SIZE} (its '
-                     f'Gaussian window), got {h}×{w}')
+    raise ValueError(
+        f'SSIM needs images of at least {SSIM_WIN_SIZE}×{SSIM_WIN_SIZE} (its '
+        f'Gaussian window), got {h}×{w}'
+    )
   taps = _gaussian_taps(SSIM_SIGMA, SSIM_RADIUS)
   # (Co)variances are shift-invariant, so subtract each image's channel means first: E[x²] -
   # E[x]² then cancels far less in float32 (a flat patch of value 0.5 would otherwise lose ~3
   # of float32's 7 digits, amplified by 1/C2 ≈ 1100 in the SSIM map).
-  shift = 0.5 * (jnp.mean(generated, axis=(1, 2), keepdims=True)
-                 + jnp.mean(target, axis=(1, 2), keepdims=True))
+  shift = 0.5 * (
+      jnp.mean(generated, axis=(1, 2), keepdims=True) + jnp.mean(target, axis=(1, 2), keepdims=True)
+  )
   x = generated - shift
   y = target - shift
   mx = _filter_hw(x, taps)
@@ -183,10 +188,9 @@ def ssim(generated: jax.Array, target: jax.Array, data_range: float = 1.0) -> ja
   uy = my + shift
   c1 = jnp.square(SSIM_K1 * data_range)
   c2 = jnp.square(SSIM_K2 * data_range)
-  ssim_map = ((2 * ux * uy + c1) * (2 * vxy + c2)
-              / ((ux * ux + uy * uy + c1) * (vx + vy + c2)))
+  ssim_map = (2 * ux * uy + c1) * (2 * vxy + c2) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
   pad = (SSIM_WIN_SIZE - 1) // 2
-  return jnp.mean(ssim_map[:, pad:h - pad, pad:w - pad], axis=(1, 2, 3))
+  return jnp.mean(ssim_map[:, pad : h - pad, pad : w - pad], axis=(1, 2, 3))
 
 
 @jax.jit
@@ -211,8 +215,9 @@ def hp_l1(generated: jax.Array, target: jax.Array) -> jax.Array:
   d = generated - target
   h, w = d.shape[1], d.shape[2]
   p = jnp.pad(d, ((0, 0), (1, 1), (1, 1), (0, 0)), mode='symmetric')
-  lap = (p[:, :h, 1:w + 1] + p[:, 2:, 1:w + 1] + p[:, 1:h + 1, :w] + p[:, 1:h + 1, 2:]
-         - 4 * d)
+  lap = (
+      p[:, :h, 1 : w + 1] + p[:, 2:, 1 : w + 1] + p[:, 1 : h + 1, :w] + p[:, 1 : h + 1, 2:] - 4 * d
+  )
   return jnp.mean(jnp.abs(lap), axis=(1, 2, 3))
 
 

@@ -51,7 +51,8 @@ def num_unet_levels(image_size: int) -> int:
   if image_size < 32 or image_size & (image_size - 1):
     raise ValueError(
         f'image size {image_size} is not a power of two >= 32: the U-Net halves the image '
-        'down to a 1×1 bottleneck, so use 32, 64, 128, 256, 512, ...')
+        'down to a 1×1 bottleneck, so use 32, 64, 128, 256, 512, ...'
+    )
   return image_size.bit_length() - 1
 
 
@@ -62,6 +63,7 @@ class UNetGenerator(layers.Network):
   8 levels), skip connections between mirrored levels, tanh output in [-1, 1]. The norm,
   initialisation, dtype and `conv_impl` fields are `layers.Network`'s.
   """
+
   out_channels: int = 3
   num_levels: int = 8
   base_features: int = 64  # ngf
@@ -83,17 +85,21 @@ class UNetGenerator(layers.Network):
     """
     levels = self.num_levels
     if x.shape[1] % 2**levels or x.shape[2] % 2**levels:
-      raise ValueError(f'a {levels}-level U-Net takes images whose sides are multiples of '
-                       f'{2**levels}, got {x.shape[1]}×{x.shape[2]}')
-    bound = dict(use_bias=self.conv_bias, init_std=self.init_std, conv_impl=self.conv_impl,
-                 dtype=self.dtype)
+      raise ValueError(
+          f'a {levels}-level U-Net takes images whose sides are multiples of '
+          f'{2**levels}, got {x.shape[1]}×{x.shape[2]}'
+      )
+    bound = dict(
+        use_bias=self.conv_bias, init_std=self.init_std, conv_impl=self.conv_impl, dtype=self.dtype
+    )
     down = functools.partial(layers.Conv4x4, stride=2, **bound)
     up = functools.partial(layers.ConvTranspose4x4, **bound)
     norm = self.bound_norm(train)
     features = [self.base_features * min(2**i, 8) for i in range(levels)]  # C64-C128-C256-C512...
     dropout_start = 1 if self.dropout_skip_innermost else 0
-    dropout_levels = {levels - 1 - k
-                      for k in range(dropout_start, dropout_start + self.num_dropout_layers)}
+    dropout_levels = {
+        levels - 1 - k for k in range(dropout_start, dropout_start + self.num_dropout_layers)
+    }
 
     # Encoder, as the reference's blocks: (LeakyReLU,) conv, norm; each level's output is a skip.
     h = x.astype(self.dtype)
@@ -134,6 +140,7 @@ class ResnetBlock(nn.Module):
   F is reflect-pad 1, 3×3 conv, norm, ReLU, (dropout), reflect-pad 1, 3×3 conv, norm; no ReLU after
   the sum. Reflection rather than zero padding avoids border artefacts (Johnson et al.).
   """
+
   conv: layers.ModuleDef  # The generator's `nn.Conv`, its bias, init and dtype bound.
   norm: layers.ModuleDef  # The generator's norm layer, bound for this call (`bound_norm`).
   # The reference puts one Dropout(0.5) after the first ReLU when `use_dropout` (pix2pix: on unless
@@ -161,6 +168,7 @@ class ResnetGenerator(layers.Network):
   bias and a tanh. 64 is `base_features` (ngf). The norm, initialisation, dtype and `conv_impl`
   (for the transposed convolutions) fields are `layers.Network`'s.
   """
+
   out_channels: int = 3
   num_blocks: int = 9  # resnet_9blocks (the reference's for 256²) or resnet_6blocks (128²).
   base_features: int = 64  # ngf
@@ -177,31 +185,46 @@ class ResnetGenerator(layers.Network):
     8; they need not be equal, nor the size the net was trained at (it is convolutional).
     """
     height, width = x.shape[1:3]
-    if height % RESNET_SIDE_MULTIPLE or width % RESNET_SIDE_MULTIPLE or min(
-        height, width) < RESNET_MIN_SIDE:
-      raise ValueError(f'the ResNet generator takes images whose sides are multiples of '
-                       f'{RESNET_SIDE_MULTIPLE}, at least {RESNET_MIN_SIDE}, got {height}×{width}')
+    if (
+        height % RESNET_SIDE_MULTIPLE
+        or width % RESNET_SIDE_MULTIPLE
+        or min(height, width) < RESNET_MIN_SIDE
+    ):
+      raise ValueError(
+          'the ResNet generator takes images whose sides are multiples of '
+          f'{RESNET_SIDE_MULTIPLE}, at least {RESNET_MIN_SIDE}, got {height}×{width}'
+      )
     ngf = self.base_features
-    conv = functools.partial(nn.Conv, use_bias=self.conv_bias,
-                             kernel_init=layers.normal_init(self.init_std), dtype=self.dtype)
+    conv = functools.partial(
+        nn.Conv,
+        use_bias=self.conv_bias,
+        kernel_init=layers.normal_init(self.init_std),
+        dtype=self.dtype,
+    )
     norm = self.bound_norm(train)
 
     h = x.astype(self.dtype)
     h = conv(ngf, (7, 7), padding='VALID', name='stem')(_reflect_pad(h, 3))  # c7s1-64
     h = nn.relu(norm(name='stem_norm')(h))
     for i in range(2):  # d128, d256
-      h = conv(ngf * 2**(i + 1), (3, 3), strides=2, padding=((1, 1), (1, 1)), name=f'down{i}')(h)
+      h = conv(ngf * 2 ** (i + 1), (3, 3), strides=2, padding=((1, 1), (1, 1)), name=f'down{i}')(h)
       h = nn.relu(norm(name=f'down{i}_norm')(h))
     for i in range(self.num_blocks):  # R256 × num_blocks
       h = ResnetBlock(conv, norm, self.dropout_rate, name=f'block{i}')(h, train=train)
     for i in range(2):  # u128, u64
-      h = layers.ConvTranspose3x3(ngf * 2**(1 - i), use_bias=self.conv_bias,
-                                  init_std=self.init_std, conv_impl=self.conv_impl,
-                                  dtype=self.dtype, name=f'up{i}')(h)
+      h = layers.ConvTranspose3x3(
+          ngf * 2 ** (1 - i),
+          use_bias=self.conv_bias,
+          init_std=self.init_std,
+          conv_impl=self.conv_impl,
+          dtype=self.dtype,
+          name=f'up{i}',
+      )(h)
       h = nn.relu(norm(name=f'up{i}_norm')(h))
     # c7s1-3: no norm follows, so it has a bias whatever the norm; tanh to [-1, 1].
     h = conv(self.out_channels, (7, 7), padding='VALID', use_bias=True, name='out')(
-        _reflect_pad(h, 3))
+        _reflect_pad(h, 3)
+    )
     return jnp.tanh(h).astype(jnp.float32)
 
 
@@ -214,6 +237,7 @@ class PatchDiscriminator(layers.Network):
   features for pix2pixHD's feature-matching loss. The norm, initialisation, dtype and
   `conv_impl` fields are `layers.Network`'s.
   """
+
   base_features: int = 64  # ndf
   num_strided_layers: int = 3
   leaky_relu_slope: float = 0.2  # Paper: "All ReLUs are leaky, with slope 0.2".
@@ -222,8 +246,9 @@ class PatchDiscriminator(layers.Network):
   spectral_norm: bool = False
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool, return_features: bool = False
-               ) -> jax.Array | tuple[jax.Array, tuple[jax.Array, ...]]:
+  def __call__(
+      self, x: jax.Array, *, train: bool, return_features: bool = False
+  ) -> jax.Array | tuple[jax.Array, tuple[jax.Array, ...]]:
     """Maps pairs (N, H, W, C_in + C_out) to patch logits (N, H', W', 1).
 
     Args:
@@ -246,16 +271,23 @@ class PatchDiscriminator(layers.Network):
       # the train step threads, under conv{n}_spectral_norm.
       if not self.spectral_norm:
         return conv_layer
-      wrapped = nn.SpectralNorm(conv_layer, collection_name='batch_stats',
-                                name=f'{conv_layer.name}_spectral_norm')
+      wrapped = nn.SpectralNorm(
+          conv_layer, collection_name='batch_stats', name=f'{conv_layer.name}_spectral_norm'
+      )
       return functools.partial(wrapped, update_stats=train)
 
     h = x.astype(self.dtype)
     features = []
     if self.num_strided_layers == 0:
       # 1×1 PixelGAN: "in this special case, all convolutions are 1×1 spatial filters", C64-C128.
-      conv = functools.partial(nn.Conv, kernel_size=(1, 1), strides=1, padding=((0, 0), (0, 0)),
-                               kernel_init=layers.normal_init(self.init_std), dtype=self.dtype)
+      conv = functools.partial(
+          nn.Conv,
+          kernel_size=(1, 1),
+          strides=1,
+          padding=((0, 0), (0, 0)),
+          kernel_init=layers.normal_init(self.init_std),
+          dtype=self.dtype,
+      )
       h = nn.leaky_relu(conv(ndf, use_bias=True, name='conv0')(h), slope)
       features.append(h)
       h = middle(conv(2 * ndf, use_bias=use_bias, name='conv1'))(h)
@@ -299,6 +331,7 @@ class MultiScaleDiscriminator(nn.Module):
   regions of the image with the same architecture. Used only for 2 or more scales: one scale is
   the plain `PatchDiscriminator`, with its parameter tree.
   """
+
   patch_discriminator: PatchDiscriminator  # The architecture every scale copies.
   num_discriminators: int = 2
 

@@ -51,12 +51,16 @@ def _package_file(package: str, relative: str) -> pathlib.Path:
   """
   spec = importlib.util.find_spec(package)
   if spec is None or not spec.submodule_search_locations:
-    raise ImportError(f'{package} is not installed; the perceptual metrics need the `metrics` '
-                      f'extra: {INSTALL_HINT}')
+    raise ImportError(
+        f'{package} is not installed; the perceptual metrics need the `metrics` '
+        f'extra: {INSTALL_HINT}'
+    )
   path = pathlib.Path(list(spec.submodule_search_locations)[0]) / relative
   if not path.is_file():
-    raise ImportError(f'{package} is installed without its weights ({path} is missing); '
-                      f'reinstall it: {INSTALL_HINT}')
+    raise ImportError(
+        f'{package} is installed without its weights ({path} is missing); '
+        f'reinstall it: {INSTALL_HINT}'
+    )
   return path
 
 
@@ -64,8 +68,10 @@ def _import(module: str):
   try:
     return importlib.import_module(module)
   except ImportError as e:
-    raise ImportError(f'{module} is not installed; the perceptual metrics need the `metrics` '
-                      f'extra: {INSTALL_HINT}') from e
+    raise ImportError(
+        f'{module} is not installed; the perceptual metrics need the `metrics` '
+        f'extra: {INSTALL_HINT}'
+    ) from e
 
 
 def _inception_path() -> pathlib.Path:
@@ -115,8 +121,9 @@ def _inception_variables() -> dict:
   try:
     return inception.load_variables(_inception_path())
   except ImportError as e:
-    raise ImportError(f'{e}; the perceptual metrics need the `metrics` extra: '
-                      f'{INSTALL_HINT}') from e
+    raise ImportError(
+        f'{e}; the perceptual metrics need the `metrics` extra: {INSTALL_HINT}'
+    ) from e
 
 
 class InceptionFeatures:
@@ -148,14 +155,22 @@ class InceptionFeatures:
     ValueError: for an unknown backend, or a device given to the JAX backend.
   """
 
-  def __init__(self, batch_size: int = 32, device: str | None = None, quantize: bool = True,
-               backend: str = 'jax'):
+  def __init__(
+      self,
+      batch_size: int = 32,
+      device: str | None = None,
+      quantize: bool = True,
+      backend: str = 'jax',
+  ):
     if backend not in INCEPTION_BACKENDS:
-      raise ValueError(f'unknown Inception backend {backend!r}; expected one of '
-                       f'{INCEPTION_BACKENDS}')
+      raise ValueError(
+          f'unknown Inception backend {backend!r}; expected one of {INCEPTION_BACKENDS}'
+      )
     if backend == 'jax' and device is not None:
-      raise ValueError(f'InceptionFeatures: device={device!r} is for backend=\'torch\'; the JAX '
-                       'backend runs on JAX\'s default device')
+      raise ValueError(
+          f"InceptionFeatures: device={device!r} is for backend='torch'; the JAX "
+          "backend runs on JAX's default device"
+      )
     self.batch_size = int(batch_size)
     self.quantize = quantize
     self.backend = backend
@@ -189,9 +204,11 @@ class InceptionFeatures:
     theta[0, 2] += 1 / w - 1 / size
     theta[1, 2] += 1 / h - 1 / size
     grid = torch.nn.functional.affine_grid(
-        theta.unsqueeze(0).expand(n, 2, 3), [n, c, size, size], align_corners=False)
-    return torch.nn.functional.grid_sample(x, grid, mode='bilinear', padding_mode='border',
-                                           align_corners=False)
+        theta.unsqueeze(0).expand(n, 2, 3), [n, c, size, size], align_corners=False
+    )
+    return torch.nn.functional.grid_sample(
+        x, grid, mode='bilinear', padding_mode='border', align_corners=False
+    )
 
   def _forward_torch(self, batch: np.ndarray) -> np.ndarray:
     torch = self._torch
@@ -203,8 +220,11 @@ class InceptionFeatures:
         x = np.rint(x)
     # cuDNN runs float32 convolutions in TF32 by default on Ampere and later; the reference
     # features are full float32, and GPU and CPU FIDs should agree.
-    precision = (torch.backends.cudnn.flags(enabled=True, allow_tf32=False)
-                 if self.device.type == 'cuda' else contextlib.nullcontext())
+    precision = (
+        torch.backends.cudnn.flags(enabled=True, allow_tf32=False)
+        if self.device.type == 'cuda'
+        else contextlib.nullcontext()
+    )
     with torch.inference_mode(), precision:
       x = torch.from_numpy(np.ascontiguousarray(x)).to(self.device).permute(0, 3, 1, 2)
       if x.shape[2:] != (INCEPTION_SIZE, INCEPTION_SIZE):
@@ -234,8 +254,10 @@ class InceptionFeatures:
     """
     images = _to_nhwc(images, 'InceptionFeatures')
     # JAX dispatches asynchronously: every batch is queued before the first is fetched.
-    out = [self._forward(images[i:i + self.batch_size])
-           for i in range(0, len(images), self.batch_size)]
+    out = [
+        self._forward(images[i : i + self.batch_size])
+        for i in range(0, len(images), self.batch_size)
+    ]
     out = [np.asarray(features, dtype=np.float32) for features in out]
     return np.concatenate(out) if out else np.zeros((0, INCEPTION_DIM), np.float32)
 
@@ -246,8 +268,7 @@ def _check_features(features_a, features_b, minimum: int) -> tuple[np.ndarray, n
   if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
     raise ValueError(f'expected two (N, D) feature arrays of one D, got {a.shape} and {b.shape}')
   if min(len(a), len(b)) < minimum:
-    raise ValueError(f'need at least {minimum} feature vectors per set, got {len(a)} and '
-                     f'{len(b)}')
+    raise ValueError(f'need at least {minimum} feature vectors per set, got {len(a)} and {len(b)}')
   return a, b
 
 
@@ -303,20 +324,25 @@ def fid(features_a, features_b, method: str = 'sqrtm', eps: float = 1e-6) -> flo
   sigma_b = np.cov(b, rowvar=False)
   covmean = linalg.sqrtm(sigma_a @ sigma_b)
   if not np.isfinite(covmean).all():
-    warnings.warn(f'FID: the covariance product is singular; adding {eps} to the diagonals',
-                  RuntimeWarning, stacklevel=2)
+    warnings.warn(
+        f'FID: the covariance product is singular; adding {eps} to the diagonals',
+        RuntimeWarning,
+        stacklevel=2,
+    )
     offset = np.eye(sigma_a.shape[0]) * eps
     covmean = linalg.sqrtm((sigma_a + offset) @ (sigma_b + offset))
   if np.iscomplexobj(covmean):
     if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-      raise ValueError(f'FID: sqrtm has an imaginary component of up to '
-                       f'{np.max(np.abs(covmean.imag))}')
+      raise ValueError(
+          f'FID: sqrtm has an imaginary component of up to {np.max(np.abs(covmean.imag))}'
+      )
     covmean = covmean.real
   return float(diff @ diff + np.trace(sigma_a) + np.trace(sigma_b) - 2 * np.trace(covmean))
 
 
-def kid(features_a, features_b, num_subsets: int = 100, subset_size: int = 1000,
-        seed: int = 0) -> dict[str, float]:
+def kid(
+    features_a, features_b, num_subsets: int = 100, subset_size: int = 1000, seed: int = 0
+) -> dict[str, float]:
   """Kernel Inception Distance (Bińkowski et al. 2018), as torch-fidelity computes it.
 
   The unbiased MMD² estimate under the cubic polynomial kernel k(x, y) = (xᵀy / D + 1)³,
@@ -347,8 +373,7 @@ def kid(features_a, features_b, num_subsets: int = 100, subset_size: int = 1000,
     k_xx_yy = (x @ x.T / dim + 1) ** 3 + (y @ y.T / dim + 1) ** 3
     k_xy = (x @ y.T / dim + 1) ** 3
     # Off-diagonal means of Kxx and Kyy (unbiased) minus twice the full mean of Kxy.
-    mmds[i] = ((k_xx_yy.sum() - np.trace(k_xx_yy)) / (m * (m - 1))
-               - 2 * k_xy.sum() / (m * m))
+    mmds[i] = (k_xx_yy.sum() - np.trace(k_xx_yy)) / (m * (m - 1)) - 2 * k_xy.sum() / (m * m)
   return {'mean': float(np.mean(mmds)), 'std': float(np.std(mmds)), 'subset_size': m}
 
 
@@ -403,7 +428,7 @@ class LPIPS:
     scale_t = 2 / 255 if target.dtype == np.uint8 else 2.0
     out = []
     for i in range(0, len(generated), self.batch_size):
-      g = generated[i:i + self.batch_size].astype(np.float32) * scale - 1
-      t = target[i:i + self.batch_size].astype(np.float32) * scale_t - 1
+      g = generated[i : i + self.batch_size].astype(np.float32) * scale - 1
+      t = target[i : i + self.batch_size].astype(np.float32) * scale_t - 1
       out.append(np.asarray(self._apply(self._variables, g, t)).reshape(len(g)))
     return np.concatenate(out) if out else np.zeros((0,), np.float32)

@@ -60,8 +60,11 @@ class StopRequest:
     if self.signal_name and signum == signal.SIGINT:
       raise KeyboardInterrupt
     self.signal_name = signal.Signals(signum).name
-    logging.warning('%s received: stopping after this step with a checkpoint (again with SIGINT '
-                    'to stop at once)', self.signal_name)
+    logging.warning(
+        '%s received: stopping after this step with a checkpoint (again with SIGINT '
+        'to stop at once)',
+        self.signal_name,
+    )
 
   def requested(self, manager, step: int, agree_now: bool = True) -> bool:
     """Whether to stop after `step`; `agree_now` allows a cross-process check (a host sync)."""
@@ -70,7 +73,9 @@ class StopRequest:
     if manager.reached_preemption(step):
       self.signal_name = self.signal_name or 'SIGTERM'
       return True
-    if agree_now and np.any(multihost_utils.process_allgather(np.int32(self.signal_name is not None))):
+    if agree_now and np.any(
+        multihost_utils.process_allgather(np.int32(self.signal_name is not None))
+    ):
       self.signal_name = self.signal_name or 'SIGINT'
       return True
     return False
@@ -111,5 +116,8 @@ class Progress:
     rate, wait = (step - self.last_step) / elapsed, self.data_wait / elapsed
     self.last_step, self.last_time, self.data_wait = step, now, 0.0
     eta = (self.num_train_steps - step) / max(rate, 1e-9)
-    return rate, wait, (time.strftime('%H:%M:%S', time.gmtime(eta)) if eta < 86400
-                        else f'{eta / 86400:.1f}d')
+    return (
+        rate,
+        wait,
+        (time.strftime('%H:%M:%S', time.gmtime(eta)) if eta < 86400 else f'{eta / 86400:.1f}d'),
+    )

@@ -95,12 +95,19 @@ def tile_weights(tile: int, ramp: int, start: int, length: int) -> np.ndarray:
   distance = np.arange(tile) + 0.5  # From the tile's first pixel; reversed: from its last.
   rise = distance if start > 0 else np.full(tile, np.inf)
   fall = distance[::-1] if start + tile < length else np.full(tile, np.inf)
-  return (np.sin(0.5 * np.pi * np.minimum(np.minimum(rise, fall) / ramp, 1.0))**2).astype(
-      np.float32)
+  return (np.sin(0.5 * np.pi * np.minimum(np.minimum(rise, fall) / ramp, 1.0)) ** 2).astype(
+      np.float32
+  )
 
 
-def translate_tiled(translate: TranslateFn, image: np.ndarray, rng: jax.Array,
-                    tile: tuple[int, int], ramp: int, multiple: int) -> np.ndarray:
+def translate_tiled(
+    translate: TranslateFn,
+    image: np.ndarray,
+    rng: jax.Array,
+    tile: tuple[int, int],
+    ramp: int,
+    multiple: int,
+) -> np.ndarray:
   """Translates an (H, W, C) image tile by tile and blends the tiles without seams.
 
   Each output pixel is the weighted mean of the tiles that cover it (weights: `tile_weights`
@@ -119,15 +126,18 @@ def translate_tiled(translate: TranslateFn, image: np.ndarray, rng: jax.Array,
   """
 
   def axis_tiles(length, size):  # (start, weights) of each tile along one axis.
-    return [(start, tile_weights(size, ramp, start, length))
-            for start in tile_starts(length, size, ramp, multiple)]
+    return [
+        (start, tile_weights(size, ramp, start, length))
+        for start in tile_starts(length, size, ramp, multiple)
+    ]
 
   height, width = image.shape[:2]
   rows, columns = axis_tiles(height, tile[0]), axis_tiles(width, tile[1])
   blended = None  # (H, W, C_out): the output's channels may not be the input's.
   total_weight = np.zeros((height, width, 1), np.float32)
   for index, ((top, row_weights), (left, column_weights)) in enumerate(
-      itertools.product(rows, columns)):
+      itertools.product(rows, columns)
+  ):
     window = (slice(top, top + tile[0]), slice(left, left + tile[1]))
     piece = np.asarray(translate(image[window][None], jax.random.fold_in(rng, index)))[0]
     weights = row_weights[:, None, None] * column_weights[None, :, None]
@@ -138,8 +148,13 @@ def translate_tiled(translate: TranslateFn, image: np.ndarray, rng: jax.Array,
   return blended / total_weight
 
 
-def translate_native(translate: TranslateFn, image: np.ndarray, rng: jax.Array, multiple: int,
-                     max_pixels: int = NATIVE_MAX_PIXELS) -> np.ndarray:
+def translate_native(
+    translate: TranslateFn,
+    image: np.ndarray,
+    rng: jax.Array,
+    multiple: int,
+    max_pixels: int = NATIVE_MAX_PIXELS,
+) -> np.ndarray:
   """Translates a uint8 or uint16 (H, W, C_in) image at its own size (--resolution=native).
 
   The image is reflect-padded to multiples of `multiple` (`pad_to_multiple`), translated in one
@@ -165,14 +180,26 @@ def translate_native(translate: TranslateFn, image: np.ndarray, rng: jax.Array, 
     side = max(2 * multiple, math.isqrt(max_pixels) // multiple * multiple)
     tile = (min(side, height), min(side, width))
     logging.info('Translating %d×%d (padded) in overlapping %d×%d tiles', height, width, *tile)
-    out = translate_tiled(translate, padded, rng, tile, round(side * TILE_OVERLAP_FRACTION),
-                          multiple)
-  return np.asarray(image_lib.to_uint8(out[top:top + image.shape[0], left:left + image.shape[1]]))
+    out = translate_tiled(
+        translate, padded, rng, tile, round(side * TILE_OVERLAP_FRACTION), multiple
+    )
+  return np.asarray(
+      image_lib.to_uint8(out[top : top + image.shape[0], left : left + image.shape[1]])
+  )
 
 
-def predict(config: ml_collections.ConfigDict, workdir: str, input_path: str, output_dir: str, *,
-            step: int | str | None = None, pairs: bool = False, side_by_side: bool = False,
-            resolution: str = 'model', max_pixels: int = NATIVE_MAX_PIXELS) -> list[pathlib.Path]:
+def predict(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    input_path: str,
+    output_dir: str,
+    *,
+    step: int | str | None = None,
+    pairs: bool = False,
+    side_by_side: bool = False,
+    resolution: str = 'model',
+    max_pixels: int = NATIVE_MAX_PIXELS,
+) -> list[pathlib.Path]:
   """Translates one image or every image of a folder with the trained generator.
 
   `resolution='model'`: each image is resized (bicubic) to the model's size, translated, and the
@@ -231,17 +258,28 @@ def predict(config: ml_collections.ConfigDict, workdir: str, input_path: str, ou
       continue
     height, width = image.shape[:2]
     if resolution == 'native':
-      out = translate_native(generate_float, image, jax.random.fold_in(rng, index),
-                             models.side_multiple(generator), max_pixels)
+      out = translate_native(
+          generate_float,
+          image,
+          jax.random.fold_in(rng, index),
+          models.side_multiple(generator),
+          max_pixels,
+      )
     else:
       out = translate(pipeline.resize(image, size)[None], jax.random.fold_in(rng, index))
       out = image_lib.resize(np.asarray(out[0]), width, height)
     if side_by_side:
       same = image.shape[2] == out.shape[2] and image.dtype == out.dtype
-      out = np.concatenate([image, out] if same else
-                           [image_lib.to_display(image), image_lib.to_display(out)], axis=1)
+      out = np.concatenate(
+          [image, out] if same else [image_lib.to_display(image), image_lib.to_display(out)], axis=1
+      )
     written.append(image_lib.save_image(out, output / path.stem))
-  logging.info('Wrote %d image(s) to %s (checkpoint step %d, test mode: %s, resolution: %s)',
-               len(written), output, step, inference.test_mode_description(config.eval.train_mode),
-               resolution)
+  logging.info(
+      'Wrote %d image(s) to %s (checkpoint step %d, test mode: %s, resolution: %s)',
+      len(written),
+      output,
+      step,
+      inference.test_mode_description(config.eval.train_mode),
+      resolution,
+  )
   return written

@@ -48,30 +48,61 @@ PANEL_GROUPS = {'fixed': 'Fixed images', 'best': 'Best (lowest L1)', 'worst': 'W
 # images in [0, 1], so the train curve is halved to put both on the eval scale. The D outputs are
 # probabilities of 'real' for the vanilla GAN, raw scores for LSGAN and hinge.
 CHARTS = (
-    ('Generator losses', 'loss', [('train_g_total', 'G total', 1.0), ('train_g_gan', 'G GAN', 1.0),
-                                  ('train_g_l1', 'G L1', 1.0)], True),
-    ('Discriminator losses', 'loss', [('train_d_total', 'D total', 1.0),
-                                      ('train_d_real', 'D real', 1.0),
-                                      ('train_d_fake', 'D fake', 1.0)], True),
-    ('L1, images in [0, 1]', 'mean |G(x) − y|', [('train_g_l1', 'train (G L1 × 0.5)', 0.5),
-                                                 ('eval_l1', 'eval', 1.0)], True),
-    ('Discriminator outputs', 'mean D output', [('train_d_real_output', 'D(x, y)', 1.0),
-                                                ('train_d_fake_output', 'D(x, G(x))', 1.0)], False),
+    (
+        'Generator losses',
+        'loss',
+        [
+            ('train_g_total', 'G total', 1.0),
+            ('train_g_gan', 'G GAN', 1.0),
+            ('train_g_l1', 'G L1', 1.0),
+        ],
+        True,
+    ),
+    (
+        'Discriminator losses',
+        'loss',
+        [
+            ('train_d_total', 'D total', 1.0),
+            ('train_d_real', 'D real', 1.0),
+            ('train_d_fake', 'D fake', 1.0),
+        ],
+        True,
+    ),
+    (
+        'L1, images in [0, 1]',
+        'mean |G(x) − y|',
+        [('train_g_l1', 'train (G L1 × 0.5)', 0.5), ('eval_l1', 'eval', 1.0)],
+        True,
+    ),
+    (
+        'Discriminator outputs',
+        'mean D output',
+        [('train_d_real_output', 'D(x, y)', 1.0), ('train_d_fake_output', 'D(x, G(x))', 1.0)],
+        False,
+    ),
     ('Learning rate', 'Adam step size', [('train_learning_rate', 'learning rate', 1.0)], False),
     ('Throughput', 'steps per second', [('steps_per_second', 'steps / s', 1.0)], False),
 )
 # The y axis of each metric's eval curve (its title comes from METRICS): dB, or what is averaged.
-_EVAL_UNITS = {'l1': 'mean |G(x) − y|', 'psnr': 'dB', 'ssim': 'similarity index',
-               'hp_l1': 'mean |Laplacian difference|', 'lpips': 'perceptual distance',
-               'fid': 'Fréchet distance', 'kid': 'MMD², mean over subsets'}
+_EVAL_UNITS = {
+    'l1': 'mean |G(x) − y|',
+    'psnr': 'dB',
+    'ssim': 'similarity index',
+    'hp_l1': 'mean |Laplacian difference|',
+    'lpips': 'perceptual distance',
+    'fid': 'Fréchet distance',
+    'kid': 'MMD², mean over subsets',
+}
 # The other tags training and evaluation log, each a chart of its own: tag -> (title, unit).
 TAG_CHARTS = {
     'data_wait_fraction': ('Data wait', 'fraction of step time'),
     'eval_seconds': ('Eval time', 'seconds'),
     'train_g_feat': ('Feature-matching loss (G)', 'loss (before its λ)'),
     'train_skipped_steps': ('Skipped steps (non-finite loss)', 'steps since the last log'),
-} | {f'eval_{name}': (f'Eval {metric.title}', _EVAL_UNITS.get(name, 'value'))
-     for name, metric in METRICS.items()}
+} | {
+    f'eval_{name}': (f'Eval {metric.title}', _EVAL_UNITS.get(name, 'value'))
+    for name, metric in METRICS.items()
+}
 # Series with at most this many points also get a marker per point (a single point is visible).
 # Long series need no decimation: Agg draws 100k points in well under a second, and a PNG's size
 # does not grow with them.
@@ -119,8 +150,12 @@ def read_scalars(workdir: str | os.PathLike) -> dict[str, list[tuple[int, float]
   return {tag: sorted(points.items()) for tag, points in sorted(merged.items())}
 
 
-def line_chart(series: Sequence[tuple[str, Sequence[tuple[int, float]]]], *,
-               allow_log: bool = False, unit: str = '') -> tuple[Figure | None, int]:
+def line_chart(
+    series: Sequence[tuple[str, Sequence[tuple[int, float]]]],
+    *,
+    allow_log: bool = False,
+    unit: str = '',
+) -> tuple[Figure | None, int]:
   """A matplotlib line chart (on the Agg canvas) of some series against the training step.
 
   Args:
@@ -133,8 +168,10 @@ def line_chart(series: Sequence[tuple[str, Sequence[tuple[int, float]]]], *,
     (the figure or None if no series has a finite value, the number of values skipped).
   """
   skipped = sum(1 for _, points in series for _, v in points if not math.isfinite(v))
-  finite = [(i, label, [(s, v) for s, v in points if math.isfinite(v)])
-            for i, (label, points) in enumerate(series)]
+  finite = [
+      (i, label, [(s, v) for s, v in points if math.isfinite(v)])
+      for i, (label, points) in enumerate(series)
+  ]
   finite = [item for item in finite if item[2]]
   if not finite:
     return None, skipped
@@ -143,8 +180,15 @@ def line_chart(series: Sequence[tuple[str, Sequence[tuple[int, float]]]], *,
   axes = figure.subplots()
   for index, label, points in finite:
     steps, values = zip(*points)
-    axes.plot(steps, values, color=f'C{index}', label=label, linewidth=1.4,
-              marker='o' if len(points) <= _MAX_MARKERS else None, markersize=3)
+    axes.plot(
+        steps,
+        values,
+        color=f'C{index}',
+        label=label,
+        linewidth=1.4,
+        marker='o' if len(points) <= _MAX_MARKERS else None,
+        markersize=3,
+    )
   values = [v for _, _, points in finite for _, v in points]
   if allow_log and min(values) > 0 and max(values) / min(values) > 50:
     axes.set_yscale('log')
@@ -180,8 +224,9 @@ def tag_chart(tag: str) -> tuple[str, str]:
   return title or tag, 'value'
 
 
-def chart_specs(scalars: dict[str, list[tuple[int, float]]]
-                ) -> tuple[list[tuple[str, str, list, bool]], list[str]]:
+def chart_specs(
+    scalars: dict[str, list[tuple[int, float]]],
+) -> tuple[list[tuple[str, str, list, bool]], list[str]]:
   """What `_charts_html` draws.
 
   Returns:
@@ -189,9 +234,18 @@ def chart_specs(scalars: dict[str, list[tuple[int, float]]]
     of CHARTS, then the other tags logged more than once; the tags logged once (e.g. the
     eval_psnr, eval_fid, ... an evaluation logs), which are table rows rather than charts).
   """
-  specs = [(title, unit, [(label, [(s, v * scale) for s, v in scalars.get(tag, [])])
-                          for tag, label, scale in lines], allow_log)
-           for title, unit, lines, allow_log in CHARTS]
+  specs = [
+      (
+          title,
+          unit,
+          [
+              (label, [(s, v * scale) for s, v in scalars.get(tag, [])])
+              for tag, label, scale in lines
+          ],
+          allow_log,
+      )
+      for title, unit, lines, allow_log in CHARTS
+  ]
   known = {tag for _, _, lines, _ in CHARTS for tag, _, _ in lines}
   others = [tag for tag in scalars if tag not in known]
   single = [tag for tag in others if len(scalars[tag]) == 1]
@@ -207,20 +261,28 @@ def _charts_html(scalars: dict[str, list[tuple[int, float]]], charts_dir: pathli
     if not any(points for _, points in series):
       continue
     figure, skipped = line_chart(series, allow_log=allow_log, unit=unit)
-    note = (f' <span class="muted">({skipped} non-finite value{"s" * (skipped != 1)} '
-            'skipped)</span>' if skipped else '')
+    note = (
+        f' <span class="muted">({skipped} non-finite value{"s" * (skipped != 1)} skipped)</span>'
+        if skipped
+        else ''
+    )
     body = '<p class="muted">no finite values</p>'
     if figure:
       name = f'{len(figures):02d}_{_safe_name(title)}.png'
       figure.savefig(charts_dir / name, dpi=200)  # Sharp on high-density screens.
-      body = (f'<img class="chart" src="charts/{name}" '
-              f'alt="{html.escape(f"{title}: {unit} against step")}">')
-    figures.append(f'<figure class="card"><figcaption>{html.escape(title)}{note}</figcaption>'
-                   f'{body}</figure>')
+      body = (
+          f'<img class="chart" src="charts/{name}" '
+          f'alt="{html.escape(f"{title}: {unit} against step")}">'
+      )
+    figures.append(
+        f'<figure class="card"><figcaption>{html.escape(title)}{note}</figcaption>{body}</figure>'
+    )
   out = '<div class="charts">' + ''.join(figures) + '</div>'
   if single:
-    out += '<h3>Logged once</h3>' + _table(['tag', 'step', 'value'], [
-        [tag, f'{scalars[tag][0][0]:,}', _format(scalars[tag][0][1])] for tag in single])
+    out += '<h3>Logged once</h3>' + _table(
+        ['tag', 'step', 'value'],
+        [[tag, f'{scalars[tag][0][0]:,}', _format(scalars[tag][0][1])] for tag in single],
+    )
   return out
 
 
@@ -233,8 +295,9 @@ def render_markdown(text: str) -> str:
   Returns:
     HTML; its headings start at <h3>, under the section's <h2>.
   """
-  converter = markdown.Markdown(extensions=['tables', 'toc'],
-                                extension_configs={'toc': {'baselevel': 3}})
+  converter = markdown.Markdown(
+      extensions=['tables', 'toc'], extension_configs={'toc': {'baselevel': 3}}
+  )
   # Python-Markdown's documented way to escape raw HTML: file names may hold '<' and '&'.
   converter.preprocessors.deregister('html_block')
   converter.inlinePatterns.deregister('html')
@@ -246,26 +309,41 @@ def _format(value) -> str:
   if isinstance(value, bool) or not isinstance(value, (int, float)):
     return '—'
   magnitude = abs(value)  # NaN compares false, and prints 'nan' in any format.
-  spec = ',.0f' if magnitude >= 1000 else '.2f' if magnitude >= 10 else '.4f' if (
-      magnitude >= 1e-3 or value == 0) else '.2e'
+  spec = (
+      ',.0f'
+      if magnitude >= 1000
+      else '.2f'
+      if magnitude >= 10
+      else '.4f'
+      if (magnitude >= 1e-3 or value == 0)
+      else '.2e'
+  )
   return f'{value:{spec}}'
 
 
 def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
   """A table of plain-text cells (escaped here); each row's first cell is its header."""
   thead = ''.join(f'<th>{html.escape(cell)}</th>' for cell in head)
-  body = ''.join(f'<tr><th>{html.escape(row[0])}</th>' +
-                 ''.join(f'<td>{html.escape(cell)}</td>' for cell in row[1:]) + '</tr>'
-                 for row in rows)
-  return (f'<table>{f"<thead><tr>{thead}</tr></thead>" if head else ""}'
-          f'<tbody>{body}</tbody></table>')
+  body = ''.join(
+      f'<tr><th>{html.escape(row[0])}</th>'
+      + ''.join(f'<td>{html.escape(cell)}</td>' for cell in row[1:])
+      + '</tr>'
+      for row in rows
+  )
+  return f'<table>{f"<thead><tr>{thead}</tr></thead>" if head else ""}<tbody>{body}</tbody></table>'
 
 
 def _metrics_html(data: dict) -> str:
   """The run header, the per-image metrics table and the single-value metrics."""
   facts = []
-  for key, label in (('step', 'step'), ('num_images', 'images'), ('dataset', 'dataset'),
-                     ('split', 'split'), ('direction', 'direction'), ('test_mode', 'test mode')):
+  for key, label in (
+      ('step', 'step'),
+      ('num_images', 'images'),
+      ('dataset', 'dataset'),
+      ('split', 'split'),
+      ('direction', 'direction'),
+      ('test_mode', 'test mode'),
+  ):
     if data.get(key) is not None:  # --mode=score has no step, and no split for --targets.
       value = f'{data[key]:,}' if isinstance(data[key], int) else str(data[key])
       facts.append(f'<span><b>{label}</b> {html.escape(value)}</span>')
@@ -279,8 +357,11 @@ def _metrics_html(data: dict) -> str:
     if isinstance(value, dict) and any(k in value for k in ('min', 'max')):
       rows.append([label] + [_format(value.get(k)) for k in ('mean', 'min', 'max', 'std')])
     elif isinstance(value, dict) and 'mean' in value:
-      std = (f' ± {_format(value["std"])}'
-             if 'std' in value and _several_subsets(value, data.get('num_images')) else '')
+      std = (
+          f' ± {_format(value["std"])}'
+          if 'std' in value and _several_subsets(value, data.get('num_images'))
+          else ''
+      )
       singles.append([label, _format(value['mean']) + std])
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
       singles.append([label, _format(value)])
@@ -291,8 +372,10 @@ def _metrics_html(data: dict) -> str:
   if not rows and not singles:
     out.append('<p class="muted">metrics.json lists no metrics.</p>')
   if isinstance(data.get('perceptual_skipped'), str):
-    out.append(f'<p class="muted">FID, KID and LPIPS skipped: '
-               f'{html.escape(data["perceptual_skipped"])}</p>')
+    out.append(
+        '<p class="muted">FID, KID and LPIPS skipped: '
+        f'{html.escape(data["perceptual_skipped"])}</p>'
+    )
   return '\n'.join(out)
 
 
@@ -313,15 +396,18 @@ def _safe_name(text: str) -> str:
   return re.sub(r'[^A-Za-z0-9._-]+', '_', text).strip('._')
 
 
-def _panel_html(entry: dict, eval_dir: pathlib.Path, images_dir: pathlib.Path,
-                copied: dict[pathlib.Path, str]) -> str:
+def _panel_html(
+    entry: dict, eval_dir: pathlib.Path, images_dir: pathlib.Path, copied: dict[pathlib.Path, str]
+) -> str:
   """One panel's <figure>; its PNG is copied into `images_dir` once (`copied`: source -> name)."""
   file = str(entry.get('file', ''))
   name = str(entry.get('name', file))
   caption = f'<span class="name">{html.escape(name)}</span>' + ''.join(
       f' <span class="value">{html.escape(METRICS[k].title if k in METRICS else k)} '
-      f'{_format(v)}</span>' for k, v in entry.items()
-      if k not in ('file', 'name') and isinstance(v, (int, float)) and not isinstance(v, bool))
+      f'{_format(v)}</span>'
+      for k, v in entry.items()
+      if k not in ('file', 'name') and isinstance(v, (int, float)) and not isinstance(v, bool)
+  )
   source = eval_dir / file
   if file and source.is_file():
     if source not in copied:  # The index keeps names apart that _safe_name makes equal.
@@ -330,8 +416,10 @@ def _panel_html(entry: dict, eval_dir: pathlib.Path, images_dir: pathlib.Path,
     body = f'<img src="images/{copied[source]}" alt="{html.escape(name)}">'
   else:
     body = f'<div class="missing">image missing: {html.escape(file or "(no file)")}</div>'
-  return (f'<figure class="panel"><div class="columns"><span>input</span><span>generated</span>'
-          f'<span>target</span></div>{body}<figcaption>{caption}</figcaption></figure>')
+  return (
+      '<figure class="panel"><div class="columns"><span>input</span><span>generated</span>'
+      f'<span>target</span></div>{body}<figcaption>{caption}</figcaption></figure>'
+  )
 
 
 def _panels_html(panels: dict, eval_dir: pathlib.Path, images_dir: pathlib.Path) -> str:
@@ -372,20 +460,25 @@ def _evaluation_html(workdir: pathlib.Path, report_dir: pathlib.Path) -> tuple[s
       raise ValueError(f'expected a JSON object, got {type(data).__name__}')
     evaluation = _metrics_html(data)
     panels = data.get('panels') or {}
-    images = (_panels_html(panels, eval_dir, report_dir / 'images') if isinstance(panels, dict)
-              else '<p class="muted">metrics.json lists no panels.</p>')
+    images = (
+        _panels_html(panels, eval_dir, report_dir / 'images')
+        if isinstance(panels, dict)
+        else '<p class="muted">metrics.json lists no panels.</p>'
+    )
   except (ValueError, UnicodeDecodeError) as e:
     evaluation = f'<p class="notice">could not read eval/metrics.json: {html.escape(str(e))}</p>'
     images = ''
   if (eval_dir / 'per_image.csv').is_file():
     shutil.copyfile(eval_dir / 'per_image.csv', report_dir / 'per_image.csv')
-    evaluation += ('\n<p class="muted">Metrics of every image: '
-                   '<a href="per_image.csv">per_image.csv</a></p>')
+    evaluation += (
+        '\n<p class="muted">Metrics of every image: <a href="per_image.csv">per_image.csv</a></p>'
+    )
   return evaluation, images
 
 
-def write_report(workdir: str | os.PathLike, *,
-                 extra_sections: dict[str, str] | None = None) -> pathlib.Path:
+def write_report(
+    workdir: str | os.PathLike, *, extra_sections: dict[str, str] | None = None
+) -> pathlib.Path:
   """Writes WORKDIR/report/index.html (and report/images/, report/charts/) from a run's workdir.
 
   Missing parts (no metrics.json, no event files, a missing panel PNG) are said on the page
@@ -413,19 +506,26 @@ def write_report(workdir: str | os.PathLike, *,
   scalars = read_scalars(workdir)
   if scalars:
     last_step = max(points[-1][0] for points in scalars.values() if points)
-    curves = (f'<p class="muted">{len(files)} event file{"s" * (len(files) != 1)}, '
-              f'last logged step {last_step:,}.</p>' + _charts_html(scalars, report_dir / 'charts'))
+    curves = (
+        f'<p class="muted">{len(files)} event file{"s" * (len(files) != 1)}, '
+        f'last logged step {last_step:,}.</p>'
+        + _charts_html(scalars, report_dir / 'charts')
+    )
   elif files:
     curves = '<p class="notice">the event files hold no scalars yet.</p>'
   else:
-    curves = ('<p class="notice">no training curves: no TensorBoard event files '
-              '(events.out.tfevents.*) in the workdir.</p>')
+    curves = (
+        '<p class="notice">no training curves: no TensorBoard event files '
+        '(events.out.tfevents.*) in the workdir.</p>'
+    )
 
   sections = [_section('Evaluation', evaluation), _section('Training curves', curves)]
   if extra_sections and not (workdir / 'eval' / 'metrics.json').exists() and not files:
     # A folder of several runs (the patch-size ablation's root) has only the extra sections.
-    sections = ['<p class="muted">No run in this folder itself (no eval/metrics.json, no event '
-                'files): only the sections below.</p>']
+    sections = [
+        '<p class="muted">No run in this folder itself (no eval/metrics.json, no event '
+        'files): only the sections below.</p>'
+    ]
   if images:
     sections.append(_section('Images', images))
   for title, text in (extra_sections or {}).items():

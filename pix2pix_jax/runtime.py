@@ -43,8 +43,9 @@ def _backend(backend: str | None) -> str:
   return backend or jax.default_backend()
 
 
-def conv_impl(model_config, backend: str | None = None, *,
-              network: str = 'generator') -> kernels.ConvImpl:
+def conv_impl(
+    model_config, backend: str | None = None, *, network: str = 'generator'
+) -> kernels.ConvImpl:
   """The convolution forms `config.model` asks for, with 'auto' resolved for `backend`.
 
   Args:
@@ -75,7 +76,8 @@ def conv_impl(model_config, backend: str | None = None, *,
       upsample=upsample,
       matmul_max_pixels=int(matmul) if network == 'generator' else 0,
       winograd_min_channels=model_config.winograd_min_channels if impl == 'winograd' else None,
-      few_outputs_grad=cpu)
+      few_outputs_grad=cpu,
+  )
 
 
 def _device_memory_bytes() -> int | None:
@@ -90,9 +92,14 @@ def train_set_bytes(data_config, num_examples: int, sample_bytes: int = 1) -> in
   return num_examples * size * size * sum(pipeline.channels(data_config)) * sample_bytes
 
 
-def resolve(config: ml_collections.ConfigDict, *, num_train_examples: int | None = None,
-            backend: str | None = None, device_memory_bytes: int | None = None,
-            sample_bytes: int = 1) -> ml_collections.ConfigDict:
+def resolve(
+    config: ml_collections.ConfigDict,
+    *,
+    num_train_examples: int | None = None,
+    backend: str | None = None,
+    device_memory_bytes: int | None = None,
+    sample_bytes: int = 1,
+) -> ml_collections.ConfigDict:
   """A copy of `config` with every 'auto' speed key replaced by its value for `backend`.
 
   Args:
@@ -114,8 +121,11 @@ def resolve(config: ml_collections.ConfigDict, *, num_train_examples: int | None
   if resolved.data.on_device == AUTO and (cpu or num_train_examples is not None):
     memory = device_memory_bytes or (None if cpu else _device_memory_bytes())
     needed = train_set_bytes(resolved.data, num_train_examples or 0, sample_bytes)
-    _set(resolved.data, 'on_device',
-         bool(not cpu and memory and needed <= ON_DEVICE_MAX_MEMORY_FRACTION * memory))
+    _set(
+        resolved.data,
+        'on_device',
+        bool(not cpu and memory and needed <= ON_DEVICE_MAX_MEMORY_FRACTION * memory),
+    )
   forms = conv_impl(resolved.model, backend)
   _set(resolved.model, 'upsample_impl', forms.upsample)
   _set(resolved.model, 'matmul_max_pixels', forms.matmul_max_pixels)
@@ -139,13 +149,19 @@ def _set(config: ml_collections.ConfigDict, key: str, value) -> None:
 
 def describe(config: ml_collections.ConfigDict) -> str:
   """One log line of the runtime settings of a resolved config."""
-  return (f'steps_per_call={config.steps_per_call}, data.on_device={config.data.on_device}, '
-          f'model.upsample_impl={config.model.upsample_impl}, '
-          f'model.matmul_max_pixels={config.model.matmul_max_pixels}, '
-          f'model.conv_impl={config.model.conv_impl}, model.compute_dtype='
-          f'{config.model.compute_dtype}')
+  return (
+      f'steps_per_call={config.steps_per_call}, data.on_device={config.data.on_device}, '
+      f'model.upsample_impl={config.model.upsample_impl}, '
+      f'model.matmul_max_pixels={config.model.matmul_max_pixels}, '
+      f'model.conv_impl={config.model.conv_impl}, model.compute_dtype='
+      f'{config.model.compute_dtype}'
+  )
 
 
 def log_resolved(config: ml_collections.ConfigDict) -> None:
-  logging.info('Runtime settings on %s (%s): %s', jax.default_backend(),
-               jax.devices()[0].device_kind, describe(config))
+  logging.info(
+      'Runtime settings on %s (%s): %s',
+      jax.default_backend(),
+      jax.devices()[0].device_kind,
+      describe(config),
+  )

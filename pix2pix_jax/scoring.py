@@ -50,19 +50,27 @@ def _generated_by_stem(directory: str) -> dict[str, pathlib.Path]:
       continue
     for suffix in GENERATED_SUFFIXES:
       if stem.endswith(suffix):
-        stem = stem[:-len(suffix)]
+        stem = stem[: -len(suffix)]
         break
     if stem in by_stem:
-      raise ValueError(f'{by_stem[stem]} and {path} both match target {stem!r} (generated images '
-                       'are matched to targets by name without extension and _fake_B/_fake_A/'
-                       '_fake); keep one')
+      raise ValueError(
+          f'{by_stem[stem]} and {path} both match target {stem!r} (generated images '
+          'are matched to targets by name without extension and _fake_B/_fake_A/'
+          '_fake); keep one'
+      )
     by_stem[stem] = path
   if copies:
-    logging.info('Ignoring %d *_real_A / *_real_B file(s) in %s (the PyTorch reference\'s copies '
-                 'of its inputs and targets): %s', len(copies), directory, folder.listed(copies))
+    logging.info(
+        "Ignoring %d *_real_A / *_real_B file(s) in %s (the PyTorch reference's copies "
+        'of its inputs and targets): %s',
+        len(copies),
+        directory,
+        folder.listed(copies),
+    )
   if not by_stem:
-    raise FileNotFoundError(f'no generated images in --input {directory}, only *_real_A / *_real_B '
-                            'copies')
+    raise FileNotFoundError(
+        f'no generated images in --input {directory}, only *_real_A / *_real_B copies'
+    )
   return by_stem
 
 
@@ -84,28 +92,46 @@ def _targets_are_pairs(files: list[pathlib.Path], direction: str) -> bool:
   if readable and len(wide) == len(readable):
     target_side = images.sides(direction)[1]
     half = f'{target_side}, the {"right" if target_side == "B" else "left"} half'
-    logging.info('--targets: all %d images are exactly 2:1: read as side-by-side A|B pairs, '
-                 'target = %s (config.data.direction=%s)', len(readable), half, direction)
+    logging.info(
+        '--targets: all %d images are exactly 2:1: read as side-by-side A|B pairs, '
+        'target = %s (config.data.direction=%s)',
+        len(readable),
+        half,
+        direction,
+    )
     return True
-  logging.info('--targets: read as plain target images (%d of %d are 2:1; side-by-side A|B pairs '
-               'would need all of them to be)', len(wide), len(readable))
+  logging.info(
+      '--targets: read as plain target images (%d of %d are 2:1; side-by-side A|B pairs '
+      'would need all of them to be)',
+      len(wide),
+      len(readable),
+  )
   if wide:
     # Most likely a folder of pairs with a few stray images: plain targets would score halves
     # of two images against whole outputs.
-    logging.warning('--targets: %d image(s) are 2:1 like side-by-side A|B pairs, but not all are, '
-                    'so every image is read as a whole target: %s', len(wide), folder.listed(wide))
+    logging.warning(
+        '--targets: %d image(s) are 2:1 like side-by-side A|B pairs, but not all are, '
+        'so every image is read as a whole target: %s',
+        len(wide),
+        folder.listed(wide),
+    )
   return False
 
 
-def _load_target(path: pathlib.Path, *, pairs: bool, data_config) -> tuple[np.ndarray | None,
-                                                                            np.ndarray]:
+def _load_target(
+    path: pathlib.Path, *, pairs: bool, data_config
+) -> tuple[np.ndarray | None, np.ndarray]:
   """(input or None, target) of a --targets file, resized as evaluation resizes; each with its
   configured channel count (`images.load_image`'s rules, as folder datasets)."""
   size, direction = data_config.image_size, data_config.direction
   keys = pipeline.channel_keys(data_config)
   if not pairs:
-    return None, pipeline.resize(images.load_image(
-        path, pipeline.channels(data_config)[1], keys[images.sides(direction)[1]]), size)
+    return None, pipeline.resize(
+        images.load_image(
+            path, pipeline.channels(data_config)[1], keys[images.sides(direction)[1]]
+        ),
+        size,
+    )
   sides = pipeline.side_channels(data_config)
   a, b = images.load_side_by_side(path, (sides['A'], sides['B']), (keys['A'], keys['B']))
   # The eval split's resize, then its choice of input and target by direction.
@@ -138,9 +164,18 @@ def _split_targets(config: ml_collections.ConfigDict) -> Iterator[_Target]:
 class _Matcher:
   """Pairs targets with generated images by name and feeds them to `ImageScores` in batches."""
 
-  def __init__(self, scores: evaluation.ImageScores, generated: dict[str, pathlib.Path],
-               size: int, batch_size: int, *, generated_dir: str, where: str, channels: int = 3,
-               wanted: str = ''):
+  def __init__(
+      self,
+      scores: evaluation.ImageScores,
+      generated: dict[str, pathlib.Path],
+      size: int,
+      batch_size: int,
+      *,
+      generated_dir: str,
+      where: str,
+      channels: int = 3,
+      wanted: str = '',
+  ):
     self._scores, self._size, self._batch_size = scores, size, batch_size
     # Generated images are read with the outputs' channel count; `wanted` names its config key.
     self._channels, self._wanted = channels, wanted
@@ -153,9 +188,11 @@ class _Matcher:
     """Queues target `name` with its generated image, if there is one; scores full batches."""
     stem = _stem(name)
     if stem in self._seen:
-      raise ValueError(f'{self._where} has two targets named {stem!r} ({self._seen[stem]} and '
-                       f'{name}): generated images are matched by name, so target names must be '
-                       'unique')
+      raise ValueError(
+          f'{self._where} has two targets named {stem!r} ({self._seen[stem]} and '
+          f'{name}): generated images are matched by name, so target names must be '
+          'unique'
+      )
     self._seen[stem] = name
     path = self.unmatched_generated.pop(stem, None)
     if path is None:
@@ -181,8 +218,13 @@ class _Matcher:
     if not self._pending:
       return
     names, indices, inputs, generated, targets = zip(*self._pending)
-    self._scores.add(names, images.stack(generated), images.stack(targets), indices=indices,
-                     inputs=None if inputs[0] is None else images.stack(inputs))
+    self._scores.add(
+        names,
+        images.stack(generated),
+        images.stack(targets),
+        indices=indices,
+        inputs=None if inputs[0] is None else images.stack(inputs),
+    )
     self._pending = []
 
   def warn(self) -> None:
@@ -190,24 +232,45 @@ class _Matcher:
     generated_dir, where = self._generated_dir, self._where
     left = sorted((p.name for p in self.unmatched_generated.values()), key=images.natural_key)
     if left:
-      logging.warning('%d generated image(s) in %s have no target in %s (not scored): %s',
-                      len(left), generated_dir, where, folder.listed(left))
+      logging.warning(
+          '%d generated image(s) in %s have no target in %s (not scored): %s',
+          len(left),
+          generated_dir,
+          where,
+          folder.listed(left),
+      )
     if self.unmatched_targets:
-      logging.warning('%d target(s) in %s have no generated image in %s (not scored): %s',
-                      len(self.unmatched_targets), where, generated_dir,
-                      folder.listed(self.unmatched_targets))
+      logging.warning(
+          '%d target(s) in %s have no generated image in %s (not scored): %s',
+          len(self.unmatched_targets),
+          where,
+          generated_dir,
+          folder.listed(self.unmatched_targets),
+      )
     if self.unreadable:
       more = '; ...' if len(self.unreadable) > 10 else ''
-      logging.warning('Skipped %d pair(s) with an unreadable file: %s', len(self.unreadable),
-                      '; '.join(self.unreadable[:10]) + more)
+      logging.warning(
+          'Skipped %d pair(s) with an unreadable file: %s',
+          len(self.unreadable),
+          '; '.join(self.unreadable[:10]) + more,
+      )
     if self.resized:
-      logging.warning('Resized %d generated image(s) to the evaluation size %d×%d (bicubic, as '
-                      'targets are); sizes seen: %s', sum(self.resized.values()), self._size,
-                      self._size, ', '.join(f'{s} ({n})' for s, n in sorted(self.resized.items())))
+      logging.warning(
+          'Resized %d generated image(s) to the evaluation size %d×%d (bicubic, as '
+          'targets are); sizes seen: %s',
+          sum(self.resized.values()),
+          self._size,
+          self._size,
+          ', '.join(f'{s} ({n})' for s, n in sorted(self.resized.items())),
+      )
 
 
-def score(config: ml_collections.ConfigDict, workdir: str, generated_dir: str,
-          targets_dir: str | None = None) -> dict:
+def score(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    generated_dir: str,
+    targets_dir: str | None = None,
+) -> dict:
   """Scores images generated elsewhere against targets, as `evaluate` scores the generator.
 
   Matching: by file name without extension; a generated 'N_fake_B' (or 'N_fake_A', 'N_fake')
@@ -256,14 +319,20 @@ def score(config: ml_collections.ConfigDict, workdir: str, generated_dir: str,
     pairs = _targets_are_pairs(files, config.data.direction)
     targets = _folder_targets(files, pairs, config.data)
     layout = 'side_by_side' if pairs else 'plain'
-  logging.info('Scoring %d generated image(s) in %s against %s', len(generated), generated_dir,
-               where)
+  logging.info(
+      'Scoring %d generated image(s) in %s against %s', len(generated), generated_dir, where
+  )
   scores = evaluation.ImageScores(config)
-  matcher = _Matcher(scores, generated, config.data.image_size, config.eval.batch_size,
-                     generated_dir=generated_dir, where=where,
-                     channels=pipeline.channels(config.data)[1],
-                     wanted=pipeline.channel_keys(config.data)[
-                         images.sides(config.data.direction)[1]])
+  matcher = _Matcher(
+      scores,
+      generated,
+      config.data.image_size,
+      config.eval.batch_size,
+      generated_dir=generated_dir,
+      where=where,
+      channels=pipeline.channels(config.data)[1],
+      wanted=pipeline.channel_keys(config.data)[images.sides(config.data.direction)[1]],
+  )
   for name, index, load in targets:
     matcher.add(name, index, load)
   matcher.flush()
@@ -273,13 +342,22 @@ def score(config: ml_collections.ConfigDict, workdir: str, generated_dir: str,
         f'no generated image in {generated_dir} matches a target in {where}; names are matched '
         'without extension, and N_fake_B.png matches N.jpg. Generated: '
         f'{folder.listed(sorted(p.name for p in generated.values()))}; targets: '
-        f'{folder.listed(matcher.unmatched_targets)}')
+        f'{folder.listed(matcher.unmatched_targets)}'
+    )
   if not scores.per_image:
-    raise ValueError(f'none of the {matcher.matched} matched pairs of {generated_dir} and {where} '
-                     'could be read (see the warning above)')
+    raise ValueError(
+        f'none of the {matcher.matched} matched pairs of {generated_dir} and {where} '
+        'could be read (see the warning above)'
+    )
   from_split = targets_dir is None
-  facts = {'step': None, 'split': config.data.eval_split if from_split else None,
-           'direction': config.data.direction, 'dataset': config.data.name if from_split else None,
-           'test_mode': SCORE_TEST_MODE, 'generated_dir': _absolute(generated_dir),
-           'targets': _absolute(targets_dir) if targets_dir else where, 'targets_layout': layout}
+  facts = {
+      'step': None,
+      'split': config.data.eval_split if from_split else None,
+      'direction': config.data.direction,
+      'dataset': config.data.name if from_split else None,
+      'test_mode': SCORE_TEST_MODE,
+      'generated_dir': _absolute(generated_dir),
+      'targets': _absolute(targets_dir) if targets_dir else where,
+      'targets_layout': layout,
+  }
   return scores.finish(workdir, facts, f'Scores of {generated_dir}')

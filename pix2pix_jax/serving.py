@@ -43,8 +43,10 @@ def load_generator(export_dir: str, seed: int = 0):
     images = np.asarray(images)
     size, channels = signature['image_size'], signature.get('input_channels', signature['channels'])
     if images.ndim != 4 or images.shape[1:] != (size, size, channels) or images.dtype != np.uint8:
-      raise ValueError(f'expected uint8 images of shape (N, {size}, {size}, {channels}), got '
-                       f'{images.dtype} {images.shape}')
+      raise ValueError(
+          f'expected uint8 images of shape (N, {size}, {size}, {channels}), got '
+          f'{images.dtype} {images.shape}'
+      )
     key = np.array([seed, next(counter)], np.uint32)
     return np.asarray(exported.call(weights, images, key))
 

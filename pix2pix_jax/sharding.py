@@ -11,8 +11,10 @@ import numpy as np
 def data_parallel_shardings() -> tuple[jax.sharding.Sharding, jax.sharding.Sharding]:
   """(replicated, batch-split) shardings over all devices."""
   mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ('data',))
-  return (jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()),
-          jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data')))
+  return (
+      jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()),
+      jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data')),
+  )
 
 
 def to_global(batch: dict, sharding: jax.sharding.Sharding) -> dict:

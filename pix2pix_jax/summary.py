@@ -17,7 +17,6 @@ from PIL import Image
 
 from pix2pix_jax.data import images as image_lib
 
-
 # The subfolder of a SummaryWriter's logdir that holds its images' event file (a TensorBoard run).
 PANELS_DIR = 'panels'
 
@@ -31,6 +30,7 @@ class SummaryWriter:
     self._image_writer = None  # Opened by the first image: a scalars-only writer makes no folder.
     if jax.process_index() == 0:
       import tensorboardX  # Imported lazily: only the writing process needs it.
+
       self._writer = tensorboardX.SummaryWriter(str(logdir), flush_secs=30)
 
   def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
@@ -43,8 +43,10 @@ class SummaryWriter:
     if self._writer:
       if self._image_writer is None:
         import tensorboardX
-        self._image_writer = tensorboardX.SummaryWriter(str(self._logdir / PANELS_DIR),
-                                                        flush_secs=30)
+
+        self._image_writer = tensorboardX.SummaryWriter(
+            str(self._logdir / PANELS_DIR), flush_secs=30
+        )
       for name, image in images.items():
         self._image_writer.add_image(name, image, step, dataformats='HWC')
 
@@ -64,8 +66,9 @@ class SummaryWriter:
         writer.close()
 
 
-def image_panel(inputs: np.ndarray | None, generated: np.ndarray,
-                targets: np.ndarray) -> np.ndarray:
+def image_panel(
+    inputs: np.ndarray | None, generated: np.ndarray, targets: np.ndarray
+) -> np.ndarray:
   """Rows of [input | generated | target] for a batch of (N, H, W, C) images, as uint8 RGB.
 
   Without inputs (images scored against plain targets, --mode=score) rows are [generated | target].

@@ -30,8 +30,14 @@ def apply_train_mode(module: nn.Module, params, batch_stats, x, rng=None, **kwar
   module's call (the discriminator's `return_features`).
   """
   rngs = {'dropout': rng} if rng is not None else {}
-  out, updates = module.apply({'params': params, 'batch_stats': batch_stats}, x, train=True,
-                              rngs=rngs, mutable=['batch_stats'], **kwargs)
+  out, updates = module.apply(
+      {'params': params, 'batch_stats': batch_stats},
+      x,
+      train=True,
+      rngs=rngs,
+      mutable=['batch_stats'],
+      **kwargs
+  )
   return out, updates.get('batch_stats', batch_stats)
 
 
@@ -47,8 +53,9 @@ class TrainState:
   ema: Any = flax.struct.field(default_factory=dict)
 
 
-def create_learning_rate_schedule(optim_config, steps_per_epoch: int,
-                                  num_train_steps: int) -> optax.Schedule:
+def create_learning_rate_schedule(
+    optim_config, steps_per_epoch: int, num_train_steps: int
+) -> optax.Schedule:
   """'constant' (paper) or 'linear': constant, then linearly to 0 over the last `decay_epochs`.
 
   The reference decays once per epoch; this decays per step along the same line.
@@ -59,7 +66,8 @@ def create_learning_rate_schedule(optim_config, steps_per_epoch: int,
   decay_steps = min(optim_config.decay_epochs * steps_per_epoch, num_train_steps)  # 'linear'.
   return optax.join_schedules(
       [optax.constant_schedule(lr), optax.linear_schedule(lr, 0.0, decay_steps)],
-      boundaries=[num_train_steps - decay_steps])
+      boundaries=[num_train_steps - decay_steps],
+  )
 
 
 def create_optimizer(optim_config, schedule: optax.Schedule) -> optax.GradientTransformation:
@@ -67,20 +75,29 @@ def create_optimizer(optim_config, schedule: optax.Schedule) -> optax.GradientTr
   return optax.adam(schedule, b1=optim_config.b1, b2=optim_config.b2)
 
 
-def _init_network(module: nn.Module, rng: jax.Array, example: jax.Array,
-                  optimizer: optax.GradientTransformation) -> NetworkState:
+def _init_network(
+    module: nn.Module, rng: jax.Array, example: jax.Array, optimizer: optax.GradientTransformation
+) -> NetworkState:
   params_rng, dropout_rng = jax.random.split(rng)
   variables = module.init({'params': params_rng, 'dropout': dropout_rng}, example, train=True)
   params = variables['params']
-  return NetworkState(params=params, batch_stats=variables.get('batch_stats', {}),
-                      opt_state=optimizer.init(params))
+  return NetworkState(
+      params=params, batch_stats=variables.get('batch_stats', {}), opt_state=optimizer.init(params)
+  )
 
 
-def create_train_state(rng: jax.Array, generator: nn.Module, discriminator: nn.Module,
-                       g_optimizer: optax.GradientTransformation,
-                       d_optimizer: optax.GradientTransformation, *, image_size: int,
-                       input_channels: int, output_channels: int,
-                       with_ema: bool = False) -> TrainState:
+def create_train_state(
+    rng: jax.Array,
+    generator: nn.Module,
+    discriminator: nn.Module,
+    g_optimizer: optax.GradientTransformation,
+    d_optimizer: optax.GradientTransformation,
+    *,
+    image_size: int,
+    input_channels: int,
+    output_channels: int,
+    with_ema: bool = False
+) -> TrainState:
   """Initialises both networks (jit this: eager init is ~100× slower).
 
   Args:
@@ -123,8 +140,9 @@ def update_ema(ema: dict, network: NetworkState, decay: float) -> dict:
   5000); score the EMA of runs many times 1/(1 − decay) steps long. BatchNorm running statistics
   are averaged like the params.
   """
-  return jax.tree.map(lambda average, new: decay * average + (1.0 - decay) * new, ema,
-                      generator_variables(network))
+  return jax.tree.map(
+      lambda average, new: decay * average + (1.0 - decay) * new, ema, generator_variables(network)
+  )
 
 
 def with_ema_update(step_fn, decay: float):

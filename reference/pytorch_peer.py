@@ -53,8 +53,17 @@ class UnetSkipConnectionBlock(nn.Module):
   |-- downsampling -- |submodule| -- upsampling --|
   """
 
-  def __init__(self, outer_nc, inner_nc, input_nc=None, submodule=None, outermost=False,
-               innermost=False, norm_layer=nn.BatchNorm2d, use_dropout=False):
+  def __init__(
+      self,
+      outer_nc,
+      inner_nc,
+      input_nc=None,
+      submodule=None,
+      outermost=False,
+      innermost=False,
+      norm_layer=nn.BatchNorm2d,
+      use_dropout=False,
+  ):
     super().__init__()
     self.outermost = outermost
     use_bias = _uses_bias(norm_layer)
@@ -71,11 +80,14 @@ class UnetSkipConnectionBlock(nn.Module):
       model = [downconv, submodule, uprelu, upconv, nn.Tanh()]
     elif innermost:
       # The 1×1 bottleneck: no norm on the way down.
-      upconv = nn.ConvTranspose2d(inner_nc, outer_nc, kernel_size=4, stride=2, padding=1, bias=use_bias)
+      upconv = nn.ConvTranspose2d(
+          inner_nc, outer_nc, kernel_size=4, stride=2, padding=1, bias=use_bias
+      )
       model = [downrelu, downconv, uprelu, upconv, upnorm]
     else:
-      upconv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1,
-                                  bias=use_bias)
+      upconv = nn.ConvTranspose2d(
+          inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1, bias=use_bias
+      )
       model = [downrelu, downconv, downnorm, submodule, uprelu, upconv, upnorm]
       if use_dropout:
         model.append(nn.Dropout(0.5))
@@ -94,18 +106,21 @@ class UnetGenerator(nn.Module):
   `num_downs - 5` levels just outside the innermost one (3 at 256²), as the reference places it.
   """
 
-  def __init__(self, input_nc, output_nc, num_downs, ngf=64, norm_layer=nn.BatchNorm2d,
-               use_dropout=True):
+  def __init__(
+      self, input_nc, output_nc, num_downs, ngf=64, norm_layer=nn.BatchNorm2d, use_dropout=True
+  ):
     super().__init__()
     block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, norm_layer=norm_layer, innermost=True)
     for _ in range(num_downs - 5):
-      block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, norm_layer=norm_layer,
-                                      use_dropout=use_dropout)
+      block = UnetSkipConnectionBlock(
+          ngf * 8, ngf * 8, submodule=block, norm_layer=norm_layer, use_dropout=use_dropout
+      )
     block = UnetSkipConnectionBlock(ngf * 4, ngf * 8, submodule=block, norm_layer=norm_layer)
     block = UnetSkipConnectionBlock(ngf * 2, ngf * 4, submodule=block, norm_layer=norm_layer)
     block = UnetSkipConnectionBlock(ngf, ngf * 2, submodule=block, norm_layer=norm_layer)
-    self.model = UnetSkipConnectionBlock(output_nc, ngf, input_nc=input_nc, submodule=block,
-                                         outermost=True, norm_layer=norm_layer)
+    self.model = UnetSkipConnectionBlock(
+        output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True, norm_layer=norm_layer
+    )
 
   def forward(self, x):
     return self.model(x)
@@ -120,14 +135,19 @@ class ResnetBlock(nn.Module):
 
   def __init__(self, dim, norm_layer, use_dropout, use_bias):
     super().__init__()
-    conv_block = [nn.ReflectionPad2d(1),
-                  nn.Conv2d(dim, dim, kernel_size=3, padding=0, bias=use_bias),
-                  norm_layer(dim), nn.ReLU(True)]
+    conv_block = [
+        nn.ReflectionPad2d(1),
+        nn.Conv2d(dim, dim, kernel_size=3, padding=0, bias=use_bias),
+        norm_layer(dim),
+        nn.ReLU(True),
+    ]
     if use_dropout:
       conv_block.append(nn.Dropout(0.5))
-    conv_block += [nn.ReflectionPad2d(1),
-                   nn.Conv2d(dim, dim, kernel_size=3, padding=0, bias=use_bias),
-                   norm_layer(dim)]
+    conv_block += [
+        nn.ReflectionPad2d(1),
+        nn.Conv2d(dim, dim, kernel_size=3, padding=0, bias=use_bias),
+        norm_layer(dim),
+    ]
     self.conv_block = nn.Sequential(*conv_block)
 
   def forward(self, x):
@@ -141,24 +161,40 @@ class ResnetGenerator(nn.Module):
   (padding 1, output_padding 1), c7s1-output_nc with a bias, tanh.
   """
 
-  def __init__(self, input_nc, output_nc, ngf=64, norm_layer=nn.BatchNorm2d, use_dropout=False,
-               n_blocks=6):
+  def __init__(
+      self, input_nc, output_nc, ngf=64, norm_layer=nn.BatchNorm2d, use_dropout=False, n_blocks=6
+  ):
     super().__init__()
     use_bias = _uses_bias(norm_layer)
-    model = [nn.ReflectionPad2d(3),
-             nn.Conv2d(input_nc, ngf, kernel_size=7, padding=0, bias=use_bias),
-             norm_layer(ngf), nn.ReLU(True)]
+    model = [
+        nn.ReflectionPad2d(3),
+        nn.Conv2d(input_nc, ngf, kernel_size=7, padding=0, bias=use_bias),
+        norm_layer(ngf),
+        nn.ReLU(True),
+    ]
     for i in range(2):  # Downsampling.
       mult = 2**i
-      model += [nn.Conv2d(ngf * mult, ngf * mult * 2, kernel_size=3, stride=2, padding=1,
-                          bias=use_bias),
-                norm_layer(ngf * mult * 2), nn.ReLU(True)]
+      model += [
+          nn.Conv2d(ngf * mult, ngf * mult * 2, kernel_size=3, stride=2, padding=1, bias=use_bias),
+          norm_layer(ngf * mult * 2),
+          nn.ReLU(True),
+      ]
     model += [ResnetBlock(ngf * 4, norm_layer, use_dropout, use_bias) for _ in range(n_blocks)]
     for i in range(2):  # Upsampling.
-      mult = 2**(2 - i)
-      model += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, kernel_size=3, stride=2, padding=1,
-                                   output_padding=1, bias=use_bias),
-                norm_layer(ngf * mult // 2), nn.ReLU(True)]
+      mult = 2 ** (2 - i)
+      model += [
+          nn.ConvTranspose2d(
+              ngf * mult,
+              ngf * mult // 2,
+              kernel_size=3,
+              stride=2,
+              padding=1,
+              output_padding=1,
+              bias=use_bias,
+          ),
+          norm_layer(ngf * mult // 2),
+          nn.ReLU(True),
+      ]
     model += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, kernel_size=7, padding=0), nn.Tanh()]
     self.model = nn.Sequential(*model)
 
@@ -200,18 +236,25 @@ class NLayerDiscriminator(nn.Module):
   def __init__(self, input_nc, ndf=64, n_layers=3, norm_layer=nn.BatchNorm2d):
     super().__init__()
     use_bias = _uses_bias(norm_layer)
-    sequence = [nn.Conv2d(input_nc, ndf, kernel_size=4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
+    sequence = [
+        nn.Conv2d(input_nc, ndf, kernel_size=4, stride=2, padding=1),
+        nn.LeakyReLU(0.2, True),
+    ]
     nf_mult = 1
     for n in range(1, n_layers):
       nf_mult_prev, nf_mult = nf_mult, min(2**n, 8)
       sequence += [
-          nn.Conv2d(ndf * nf_mult_prev, ndf * nf_mult, kernel_size=4, stride=2, padding=1, bias=use_bias),
+          nn.Conv2d(
+              ndf * nf_mult_prev, ndf * nf_mult, kernel_size=4, stride=2, padding=1, bias=use_bias
+          ),
           norm_layer(ndf * nf_mult),
           nn.LeakyReLU(0.2, True),
       ]
     nf_mult_prev, nf_mult = nf_mult, min(2**n_layers, 8)
     sequence += [
-        nn.Conv2d(ndf * nf_mult_prev, ndf * nf_mult, kernel_size=4, stride=1, padding=1, bias=use_bias),
+        nn.Conv2d(
+            ndf * nf_mult_prev, ndf * nf_mult, kernel_size=4, stride=1, padding=1, bias=use_bias
+        ),
         norm_layer(ndf * nf_mult),
         nn.LeakyReLU(0.2, True),
         nn.Conv2d(ndf * nf_mult, 1, kernel_size=4, stride=1, padding=1),  # One logit per patch.
@@ -234,7 +277,8 @@ class PixelDiscriminator(nn.Module):
         nn.Conv2d(ndf, ndf * 2, kernel_size=1, stride=1, padding=0, bias=use_bias),
         norm_layer(ndf * 2),
         nn.LeakyReLU(0.2, True),
-        nn.Conv2d(ndf * 2, 1, kernel_size=1, stride=1, padding=0, bias=use_bias))
+        nn.Conv2d(ndf * 2, 1, kernel_size=1, stride=1, padding=0, bias=use_bias),
+    )
 
   def forward(self, x):
     return self.net(x)
@@ -267,8 +311,14 @@ def num_downs_for(image_size: int) -> int:
 RESNET_BLOCKS = {'resnet_9blocks': 9, 'resnet_6blocks': 6}
 
 
-def create_generator(image_size: int, ngf: int = 64, norm: str = 'batch', input_nc: int = 3,
-                     output_nc: int = 3, generator: str = 'unet') -> nn.Module:
+def create_generator(
+    image_size: int,
+    ngf: int = 64,
+    norm: str = 'batch',
+    input_nc: int = 3,
+    output_nc: int = 3,
+    generator: str = 'unet',
+) -> nn.Module:
   """The reference's `define_G(netG, use_dropout=True)` (pix2pix's default dropout), initialised.
 
   Args:
@@ -285,26 +335,32 @@ def create_generator(image_size: int, ngf: int = 64, norm: str = 'batch', input_
   """
   norm_layer = get_norm_layer(norm)
   if generator in RESNET_BLOCKS:
-    net = ResnetGenerator(input_nc, output_nc, ngf, norm_layer, use_dropout=True,
-                          n_blocks=RESNET_BLOCKS[generator])
+    net = ResnetGenerator(
+        input_nc, output_nc, ngf, norm_layer, use_dropout=True, n_blocks=RESNET_BLOCKS[generator]
+    )
   elif generator == 'unet':
-    net = UnetGenerator(input_nc, output_nc, num_downs_for(image_size), ngf, norm_layer,
-                        use_dropout=True)
+    net = UnetGenerator(
+        input_nc, output_nc, num_downs_for(image_size), ngf, norm_layer, use_dropout=True
+    )
   else:
     raise ValueError(f'generator {generator!r} is not unet, {" or ".join(RESNET_BLOCKS)}')
   init_weights(net)
   return net
 
 
-def create_discriminator(patch_size: int = 70, ndf: int = 64, norm: str = 'batch',
-                         input_nc: int = 6) -> nn.Module:
+def create_discriminator(
+    patch_size: int = 70, ndf: int = 64, norm: str = 'batch', input_nc: int = 6
+) -> nn.Module:
   """The reference's `define_D` for a receptive field of 1, 16, 70 or 286 pixels, initialised."""
   if patch_size not in PATCH_SIZE_TO_N_LAYERS:
     raise ValueError(f'patch size {patch_size} is not one of {sorted(PATCH_SIZE_TO_N_LAYERS)}')
   n_layers = PATCH_SIZE_TO_N_LAYERS[patch_size]
   norm_layer = get_norm_layer(norm)
-  net = (PixelDiscriminator(input_nc, ndf, norm_layer) if n_layers == 0
-         else NLayerDiscriminator(input_nc, ndf, n_layers, norm_layer))
+  net = (
+      PixelDiscriminator(input_nc, ndf, norm_layer)
+      if n_layers == 0
+      else NLayerDiscriminator(input_nc, ndf, n_layers, norm_layer)
+  )
   init_weights(net)
   return net
 
@@ -360,7 +416,9 @@ def unet_modules(net: UnetGenerator) -> dict:
     modules[f'down{i}'] = next(m for m in layers if isinstance(m, nn.Conv2d))
     modules[f'up{i}'] = next(m for m in layers if isinstance(m, nn.ConvTranspose2d))
     norms = [m for m in layers if isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d))]
-    names = [f'up{i}_norm'] if i == len(blocks) - 1 else [f'down{i}_norm', f'up{i}_norm'] if i else []
+    names = (
+        [f'up{i}_norm'] if i == len(blocks) - 1 else [f'down{i}_norm', f'up{i}_norm'] if i else []
+    )
     if len(norms) != len(names):
       raise ValueError(f'U-Net level {i}: {len(norms)} norms, expected {len(names)}')
     modules.update(zip(names, norms))
@@ -391,8 +449,13 @@ def flatten_variables(tree: dict, prefix: str = '') -> dict:
 
 
 # Our variable names -> the peer module's attribute.
-_PEER_ATTRIBUTES = {'kernel': 'weight', 'bias': 'bias', 'scale': 'weight', 'mean': 'running_mean',
-                    'var': 'running_var'}
+_PEER_ATTRIBUTES = {
+    'kernel': 'weight',
+    'bias': 'bias',
+    'scale': 'weight',
+    'mean': 'running_mean',
+    'var': 'running_var',
+}
 
 
 def to_peer_tensor(module: nn.Module, name: str, value) -> tuple[str, torch.Tensor]:
@@ -435,16 +498,22 @@ def load_jax_variables(net: nn.Module, variables: dict, modules: dict) -> nn.Mod
       _, rest = path.split('/', 1)  # 'params/...' or 'batch_stats/...'
       module_path, name = rest.rsplit('/', 1)
       if module_path not in modules or name not in _PEER_ATTRIBUTES:
-        raise ValueError(f'our {path} has no peer module' if module_path not in modules
-                         else f'our {path} has no peer tensor')
+        raise ValueError(
+            f'our {path} has no peer module'
+            if module_path not in modules
+            else f'our {path} has no peer tensor'
+        )
       attribute, tensor = to_peer_tensor(modules[module_path], name, value)
       target = getattr(modules[module_path], attribute)
       if target.shape != tensor.shape:
         raise ValueError(f'our {path} {tuple(tensor.shape)} != peer {tuple(target.shape)}')
       target.copy_(tensor)
       written.add(id(target))
-  missing = [name for name, t in [*net.named_parameters(), *net.named_buffers()]
-             if id(t) not in written and not name.endswith('num_batches_tracked')]
+  missing = [
+      name
+      for name, t in [*net.named_parameters(), *net.named_buffers()]
+      if id(t) not in written and not name.endswith('num_batches_tracked')
+  ]
   if missing:
     raise ValueError(f'peer tensors not written: {missing}')
   return net
@@ -463,9 +532,17 @@ class Pix2PixPeer:
     gan_mode: 'vanilla' (BCEWithLogitsLoss) or 'lsgan' (MSELoss), as the reference's `GANLoss`.
   """
 
-  def __init__(self, net_g: nn.Module, net_d: nn.Module, lambda_l1: float = 100.0,
-               autocast_dtype=None, *, learning_rate: float = 2e-4,
-               betas: tuple[float, float] = (0.5, 0.999), gan_mode: str = 'vanilla'):
+  def __init__(
+      self,
+      net_g: nn.Module,
+      net_d: nn.Module,
+      lambda_l1: float = 100.0,
+      autocast_dtype=None,
+      *,
+      learning_rate: float = 2e-4,
+      betas: tuple[float, float] = (0.5, 0.999),
+      gan_mode: str = 'vanilla',
+  ):
     self.net_g, self.net_d, self.lambda_l1 = net_g.train(), net_d.train(), lambda_l1
     self.autocast_dtype = autocast_dtype
     device = next(net_g.parameters()).device
@@ -482,8 +559,9 @@ class Pix2PixPeer:
     self.optimizer_d = torch.optim.Adam(net_d.parameters(), lr=learning_rate, betas=betas)
 
   def _autocast(self):
-    return torch.autocast(self.device_type, dtype=self.autocast_dtype,
-                          enabled=self.autocast_dtype is not None)
+    return torch.autocast(
+        self.device_type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
+    )
 
   def _gan_loss(self, prediction, target_is_real: bool):
     target = self.real_label if target_is_real else self.fake_label
@@ -529,8 +607,14 @@ class Pix2PixPeer:
       loss_g = loss_g_gan + loss_g_l1
     loss_g.backward()
     self.optimizer_g.step()
-    return {'g_total': loss_g.detach(), 'g_gan': loss_g_gan.detach(), 'g_l1': loss_g_l1.detach(),
-            'd_total': loss_d.detach(), 'd_real': loss_d_real.detach(), 'd_fake': loss_d_fake.detach()}
+    return {
+        'g_total': loss_g.detach(),
+        'g_gan': loss_g_gan.detach(),
+        'g_l1': loss_g_l1.detach(),
+        'd_total': loss_d.detach(),
+        'd_real': loss_d_real.detach(),
+        'd_fake': loss_d_fake.detach(),
+    }
 
 
 def default_device() -> str:
@@ -551,9 +635,20 @@ class PeerStepTimer:
   Arguments as `time_pytorch_step`.
   """
 
-  def __init__(self, *, image_size: int, batch_size: int, ngf: int = 64, ndf: int = 64,
-               patch_size: int = 70, norm: str = 'batch', device: str | None = None,
-               dtype: str = 'float32', seed: int = 0, generator: str = 'unet'):
+  def __init__(
+      self,
+      *,
+      image_size: int,
+      batch_size: int,
+      ngf: int = 64,
+      ndf: int = 64,
+      patch_size: int = 70,
+      norm: str = 'batch',
+      device: str | None = None,
+      dtype: str = 'float32',
+      seed: int = 0,
+      generator: str = 'unet',
+  ):
     self.device = torch.device(device or default_device())
     if dtype not in ('float32', 'bfloat16'):
       raise ValueError(f'dtype {dtype!r} is not float32 or bfloat16')
@@ -565,14 +660,28 @@ class PeerStepTimer:
     net_d = create_discriminator(patch_size, ndf, norm).to(self.device)
     self.batch_size = batch_size
     self.info = {
-        'image_size': image_size, 'batch_size': batch_size, 'norm': norm, 'patch_size': patch_size,
-        'generator': generator, 'ngf': ngf, 'ndf': ndf, 'dtype': dtype,
+        'image_size': image_size,
+        'batch_size': batch_size,
+        'norm': norm,
+        'patch_size': patch_size,
+        'generator': generator,
+        'ngf': ngf,
+        'ndf': ndf,
+        'dtype': dtype,
         'params_g': count_parameters(net_g),
-        'params_d': count_parameters(net_d), 'seconds_per_step': None, 'steps_per_s': None,
-        'images_per_s': None, 'first_step_s': None, 'repeat_seconds_per_step': None,
-        'peak_memory_bytes': None, 'device': self.device.type,
-        'device_name': (torch.cuda.get_device_name(self.device) if self.device.type == 'cuda'
-                        else f'cpu ({torch.get_num_threads()} threads)'),
+        'params_d': count_parameters(net_d),
+        'seconds_per_step': None,
+        'steps_per_s': None,
+        'images_per_s': None,
+        'first_step_s': None,
+        'repeat_seconds_per_step': None,
+        'peak_memory_bytes': None,
+        'device': self.device.type,
+        'device_name': (
+            torch.cuda.get_device_name(self.device)
+            if self.device.type == 'cuda'
+            else f'cpu ({torch.get_num_threads()} threads)'
+        ),
         'torch': torch.__version__,
     }
     # The reference has no mixed precision; autocast on CPU would time oneDNN's bf16 emulation.
@@ -580,12 +689,15 @@ class PeerStepTimer:
     if not self.timed:
       self.info['skipped'] = 'bfloat16 autocast is timed on CUDA only'
       return
-    self.peer = Pix2PixPeer(net_g, net_d,
-                            autocast_dtype=torch.bfloat16 if dtype == 'bfloat16' else None)
+    self.peer = Pix2PixPeer(
+        net_g, net_d, autocast_dtype=torch.bfloat16 if dtype == 'bfloat16' else None
+    )
     generator = torch.Generator(device='cpu').manual_seed(seed)
     shape = (batch_size, 3, image_size, image_size)
-    self.batch = [torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator).to(self.device)
-                  for _ in range(2)]
+    self.batch = [
+        torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator).to(self.device)
+        for _ in range(2)
+    ]
     self.losses = None
 
   def _step(self):
@@ -619,18 +731,33 @@ class PeerStepTimer:
       raise FloatingPointError(f'non-finite peer loss: {self.losses}')
     seconds = statistics.median(per_step)
     result = self.info | {
-        'seconds_per_step': round(seconds, 4), 'steps_per_s': round(1 / seconds, 3),
+        'seconds_per_step': round(seconds, 4),
+        'steps_per_s': round(1 / seconds, 3),
         'images_per_s': round(self.batch_size / seconds, 2),
-        'repeat_seconds_per_step': [round(s, 4) for s in per_step], 'steps': steps}
+        'repeat_seconds_per_step': [round(s, 4) for s in per_step],
+        'steps': steps,
+    }
     if self.device.type == 'cuda':
       result['peak_memory_bytes'] = torch.cuda.max_memory_allocated(self.device)
     return result
 
 
-def time_pytorch_step(*, image_size: int, batch_size: int, ngf: int = 64, ndf: int = 64,
-                      patch_size: int = 70, norm: str = 'batch', steps: int = 5, warmup: int = 2,
-                      device: str | None = None, dtype: str = 'float32', repeats: int = 1,
-                      seed: int = 0, generator: str = 'unet') -> dict:
+def time_pytorch_step(
+    *,
+    image_size: int,
+    batch_size: int,
+    ngf: int = 64,
+    ndf: int = 64,
+    patch_size: int = 70,
+    norm: str = 'batch',
+    steps: int = 5,
+    warmup: int = 2,
+    device: str | None = None,
+    dtype: str = 'float32',
+    repeats: int = 1,
+    seed: int = 0,
+    generator: str = 'unet',
+) -> dict:
   """Times the peer's train step on a fixed device batch (as benchmarks/train_step.py times ours).
 
   Args:
@@ -654,9 +781,18 @@ def time_pytorch_step(*, image_size: int, batch_size: int, ngf: int = 64, ndf: i
     'skipped'). Also 'first_step_s' (the first eager step, the nearest thing to a compile time),
     'repeat_seconds_per_step' and 'peak_memory_bytes' (CUDA: torch.cuda.max_memory_allocated).
   """
-  timer = PeerStepTimer(image_size=image_size, batch_size=batch_size, ngf=ngf, ndf=ndf,
-                        patch_size=patch_size, norm=norm, device=device, dtype=dtype, seed=seed,
-                        generator=generator)
+  timer = PeerStepTimer(
+      image_size=image_size,
+      batch_size=batch_size,
+      ngf=ngf,
+      ndf=ndf,
+      patch_size=patch_size,
+      norm=norm,
+      device=device,
+      dtype=dtype,
+      seed=seed,
+      generator=generator,
+  )
   if not timer.timed:
     return timer.info
   timer.warm_up(max(warmup, 1))

@@ -51,6 +51,7 @@ FORMS = {
 @dataclasses.dataclass(frozen=True)
 class Case:
   """One network combination; the rest is configs/test.py (ngf = ndf = 8, batch 2, Adam 2e-4)."""
+
   norm: str
   patch_size: int
   image_size: int = 32  # U-Net: a power of two >= 32; the 286² PatchGAN needs >= 96.
@@ -83,8 +84,13 @@ def create_config(case: Case, forms: str = 'auto', steps: int = 5, seed: int = 0
   config.seed = seed
   config.num_train_steps = steps
   config.data.image_size = case.image_size
-  config.model.update(generator=case.generator, norm=case.norm, patch_size=case.patch_size,
-                      dropout_rate=0.0, **FORMS[forms])
+  config.model.update(
+      generator=case.generator,
+      norm=case.norm,
+      patch_size=case.patch_size,
+      dropout_rate=0.0,
+      **FORMS[forms],
+  )
   config.loss.gan_mode = case.gan_mode
   return config
 
@@ -93,8 +99,10 @@ def random_batches(config, steps: int, seed: int = 0) -> list[dict]:
   """A fixed sequence of `steps` random uint8 NHWC {'input', 'target'} batches."""
   rng = np.random.default_rng(seed)
   shape = (config.batch_size, config.data.image_size, config.data.image_size, config.data.channels)
-  return [{key: rng.integers(0, 256, shape, dtype=np.uint8) for key in ('input', 'target')}
-          for _ in range(steps)]
+  return [
+      {key: rng.integers(0, 256, shape, dtype=np.uint8) for key in ('input', 'target')}
+      for _ in range(steps)
+  ]
 
 
 def run_ours(config, batches: list[dict]):
@@ -104,9 +112,10 @@ def run_ours(config, batches: list[dict]):
   """
   _, init_fn, step_fn = train.create_train_functions(config, 1, len(batches))
   state = jax.jit(init_fn)(jax.random.PRNGKey(config.seed))
-  initial = jax.device_get({name: {'params': network.params, 'batch_stats': network.batch_stats}
-                            for name, network in (('generator', state.generator),
-                                                  ('discriminator', state.discriminator))})
+  initial = jax.device_get({
+      name: {'params': network.params, 'batch_stats': network.batch_stats}
+      for name, network in (('generator', state.generator), ('discriminator', state.discriminator))
+  })
   run_step = train.jit_run_steps(config, step_fn, 1)
   history = []
   for batch in batches:
@@ -122,19 +131,29 @@ def create_peer(config, variables: dict) -> pytorch_peer.Pix2PixPeer:
   model, generator_kwargs = config.model, {}
   if model.generator != 'unet':
     generator_kwargs['generator'] = model.generator
-  net_g = pytorch_peer.create_generator(config.data.image_size, model.ngf, model.norm,
-                                        **generator_kwargs)
+  net_g = pytorch_peer.create_generator(
+      config.data.image_size, model.ngf, model.norm, **generator_kwargs
+  )
   net_d = pytorch_peer.create_discriminator(model.patch_size, model.ndf, model.norm)
-  g_modules = (pytorch_peer.unet_modules(net_g) if model.generator == 'unet'
-               else pytorch_peer.resnet_modules(net_g))
-  pytorch_peer.load_jax_variables(pytorch_peer.disable_dropout(net_g), variables['generator'],
-                                  g_modules)
-  pytorch_peer.load_jax_variables(net_d, variables['discriminator'],
-                                  pytorch_peer.discriminator_modules(net_d))
-  return pytorch_peer.Pix2PixPeer(net_g, net_d, config.loss.lambda_l1,
-                                  learning_rate=config.optim.learning_rate,
-                                  betas=(config.optim.b1, config.optim.b2),
-                                  gan_mode=config.loss.gan_mode)
+  g_modules = (
+      pytorch_peer.unet_modules(net_g)
+      if model.generator == 'unet'
+      else pytorch_peer.resnet_modules(net_g)
+  )
+  pytorch_peer.load_jax_variables(
+      pytorch_peer.disable_dropout(net_g), variables['generator'], g_modules
+  )
+  pytorch_peer.load_jax_variables(
+      net_d, variables['discriminator'], pytorch_peer.discriminator_modules(net_d)
+  )
+  return pytorch_peer.Pix2PixPeer(
+      net_g,
+      net_d,
+      config.loss.lambda_l1,
+      learning_rate=config.optim.learning_rate,
+      betas=(config.optim.b1, config.optim.b2),
+      gan_mode=config.loss.gan_mode,
+  )
 
 
 def _to_torch(images: np.ndarray) -> torch.Tensor:
@@ -149,8 +168,13 @@ def _to_float64(peer: pytorch_peer.Pix2PixPeer) -> None:
   peer.real_label, peer.fake_label = peer.real_label.double(), peer.fake_label.double()
 
 
-def run_peer(config, variables: dict, batches: list[dict], threads: int = 1,
-             dtype: torch.dtype = torch.float32) -> np.ndarray:
+def run_peer(
+    config,
+    variables: dict,
+    batches: list[dict],
+    threads: int = 1,
+    dtype: torch.dtype = torch.float32,
+) -> np.ndarray:
   """The peer's losses (steps, 6) in LOSS_NAMES order, run on `threads` torch threads.
 
   `dtype=torch.float64` runs it in double precision (networks, Adam, losses): the step with
@@ -177,8 +201,9 @@ def relative_difference(losses: np.ndarray, reference: np.ndarray) -> np.ndarray
   return np.abs(losses - reference) / np.abs(reference)
 
 
-def compare(case: Case, forms=('auto',), steps: int = 5, float64: bool = False,
-            seed: int = 0) -> dict:
+def compare(
+    case: Case, forms=('auto',), steps: int = 5, float64: bool = False, seed: int = 0
+) -> dict:
   """Runs one case: ours (per form in `forms`) and the peer on 1 and 2 threads.
 
   `seed` seeds our init (`config.seed`); the batches are always the same.
@@ -200,18 +225,21 @@ def compare(case: Case, forms=('auto',), steps: int = 5, float64: bool = False,
       np.testing.assert_array_equal(got, want)
   result['variables'] = variables
   result['peer'] = run_peer(config, variables, batches, threads=1)
-  result['self_drift'] = relative_difference(run_peer(config, variables, batches, threads=2),
-                                             result['peer'])
+  result['self_drift'] = relative_difference(
+      run_peer(config, variables, batches, threads=2), result['peer']
+  )
   for form in forms:
     result[f'{form}_difference'] = relative_difference(result[form], result['peer'])
   if float64:
     result['float64_drift'] = relative_difference(
-        result['peer'], run_peer(config, variables, batches, dtype=torch.float64))
+        result['peer'], run_peer(config, variables, batches, dtype=torch.float64)
+    )
   return result
 
 
-def compare_discriminator(norm: str, patch_size: int = 286, image_size: int = 128,
-                          seed: int = 0) -> dict:
+def compare_discriminator(
+    norm: str, patch_size: int = 286, image_size: int = 128, seed: int = 0
+) -> dict:
   """Our PatchGAN against the peer's: one train-mode forward and backward of the same weights.
 
   The full step with the 286² PatchGAN is only comparable for a step or two at the sizes a fast
@@ -230,16 +258,20 @@ def compare_discriminator(norm: str, patch_size: int = 286, image_size: int = 12
   pairs = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
   pairs = pairs.astype(np.float32) / 127.5 - 1.0
 
-  variables = jax.device_get(jax.jit(discriminator.init, static_argnames='train')(
-      jax.random.PRNGKey(seed), pairs, train=True))
+  variables = jax.device_get(
+      jax.jit(discriminator.init, static_argnames='train')(
+          jax.random.PRNGKey(seed), pairs, train=True
+      )
+  )
   batch_stats = variables.get('batch_stats', {})
 
   def loss_fn(params, pairs):
     logits, _ = train_state.apply_train_mode(discriminator, params, batch_stats, pairs)
     return losses.gan_loss(logits, True), logits
 
-  (loss, logits), (param_grads, input_grad) = jax.device_get(jax.jit(
-      jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True))(variables['params'], pairs))
+  (loss, logits), (param_grads, input_grad) = jax.device_get(
+      jax.jit(jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True))(variables['params'], pairs)
+  )
 
   net = pytorch_peer.create_discriminator(patch_size, config.model.ndf, norm).train()
   modules = pytorch_peer.discriminator_modules(net)
@@ -247,16 +279,19 @@ def compare_discriminator(norm: str, patch_size: int = 286, image_size: int = 12
   peer_pairs = torch.tensor(pairs).permute(0, 3, 1, 2).contiguous().requires_grad_()
   peer_logits = net(peer_pairs)
   peer_loss = torch.nn.functional.binary_cross_entropy_with_logits(
-      peer_logits, torch.ones_like(peer_logits))
+      peer_logits, torch.ones_like(peer_logits)
+  )
   peer_loss.backward()
 
   def error(ours, peer, scale=None):
     peer = peer.detach().numpy()
     return float(np.abs(ours - peer).max() / (scale or np.abs(peer).max()))
 
-  result = {'loss': error(np.asarray(loss), peer_loss),
-            'logits': error(logits, peer_logits.permute(0, 2, 3, 1)),
-            'input_grad': error(input_grad, peer_pairs.grad.permute(0, 2, 3, 1))}
+  result = {
+      'loss': error(np.asarray(loss), peer_loss),
+      'logits': error(logits, peer_logits.permute(0, 2, 3, 1)),
+      'input_grad': error(input_grad, peer_pairs.grad.permute(0, 2, 3, 1)),
+  }
   for path, grad in pytorch_peer.flatten_variables(param_grads).items():
     module_path, name = path.rsplit('/', 1)
     module = modules[module_path]
@@ -272,15 +307,23 @@ def format_table(name: str, result: dict) -> str:
   Columns: ours per form against the peer; the peer against itself on 2 threads; with
   'float64_drift', the peer against its float64 run.
   """
-  columns = [(f'ours ({key[:-len("_difference")]}) vs peer', key) for key in result
-             if key.endswith('_difference')]
+  columns = [
+      (f'ours ({key[:-len("_difference")]}) vs peer', key)
+      for key in result
+      if key.endswith('_difference')
+  ]
   columns += [('peer: 2 vs 1 threads', 'self_drift')]
   columns += [('peer: float32 vs float64', 'float64_drift')] if 'float64_drift' in result else []
-  lines = [name, '| step | ' + ' | '.join(title for title, _ in columns) + ' |',
-           '|---:|' + '---|' * len(columns)]
+  lines = [
+      name,
+      '| step | ' + ' | '.join(title for title, _ in columns) + ' |',
+      '|---:|' + '---|' * len(columns),
+  ]
   for step in range(result['peer'].shape[0]):
-    cells = [f'{result[key][step].max():.1e} ({LOSS_NAMES[result[key][step].argmax()]})'
-             for _, key in columns]
+    cells = [
+        f'{result[key][step].max():.1e} ({LOSS_NAMES[result[key][step].argmax()]})'
+        for _, key in columns
+    ]
     lines.append(f'| {step + 1} | ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines)
 
@@ -292,20 +335,29 @@ def main(argv=None):
   parser.add_argument('--forms', default='auto,xla', help=f'of {list(FORMS)}')
   parser.add_argument('--steps', type=int, default=5)
   parser.add_argument('--seed', type=int, default=0, help='Seed of our init (config.seed).')
-  parser.add_argument('--float64', action=argparse.BooleanOptionalAction, default=True,
-                      help="Also run the peer in float64: how far its float32 run strays.")
+  parser.add_argument(
+      '--float64',
+      action=argparse.BooleanOptionalAction,
+      default=True,
+      help='Also run the peer in float64: how far its float32 run strays.',
+  )
   args = parser.parse_args(argv)
-  print(f'jax {jax.__version__} ({jax.default_backend()}), torch {torch.__version__}; relative '
-        'differences |a - b| / |b|, the largest of the six losses per step')
+  print(
+      f'jax {jax.__version__} ({jax.default_backend()}), torch {torch.__version__}; relative '
+      'differences |a - b| / |b|, the largest of the six losses per step'
+  )
   for name in args.cases.split(','):
     result = compare(cases[name], args.forms.split(','), args.steps, args.float64, args.seed)
     print(format_table(name, result), flush=True)
   for norm in ('batch', 'instance'):
     result = compare_discriminator(norm, seed=args.seed, image_size=128)
     worst = max(result, key=result.get)
-    print(f'286² PatchGAN alone, {norm} norm, 128²: one forward and backward ({len(result)} '
-          f'tensors) agree to {result[worst]:.1e} of their scale (worst: {worst}); logits '
-          f'{result["logits"]:.1e}, input gradient {result["input_grad"]:.1e}', flush=True)
+    print(
+        f'286² PatchGAN alone, {norm} norm, 128²: one forward and backward ({len(result)} '
+        f'tensors) agree to {result[worst]:.1e} of their scale (worst: {worst}); logits '
+        f'{result["logits"]:.1e}, input gradient {result["input_grad"]:.1e}',
+        flush=True,
+    )
 
 
 if __name__ == '__main__':

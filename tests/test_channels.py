@@ -42,6 +42,7 @@ def write(path: pathlib.Path, image: np.ndarray) -> pathlib.Path:
   path.parent.mkdir(parents=True, exist_ok=True)
   if images.is_tiff(path):
     import tifffile  # pylint: disable=g-import-not-at-top
+
     tifffile.imwrite(path, image, photometric='minisblack', planarconfig='contig')
   else:
     Image.fromarray(image).save(path)
@@ -76,12 +77,14 @@ def test_to_float_is_exact_for_sixteen_bits_and_agrees_with_eight():
   sixteen = np.asarray(images.to_float(jnp.asarray(values.astype(np.uint16) * 257)))
   # Promotion changes what the network sees by float32 rounding at most.
   np.testing.assert_allclose(eight, sixteen, rtol=0, atol=1.2e-7)
+
   def today(x):  # The uint8 path, unchanged (its rounding depends on XLA's fusion: compare like
     return x.astype(jnp.float32) / 127.5 - 1.0  # with like).
 
   np.testing.assert_array_equal(eight, np.asarray(today(jnp.asarray(values))))
-  np.testing.assert_array_equal(np.asarray(jax.jit(images.to_float)(values)),
-                                np.asarray(jax.jit(today)(values)))
+  np.testing.assert_array_equal(
+      np.asarray(jax.jit(images.to_float)(values)), np.asarray(jax.jit(today)(values))
+  )
   ends = np.asarray(images.to_float(jnp.asarray([0, 65535], jnp.uint16)))
   np.testing.assert_array_equal(ends, [-1.0, 1.0])
 
@@ -90,8 +93,9 @@ def test_channel_conversions_of_pil_modes(tmp_path):
   g = gray(0, 4)
   write(tmp_path / 'g.png', g)
   np.testing.assert_array_equal(images.load_image(tmp_path / 'g.png', 1)[..., 0], g)
-  np.testing.assert_array_equal(images.load_image(tmp_path / 'g.png', 3),
-                                np.repeat(g[..., None], 3, 2))
+  np.testing.assert_array_equal(
+      images.load_image(tmp_path / 'g.png', 3), np.repeat(g[..., None], 3, 2)
+  )
   rgba = np.dstack([colour(1, 4), gray(2, 4)])
   write(tmp_path / 'rgba.png', rgba)
   np.testing.assert_array_equal(images.load_image(tmp_path / 'rgba.png', 3), rgba[..., :3])
@@ -102,12 +106,19 @@ def test_channel_conversions_of_pil_modes(tmp_path):
   palette = Image.fromarray(np.array([[0, 1]], np.uint8), 'P')
   palette.putpalette([7, 7, 7, 200, 200, 200] + [0] * 762)
   palette.save(tmp_path / 'gray_palette.png')
-  np.testing.assert_array_equal(images.load_image(tmp_path / 'gray_palette.png', 1)[0, :, 0], [7, 200])
+  np.testing.assert_array_equal(
+      images.load_image(tmp_path / 'gray_palette.png', 1)[0, :, 0], [7, 200]
+  )
   palette.putpalette([7, 7, 7, 200, 100, 50] + [0] * 762)
   palette.save(tmp_path / 'colour_palette.png')
   for name in ('rgba.png', 'colour_palette.png'):
-    with pytest.raises(images.BadImageError, match=f'{name} has .* but config.data.output_channels=1 '
-                       'asks for 1 \\(a colour image is not made gray'):
+    with pytest.raises(
+        images.BadImageError,
+        match=(
+            f'{name} has .* but config.data.output_channels=1 '
+            'asks for 1 \\(a colour image is not made gray'
+        ),
+    ):
       images.load_image(tmp_path / name, 1, 'config.data.output_channels=1')
   with pytest.raises(images.BadImageError, match='g.png has 1 channel .*asks for 4'):
     images.load_image(tmp_path / 'g.png', 4)
@@ -121,7 +132,9 @@ def test_sixteen_bit_gray_png_keeps_its_precision(tmp_path):
   np.testing.assert_array_equal(one[..., 0], values)
   np.testing.assert_array_equal(images.load_image(tmp_path / 'deep.png', 3)[..., 2], values)
   # The TFDS builder's 8-bit RGB rule is unchanged.
-  np.testing.assert_array_equal(images.load_rgb(tmp_path / 'deep.png')[0, :, 0], [0, 0, 1, 128, 255])
+  np.testing.assert_array_equal(
+      images.load_rgb(tmp_path / 'deep.png')[0, :, 0], [0, 0, 1, 128, 255]
+  )
 
 
 def test_multi_band_and_sixteen_bit_colour_tiffs_read_exactly(tmp_path):
@@ -129,8 +142,12 @@ def test_multi_band_and_sixteen_bit_colour_tiffs_read_exactly(tmp_path):
   four = bands16(0, 6)
   write(tmp_path / 'four.tif', four)
   np.testing.assert_array_equal(images.load_image(tmp_path / 'four.tif', 4), four)
-  tifffile.imwrite(tmp_path / 'planar.tif', np.moveaxis(four, -1, 0), photometric='minisblack',
-                   planarconfig='separate')
+  tifffile.imwrite(
+      tmp_path / 'planar.tif',
+      np.moveaxis(four, -1, 0),
+      photometric='minisblack',
+      planarconfig='separate',
+  )
   np.testing.assert_array_equal(images.load_image(tmp_path / 'planar.tif', 4), four)
   tifffile.imwrite(tmp_path / 'rgb16.tif', four[..., :3], photometric='rgb')  # Pillow: 8 bits.
   np.testing.assert_array_equal(images.load_image(tmp_path / 'rgb16.tif', 3), four[..., :3])
@@ -139,8 +156,9 @@ def test_multi_band_and_sixteen_bit_colour_tiffs_read_exactly(tmp_path):
   np.testing.assert_array_equal(images.load_image(tmp_path / 'two.tif', 2), two)
   rgb8 = colour(2, 6)
   tifffile.imwrite(tmp_path / 'rgb8.tif', rgb8, photometric='rgb')  # Pillow's, as before.
-  np.testing.assert_array_equal(images.load_image(tmp_path / 'rgb8.tif', 3),
-                                images.load_rgb(tmp_path / 'rgb8.tif'))
+  np.testing.assert_array_equal(
+      images.load_image(tmp_path / 'rgb8.tif', 3), images.load_rgb(tmp_path / 'rgb8.tif')
+  )
   with pytest.raises(images.BadImageError, match='four.tif has 4 channels .*asks for 3'):
     images.load_image(tmp_path / 'four.tif', 3)
   write(tmp_path / 'float.tif', four.astype(np.float32))
@@ -153,8 +171,9 @@ def test_tiff_without_tifffile_names_the_file_and_the_install(tmp_path, monkeypa
   write(tmp_path / 'four.tif', bands16(0, 6))
   write(tmp_path / 'gray.tif', gray(0, 6))
   monkeypatch.setitem(sys.modules, 'tifffile', None)  # `import tifffile` raises ImportError.
-  with pytest.raises(images.MissingTiffReader,
-                     match=f"{tmp_path}/four.tif .* pip install -e '.\\[tiff\\]'"):
+  with pytest.raises(
+      images.MissingTiffReader, match=f"{tmp_path}/four.tif .* pip install -e '.\\[tiff\\]'"
+  ):
     images.load_image(tmp_path / 'four.tif', 4)
   assert images.load_image(tmp_path / 'gray.tif', 1).shape == (6, 6, 1)
 
@@ -162,11 +181,13 @@ def test_tiff_without_tifffile_names_the_file_and_the_install(tmp_path, monkeypa
 def test_resize_keeps_sixteen_bits_and_any_channel_count():
   rgb = colour(0)
   np.testing.assert_array_equal(  # The 8-bit RGB path is PIL's, as before.
-      pipeline.resize(rgb, 32), np.asarray(Image.fromarray(rgb).resize((32, 32), Image.BICUBIC)))
+      pipeline.resize(rgb, 32), np.asarray(Image.fromarray(rgb).resize((32, 32), Image.BICUBIC))
+  )
   g = gray(1)
   np.testing.assert_array_equal(
       pipeline.resize(g[..., None], 32)[..., 0],
-      np.asarray(Image.fromarray(g).resize((32, 32), Image.BICUBIC)))
+      np.asarray(Image.fromarray(g).resize((32, 32), Image.BICUBIC)),
+  )
   deep = bands16(2)
   out = pipeline.resize(deep, 32)
   assert out.shape == (32, 32, 4) and out.dtype == np.uint16
@@ -205,8 +226,11 @@ def test_outputs_written_as_png_or_tiff(tmp_path, monkeypatch):
 
 
 def test_panels_show_any_channels_as_rgb():
-  panel = summary.image_panel(np.full((1, 4, 4, 4), 65535, np.uint16), np.zeros((1, 4, 4, 1), np.uint8),
-                              np.full((1, 4, 4, 3), 7, np.uint8))
+  panel = summary.image_panel(
+      np.full((1, 4, 4, 4), 65535, np.uint16),
+      np.zeros((1, 4, 4, 1), np.uint8),
+      np.full((1, 4, 4, 3), 7, np.uint8),
+  )
   assert panel.shape == (4, 12, 3) and panel.dtype == np.uint8
   np.testing.assert_array_equal(panel[0, [0, 4, 8], 0], [255, 0, 7])
 
@@ -257,12 +281,15 @@ def test_device_data_with_sides_of_different_channels_and_depths():
   config = folder_config('/nowhere', input_channels=1).data
   loaded = device_data.load_images(source, config)
   assert loaded.dtype == np.uint16 and loaded.shape == (2, 32, 32, 4)
-  batch = jax.jit(lambda x: device_data.batch_for_step(
-      x, 1, seed=0, batch_size=2, image_size=32, flip=False, direction='AtoB',
-      channels=(1, 3)))(loaded)
+  batch = jax.jit(
+      lambda x: device_data.batch_for_step(
+          x, 1, seed=0, batch_size=2, image_size=32, flip=False, direction='AtoB', channels=(1, 3)
+      )
+  )(loaded)
   assert batch['input'].shape == (2, 32, 32, 1) and batch['target'].shape == (2, 32, 32, 3)
-  np.testing.assert_array_equal(np.sort(np.asarray(batch['input']).reshape(2, -1).sum(1)),
-                                np.sort(a.reshape(2, -1).sum(1)))
+  np.testing.assert_array_equal(
+      np.sort(np.asarray(batch['input']).reshape(2, -1).sum(1)), np.sort(a.reshape(2, -1).sum(1))
+  )
   np.testing.assert_array_equal(np.asarray(batch['target'][0]), b[0].astype(np.uint16) * 257)
 
 
@@ -310,25 +337,44 @@ def test_pixel_metrics_of_equal_eight_and_sixteen_bit_images_are_exact():
 
 
 def run_main(workdir, *overrides):
-  command = [sys.executable, 'main.py', '--config=configs/test.py', f'--workdir={workdir}',
-             *overrides]
-  return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                        env=dict(os.environ))
+  command = [
+      sys.executable,
+      'main.py',
+      '--config=configs/test.py',
+      f'--workdir={workdir}',
+      *overrides,
+  ]
+  return subprocess.run(
+      command, cwd=ROOT, capture_output=True, text=True, timeout=300, env=dict(os.environ)
+  )
 
 
 def test_gray_to_colour_from_the_command_line(tmp_path):
   root = write_pairs(tmp_path / 'data', gray, colour)
-  data = [f'--config.data.{key}={value}' for key, value in (
-      ('name', 'folder'), ('folder_dir', root), ('direction', 'AtoB'), ('input_channels', 1))]
+  data = [
+      f'--config.data.{key}={value}'
+      for key, value in (
+          ('name', 'folder'),
+          ('folder_dir', root),
+          ('direction', 'AtoB'),
+          ('input_channels', 1),
+      )
+  ]
   workdir = tmp_path / 'run'
   for mode in ('train', 'evaluate'):
-    result = run_main(workdir, f'--mode={mode}', '--config.num_train_steps=2',
-                      '--config.eval.perceptual=false', *data)
+    result = run_main(
+        workdir,
+        f'--mode={mode}',
+        '--config.num_train_steps=2',
+        '--config.eval.perceptual=false',
+        *data,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
   report = json.loads((workdir / 'eval' / 'metrics.json').read_text())
   assert report['num_images'] == 2 and report['metrics']['l1']['mean'] > 0
-  result = run_main(workdir, '--mode=predict', f'--input={root}/val/A', f'--output={tmp_path}/out',
-                    *data)
+  result = run_main(
+      workdir, '--mode=predict', f'--input={root}/val/A', f'--output={tmp_path}/out', *data
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   with Image.open(tmp_path / 'out' / '0.png') as out:
     assert out.mode == 'RGB' and out.size == (SIZE, SIZE)
@@ -348,13 +394,18 @@ def test_colour_to_gray_trains_evaluates_scores_and_predicts(tmp_path):
   assert [p.name for p in written] == ['0.png', '1.png']
   with Image.open(written[0]) as out:
     assert out.mode == 'L' and out.size == (SIZE, SIZE)
-  native = predict.predict(config, str(workdir), f'{root}/val/A/0.png', str(tmp_path / 'native'),
-                             resolution='native', side_by_side=True)
+  native = predict.predict(
+      config,
+      str(workdir),
+      f'{root}/val/A/0.png',
+      str(tmp_path / 'native'),
+      resolution='native',
+      side_by_side=True,
+  )
   with Image.open(native[0]) as out:
     assert out.mode == 'RGB' and out.size == (2 * SIZE, SIZE)  # [input | output] shown in RGB.
   config.eval.perceptual = False
-  scored = scoring.score(config, str(tmp_path / 'scored'), str(tmp_path / 'out'),
-                            f'{root}/val/B')
+  scored = scoring.score(config, str(tmp_path / 'scored'), str(tmp_path / 'out'), f'{root}/val/B')
   assert scored['num_images'] == 2 and scored['metrics']['l1']['mean'] > 0
 
 
@@ -368,9 +419,14 @@ def test_four_band_sixteen_bit_tiff_to_colour_trains_and_predicts(tmp_path, capl
   assert (workdir / 'images' / 'step_00000002.png').exists()  # The panel shows bands 1-3.
   for resolution, max_pixels in (('model', None), ('native', None), ('native', 1024)):
     kwargs = {'max_pixels': max_pixels} if max_pixels else {}  # 1024: blended tiles (4 -> 3).
-    (out,) = predict.predict(config, str(workdir), f'{root}/val/A/1.tif',
-                               str(tmp_path / f'{resolution}{max_pixels}'), resolution=resolution,
-                               **kwargs)
+    (out,) = predict.predict(
+        config,
+        str(workdir),
+        f'{root}/val/A/1.tif',
+        str(tmp_path / f'{resolution}{max_pixels}'),
+        resolution=resolution,
+        **kwargs,
+    )
     with Image.open(out) as image:
       assert out.suffix == '.png' and image.mode == 'RGB' and image.size == (SIZE, SIZE)
   # An input of another channel count is named and skipped.

@@ -25,8 +25,10 @@ def old_config(num_train_steps):
 
 
 def summary(tree) -> dict:
-  return {jax.tree_util.keystr(path): [list(np.shape(x)), float(np.sum(np.asarray(x, np.float64)))]
-          for path, x in jax.tree_util.tree_leaves_with_path(jax.device_get(tree))}
+  return {
+      jax.tree_util.keystr(path): [list(np.shape(x)), float(np.sum(np.asarray(x, np.float64)))]
+      for path, x in jax.tree_util.tree_leaves_with_path(jax.device_get(tree))
+  }
 
 
 def test_a_checkpoint_from_before_the_redesign_restores_unchanged_and_resumes(tmp_path):
@@ -38,8 +40,10 @@ def test_a_checkpoint_from_before_the_redesign_restores_unchanged_and_resumes(tm
   _, network, step, _ = inference.restore_trained_generator(old_config(2), str(tmp_path))
   assert step == 2
   assert summary(network['params']) == {
-      key.replace(".generator.params", '', 1): value for key, value in expected.items()
-      if key.startswith('.generator.params')}
+      key.replace('.generator.params', '', 1): value
+      for key, value in expected.items()
+      if key.startswith('.generator.params')
+  }
   resumed = jax.device_get(train.train_and_evaluate(old_config(3), str(tmp_path)))
   assert int(resumed.step) == 3
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(resumed.generator.params))
@@ -48,9 +52,14 @@ def test_a_checkpoint_from_before_the_redesign_restores_unchanged_and_resumes(tm
 def test_keys_added_since_take_the_value_older_checkpoints_had():
   config = old_config(2)
   saved = json.loads(json.dumps(config.to_dict()))  # As checkpoints store it.
-  for section, key in (('data', 'input_channels'), ('data', 'output_channels'),
-                       ('model', 'generator'), ('model', 'num_discriminators'),
-                       ('model', 'd_spectral_norm'), ('model', 'ema_decay')):
+  for section, key in (
+      ('data', 'input_channels'),
+      ('data', 'output_channels'),
+      ('model', 'generator'),
+      ('model', 'num_discriminators'),
+      ('model', 'd_spectral_norm'),
+      ('model', 'ema_decay'),
+  ):
     del saved[section][key]  # What a checkpoint from before these keys holds.
   checkpointing.check_architecture(saved, config, 'old')  # Nothing differs.
   config.data.input_channels, config.model.ema_decay = 3, 0.999  # = data.channels; EMA on.
@@ -59,6 +68,7 @@ def test_keys_added_since_take_the_value_older_checkpoints_had():
   assert "model.ema_decay: checkpoint 'off', config 'on'" in str(error.value)
   assert 'channels' not in str(error.value)
   config.model.ema_decay, config.data.output_channels = 0.0, 1
-  with pytest.raises(checkpointing.CheckpointMismatchError, match='data.output_channels: '
-                     'checkpoint 3, config 1'):
+  with pytest.raises(
+      checkpointing.CheckpointMismatchError, match='data.output_channels: checkpoint 3, config 1'
+  ):
     checkpointing.check_architecture(saved, config, 'old')

@@ -15,23 +15,42 @@ from pix2pix_jax import checkpointing, config_checks
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize('key, value', [
-    ('data.name', 'facade'), ('data.direction', 'AtoC'), ('data.verify', 'some'),
-    ('model.generator', 'resnet_7blocks'), ('model.patch_size', 34), ('model.norm', 'layer'),
-    ('model.conv_impl', 'fft'), ('optim.schedule', 'cosine'), ('loss.gan_mode', 'wgan'),
-    ('export.format', 'tflite'), ('on_nonfinite', 'ignore')])
+@pytest.mark.parametrize(
+    'key, value',
+    [
+        ('data.name', 'facade'),
+        ('data.direction', 'AtoC'),
+        ('data.verify', 'some'),
+        ('model.generator', 'resnet_7blocks'),
+        ('model.patch_size', 34),
+        ('model.norm', 'layer'),
+        ('model.conv_impl', 'fft'),
+        ('optim.schedule', 'cosine'),
+        ('loss.gan_mode', 'wgan'),
+        ('export.format', 'tflite'),
+        ('on_nonfinite', 'ignore'),
+    ],
+)
 def test_unknown_choices_are_named_with_the_choices(key, value):
   config = test_config.get_config()
   section, _, field = key.rpartition('.')
   (config[section] if section else config)[field] = value
-  with pytest.raises(ValueError, match=rf"config.{key}={value!r} is not one of \["):
+  with pytest.raises(ValueError, match=rf'config.{key}={value!r} is not one of \['):
     config_checks.validate_config(config, 1)
 
 
-@pytest.mark.parametrize('key, value', [
-    ('steps_per_call', 0), ('steps_per_call', 'fast'), ('steps_per_call', 2.5),
-    ('data.on_device', 'yes'), ('data.on_device', 1), ('model.matmul_max_pixels', 'none'),
-    ('model.upsample_impl', 'fft')])
+@pytest.mark.parametrize(
+    'key, value',
+    [
+        ('steps_per_call', 0),
+        ('steps_per_call', 'fast'),
+        ('steps_per_call', 2.5),
+        ('data.on_device', 'yes'),
+        ('data.on_device', 1),
+        ('model.matmul_max_pixels', 'none'),
+        ('model.upsample_impl', 'fft'),
+    ],
+)
 def test_bad_runtime_values_are_named(key, value):
   config = test_config.get_config()
   section, _, field = key.rpartition('.')
@@ -46,16 +65,22 @@ def test_image_size_must_suit_the_resnet_and_need_not_be_a_power_of_two():
   config.data.image_size, config.data.load_size = 40, 44
   config_checks.validate_config(config, 1)  # 40 is no U-Net size, but the ResNet takes it.
   config.data.image_size = 42
-  with pytest.raises(ValueError, match=r"config.data.image_size=42 does not suit "
-                     r"config.model.generator='resnet_6blocks'.*multiple of 4"):
+  with pytest.raises(
+      ValueError,
+      match=r'config.data.image_size=42 does not suit '
+      r"config.model.generator='resnet_6blocks'.*multiple of 4",
+  ):
     config_checks.validate_config(config, 1)
 
 
 def test_non_folder_datasets_are_rgb():
   config = test_config.get_config()
   config.data.output_channels = 1
-  with pytest.raises(ValueError, match=r"config.data.input_channels/output_channels resolve to "
-                     r"\(3, 1\).*config.data.name='synthetic' is RGB"):
+  with pytest.raises(
+      ValueError,
+      match=r'config.data.input_channels/output_channels resolve to '
+      r"\(3, 1\).*config.data.name='synthetic' is RGB",
+  ):
     config_checks.validate_config(config, 1)
   config.data.output_channels, config.data.channels = None, 1
   with pytest.raises(ValueError, match=r'\(1, 1\) \(config.data.channels=1\)'):
@@ -76,22 +101,44 @@ def test_perceptual_best_metric_needs_perceptual_eval():
   assert checkpointing.best_metric(config) is None
 
 
-@pytest.mark.parametrize('mode, flags', [
-    ('predict', ['--input=in', '--output=out']), ('score', ['--input=in']), ('export', []),
-    ('evaluate', [])])
+@pytest.mark.parametrize(
+    'mode, flags',
+    [
+        ('predict', ['--input=in', '--output=out']),
+        ('score', ['--input=in']),
+        ('export', []),
+        ('evaluate', []),
+    ],
+)
 def test_main_checks_the_config_in_every_mode(tmp_path, mode, flags):
   """Before anything is read or written: the workdir need not exist, nor the inputs."""
   result = subprocess.run(
-      [sys.executable, 'main.py', '--config=configs/test.py', f'--workdir={tmp_path / "run"}',
-       f'--mode={mode}', *flags, '--config.export.format=tflite'],
-      cwd=ROOT, capture_output=True, text=True, timeout=300, env=os.environ)
+      [
+          sys.executable,
+          'main.py',
+          '--config=configs/test.py',
+          f'--workdir={tmp_path / "run"}',
+          f'--mode={mode}',
+          *flags,
+          '--config.export.format=tflite',
+      ],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=300,
+      env=os.environ,
+  )
   assert result.returncode != 0
   assert "config.export.format='tflite' is not one of ['jax', 'onnx']" in result.stderr
   assert not (tmp_path / 'run').exists()
 
 
-@pytest.mark.parametrize('name', sorted(p.stem for p in (ROOT / 'configs').glob('*.py')
-                                        if p.stem not in ('__init__', 'default')))
+@pytest.mark.parametrize(
+    'name',
+    sorted(
+        p.stem for p in (ROOT / 'configs').glob('*.py') if p.stem not in ('__init__', 'default')
+    ),
+)
 def test_every_config_file_is_valid(name):
   """As `--config=configs/NAME.py` gives it, for training on one device."""
   config = importlib.import_module(f'configs.{name}').get_config()

@@ -25,7 +25,9 @@ def batches(images, steps, **kwargs):
 
 def test_every_epoch_visits_every_example_once_in_a_new_order():
   images = coded_images(5, 8)
-  got = batches(images, range(1, 6), seed=0, batch_size=2, image_size=8, flip=False, direction='AtoB')
+  got = batches(
+      images, range(1, 6), seed=0, batch_size=2, image_size=8, flip=False, direction='AtoB'
+  )
   order = np.concatenate([b['input'][:, 0, 0, 0] for b in got])  # 10 examples = 2 epochs.
   assert sorted(order[:5]) == sorted(order[5:]) == list(range(5))
   assert list(order[:5]) != list(order[5:])
@@ -38,8 +40,9 @@ def test_every_epoch_visits_every_example_once_in_a_new_order():
 def test_crops_and_flips_are_shared_by_input_and_target(direction):
   size, crop = 12, 8
   images = coded_images(3, size)
-  got = batches(images, range(1, 21), seed=1, batch_size=3, image_size=crop, flip=True,
-                direction=direction)
+  got = batches(
+      images, range(1, 21), seed=1, batch_size=3, image_size=crop, flip=True, direction=direction
+  )
   inputs = np.concatenate([b['input'] for b in got]).astype(int)
   targets = np.concatenate([b['target'] for b in got]).astype(int)
   np.testing.assert_array_equal(targets - inputs, 1 if direction == 'AtoB' else -1)
@@ -54,9 +57,14 @@ def test_crops_and_flips_are_shared_by_input_and_target(direction):
 
 def test_load_images_names_a_pair_of_another_size():
   config = test_config.get_config().data
-  source = [{'A': np.zeros((36, 36, 3), np.uint8), 'B': np.zeros((36, 36, 3), np.uint8)},
-            {'A': np.zeros((40, 40, 3), np.uint8), 'B': np.zeros((40, 40, 3), np.uint8),
-             'file_name': 'odd.png'}]
+  source = [
+      {'A': np.zeros((36, 36, 3), np.uint8), 'B': np.zeros((36, 36, 3), np.uint8)},
+      {
+          'A': np.zeros((40, 40, 3), np.uint8),
+          'B': np.zeros((40, 40, 3), np.uint8),
+          'file_name': 'odd.png',
+      },
+  ]
   with pytest.raises(ValueError, match='odd.png'):
     device_data.load_images(source, config)
 
@@ -98,12 +106,19 @@ def test_on_device_data_trains_and_resumes_exactly(tmp_path):
   # What the device made for step 1 are (input, target) crops of one train pair, possibly flipped.
   source = pipeline.create_source(config.data, 'train', seed=config.seed)
   images = device_data.load_images(source, config.data)
-  batch = jax.device_get(train.device_batch_fn(config, jax.sharding.SingleDeviceSharding(
-      jax.devices()[0]))(jnp.asarray(images), 1))
+  batch = jax.device_get(
+      train.device_batch_fn(config, jax.sharding.SingleDeviceSharding(jax.devices()[0]))(
+          jnp.asarray(images), 1
+      )
+  )
   assert batch['input'].shape == (2, 32, 32, 3) and batch['input'].dtype == np.uint8
   slack = images.shape[1] - 32
-  crops = {np.concatenate([pair[top:top + 32, left:left + 32][:, ::step]], axis=None).tobytes()
-           for pair in images for top in range(slack + 1) for left in range(slack + 1)
-           for step in (1, -1)}
+  crops = {
+      np.concatenate([pair[top : top + 32, left : left + 32][:, ::step]], axis=None).tobytes()
+      for pair in images
+      for top in range(slack + 1)
+      for left in range(slack + 1)
+      for step in (1, -1)
+  }
   for inputs, targets in zip(batch['input'], batch['target']):  # configs/test.py: BtoA.
     assert np.concatenate([targets, inputs], axis=-1).tobytes() in crops

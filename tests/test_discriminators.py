@@ -45,14 +45,21 @@ def test_the_paper_settings_give_todays_discriminator_and_parameter_tree():
   assert jax.tree.map(lambda x: x.shape, variables) == {
       'params': {
           'conv0': {'kernel': (4, 4, 6, 8), 'bias': (8,)},
-          'conv1': {'kernel': (4, 4, 8, 16)}, 'conv1_norm': {'scale': (16,), 'bias': (16,)},
-          'conv2': {'kernel': (4, 4, 16, 32)}, 'conv2_norm': {'scale': (32,), 'bias': (32,)},
-          'conv3': {'kernel': (4, 4, 32, 64)}, 'conv3_norm': {'scale': (64,), 'bias': (64,)},
-          'logits': {'kernel': (4, 4, 64, 1), 'bias': (1,)}},
-      'batch_stats': {f'conv{n}_norm': {'mean': (c,), 'var': (c,)}
-                      for n, c in ((1, 16), (2, 32), (3, 64))}}
-  logits = jax.eval_shape(lambda v: discriminator.apply(v, jnp.zeros((1, 64, 64, 6)), train=False),
-                          variables)
+          'conv1': {'kernel': (4, 4, 8, 16)},
+          'conv1_norm': {'scale': (16,), 'bias': (16,)},
+          'conv2': {'kernel': (4, 4, 16, 32)},
+          'conv2_norm': {'scale': (32,), 'bias': (32,)},
+          'conv3': {'kernel': (4, 4, 32, 64)},
+          'conv3_norm': {'scale': (64,), 'bias': (64,)},
+          'logits': {'kernel': (4, 4, 64, 1), 'bias': (1,)},
+      },
+      'batch_stats': {
+          f'conv{n}_norm': {'mean': (c,), 'var': (c,)} for n, c in ((1, 16), (2, 32), (3, 64))
+      },
+  }
+  logits = jax.eval_shape(
+      lambda v: discriminator.apply(v, jnp.zeros((1, 64, 64, 6)), train=False), variables
+  )
   assert logits.shape == (1, 6, 6, 1)  # The default call returns the logits alone.
 
 
@@ -75,20 +82,30 @@ def test_multiscale_discriminator_shapes_parameters_and_features():
   assert count(variables['params']) == 3 * count(single_variables['params']) == 3 * 3_113
   for scale in variables['params'].values():
     assert jax.tree.map(lambda x: x.shape, scale) == jax.tree.map(
-        lambda x: x.shape, single_variables['params'])
+        lambda x: x.shape, single_variables['params']
+    )
 
   def run(return_features):
-    return jax.eval_shape(lambda v: multi.apply(v, jnp.zeros((2, 64, 64, 6)), train=True,
-                                                return_features=return_features,
-                                                mutable=['batch_stats'])[0], variables)
+    return jax.eval_shape(
+        lambda v: multi.apply(
+            v,
+            jnp.zeros((2, 64, 64, 6)),
+            train=True,
+            return_features=return_features,
+            mutable=['batch_stats'],
+        )[0],
+        variables,
+    )
 
   logits = run(return_features=False)
   # Patch logits at 64, 32 and 16 pixels: side / 2 - 2.
   assert [x.shape for x in logits] == [(2, 30, 30, 1), (2, 14, 14, 1), (2, 6, 6, 1)]
   with_features = run(return_features=True)
   assert [[f.shape for f in features] for _, features in with_features] == [
-      [(2, 32, 32, 8), (2, 31, 31, 16)], [(2, 16, 16, 8), (2, 15, 15, 16)],
-      [(2, 8, 8, 8), (2, 7, 7, 16)]]
+      [(2, 32, 32, 8), (2, 31, 31, 16)],
+      [(2, 16, 16, 8), (2, 15, 15, 16)],
+      [(2, 8, 8, 8), (2, 7, 7, 16)],
+  ]
 
 
 def test_features_are_the_activations_before_the_logits_layer():
@@ -98,23 +115,30 @@ def test_features_are_the_activations_before_the_logits_layer():
   logits, features = discriminator.apply(variables, x, train=True, return_features=True)
   assert len(features) == 4  # n_layers_D + 1: pix2pixHD's intermediate outputs.
   np.testing.assert_array_equal(logits, discriminator.apply(variables, x, train=True))
-  last = layers.Logits4x4(1, name='logits').apply({'params': variables['params']['logits']},
-                                                  features[-1])
+  last = layers.Logits4x4(1, name='logits').apply(
+      {'params': variables['params']['logits']}, features[-1]
+  )
   np.testing.assert_allclose(last, logits, rtol=1e-5, atol=1e-6)
 
 
 def test_spectral_norm_wraps_the_middle_convs_and_keeps_the_parameter_tree():
   plain = abstract_variables(models.create_discriminator(model_config()), (1, 64, 64, 6))
-  normalised = abstract_variables(models.create_discriminator(model_config(d_spectral_norm=True)),
-                                  (1, 64, 64, 6))
+  normalised = abstract_variables(
+      models.create_discriminator(model_config(d_spectral_norm=True)), (1, 64, 64, 6)
+  )
   assert jax.tree.map(lambda x: x.shape, normalised['params']) == jax.tree.map(
-      lambda x: x.shape, plain['params'])
+      lambda x: x.shape, plain['params']
+  )
   # SPADE: conv1 ... conv3 (not conv0, not the logits); u and σ in 'batch_stats'.
-  spectral = {k: jax.tree.map(lambda x: x.shape, v) for k, v in normalised['batch_stats'].items()
-              if k.endswith('_spectral_norm')}
+  spectral = {
+      k: jax.tree.map(lambda x: x.shape, v)
+      for k, v in normalised['batch_stats'].items()
+      if k.endswith('_spectral_norm')
+  }
   assert spectral == {
       f'conv{n}_spectral_norm': {f'conv{n}/kernel/u': (1, c), f'conv{n}/kernel/sigma': ()}
-      for n, c in ((1, 16), (2, 32), (3, 64))}
+      for n, c in ((1, 16), (2, 32), (3, 64))
+  }
   assert set(normalised['batch_stats']) - set(spectral) == set(plain['batch_stats'])
 
 
@@ -137,7 +161,8 @@ class SpectralConv(nn.Module):
   def __call__(self, x, *, update_stats):
     conv = layers.Conv4x4(8, use_bias=False, conv_impl=WINOGRAD, name='conv')
     return nn.SpectralNorm(conv, collection_name='batch_stats', name='sn')(
-        x, update_stats=update_stats)
+        x, update_stats=update_stats
+    )
 
 
 def test_spectral_norm_of_a_4x4_conv_divides_by_the_largest_singular_value():
@@ -147,8 +172,10 @@ def test_spectral_norm_of_a_4x4_conv_divides_by_the_largest_singular_value():
   layer = SpectralConv()
   x = jnp.asarray(rng.normal(size=(1, 12, 12, 8)), jnp.float32)
   variables = layer.init(jax.random.PRNGKey(0), x, update_stats=True)
-  variables = {'params': {'conv': {'kernel': jnp.asarray(kernel)}},
-               'batch_stats': variables['batch_stats']}
+  variables = {
+      'params': {'conv': {'kernel': jnp.asarray(kernel)}},
+      'batch_stats': variables['batch_stats'],
+  }
   step = jax.jit(lambda v: layer.apply(v, x, update_stats=True, mutable=['batch_stats']))
   for _ in range(20):  # One power-iteration step per train-mode call.
     y, updates = step(variables)
@@ -162,8 +189,9 @@ def test_spectral_norm_of_a_4x4_conv_divides_by_the_largest_singular_value():
   plain = conv.apply({'params': {'kernel': jnp.asarray(kernel) / sigma}}, x)
   np.testing.assert_allclose(y, plain, rtol=1e-4, atol=1e-5)
   eval_out, eval_updates = layer.apply(variables, x, update_stats=False, mutable=['batch_stats'])
-  jax.tree.map(np.testing.assert_array_equal, eval_updates,
-               {'batch_stats': variables['batch_stats']})
+  jax.tree.map(
+      np.testing.assert_array_equal, eval_updates, {'batch_stats': variables['batch_stats']}
+  )
   np.testing.assert_allclose(eval_out, plain, rtol=1e-4, atol=1e-5)
 
 
@@ -173,8 +201,12 @@ def test_a_too_small_coarsest_scale_names_the_three_keys():
   with pytest.raises(ValueError) as error:
     config_checks.validate_config(config, 1)
   message = str(error.value)
-  for key in ('config.model.num_discriminators=2', 'config.model.patch_size=70',
-              'config.data.image_size=32', 'image_size >= 47'):
+  for key in (
+      'config.model.num_discriminators=2',
+      'config.model.patch_size=70',
+      'config.data.image_size=32',
+      'image_size >= 47',
+  ):
     assert key in message, message
   config.model.patch_size = 16  # 32 -> 16 pixels: 6×6 logits at the coarsest scale.
   config_checks.validate_config(config, 1)
@@ -202,8 +234,9 @@ def test_feature_matching_targets_the_updated_discriminator():
   config.model.norm = 'instance'  # D has no state: its features follow from its params alone.
   config.loss.lambda_feat = 10.0
   config.optim.learning_rate = 1e-2  # One step moves D's features clearly.
-  generator, init_fn, step_fn = train.create_train_functions(config, steps_per_epoch=8,
-                                                             num_train_steps=100)
+  generator, init_fn, step_fn = train.create_train_functions(
+      config, steps_per_epoch=8, num_train_steps=100
+  )
   discriminator = models.create_discriminator(config.model)
   state = jax.jit(init_fn)(jax.random.PRNGKey(0))
   batch = fixed_batch(config)
@@ -211,22 +244,30 @@ def test_feature_matching_targets_the_updated_discriminator():
   assert set(train.loss_names(metrics)) == set(train.LOSS_NAMES) | {'g_feat'}
 
   inputs, targets = (images.to_float(batch[k]) for k in ('input', 'target'))
-  fake, _ = train_state.apply_train_mode(generator, state.generator.params,
-                                         state.generator.batch_stats, inputs,
-                                         jax.random.fold_in(state.rng, state.step))
+  fake, _ = train_state.apply_train_mode(
+      generator,
+      state.generator.params,
+      state.generator.batch_stats,
+      inputs,
+      jax.random.fold_in(state.rng, state.step),
+  )
 
   def feature_matching(d_params):
     def features(outputs):
       pairs = jnp.concatenate([inputs, outputs], axis=-1)
-      _, features = discriminator.apply({'params': d_params}, pairs, train=True,
-                                        return_features=True)
+      _, features = discriminator.apply(
+          {'params': d_params}, pairs, train=True, return_features=True
+      )
       return [features]  # One scale.
+
     return float(losses.feature_matching_loss(features(fake), features(targets)))
 
-  assert float(metrics['g_feat']) == pytest.approx(feature_matching(new_state.discriminator.params),
-                                                   rel=1e-4)
-  assert float(metrics['g_feat']) != pytest.approx(feature_matching(state.discriminator.params),
-                                                   rel=1e-3)
+  assert float(metrics['g_feat']) == pytest.approx(
+      feature_matching(new_state.discriminator.params), rel=1e-4
+  )
+  assert float(metrics['g_feat']) != pytest.approx(
+      feature_matching(state.discriminator.params), rel=1e-3
+  )
 
 
 def test_multiscale_hinge_spectral_feature_matching_lowers_l1():

@@ -40,11 +40,15 @@ def assert_trees_differ(first, second):
 
 
 def test_update_is_decay_times_ema_plus_one_minus_decay_times_new():
-  ema = {'params': {'w': np.array([1.0, 2.0], np.float32)},
-         'batch_stats': {'mean': np.array([4.0], np.float32)}}
-  network = train_state.NetworkState(params={'w': np.array([3.0, -2.0], np.float32)},
-                                     batch_stats={'mean': np.array([0.0], np.float32)},
-                                     opt_state=())
+  ema = {
+      'params': {'w': np.array([1.0, 2.0], np.float32)},
+      'batch_stats': {'mean': np.array([4.0], np.float32)},
+  }
+  network = train_state.NetworkState(
+      params={'w': np.array([3.0, -2.0], np.float32)},
+      batch_stats={'mean': np.array([0.0], np.float32)},
+      opt_state=(),
+  )
   updated = jax.device_get(train_state.update_ema(ema, network, 0.75))
   np.testing.assert_array_equal(updated['params']['w'], [1.5, 1.0])  # 0.75·1 + 0.25·3, ...
   np.testing.assert_array_equal(updated['batch_stats']['mean'], [3.0])
@@ -75,8 +79,9 @@ def test_ema_is_the_average_of_the_generators_after_each_step():
     seen.append(jax.device_get(train_state.generator_variables(state.generator)))
   expected = seen[0]
   for new in seen[1:]:
-    expected = jax.tree.map(lambda average, value: DECAY * average + (1 - DECAY) * value,
-                            expected, new)
+    expected = jax.tree.map(
+        lambda average, value: DECAY * average + (1 - DECAY) * value, expected, new
+    )
   assert_trees_equal(jax.device_get(state.ema), expected)
   assert_trees_differ(expected, seen[-1])  # The EMA is not G itself.
 
@@ -132,8 +137,10 @@ def test_evaluate_scores_the_ema_or_the_raw_generator(ema_run):
     config = ema_config(use_ema=use_ema)
     config.eval.train_mode = False  # Deterministic: the outputs differ only by the weights.
     network = inference.restore_trained_generator(config, str(workdir)).network
-    assert_trees_equal(jax.device_get(network), train_state.generator_variables(
-        state.generator) if weights == 'raw' else state.ema)
+    assert_trees_equal(
+        jax.device_get(network),
+        train_state.generator_variables(state.generator) if weights == 'raw' else state.ema,
+    )
     reports[weights] = evaluation.evaluate(config, str(workdir))
     assert reports[weights]['weights'] == weights
     assert json.loads((workdir / 'eval' / 'metrics.json').read_text())['weights'] == weights
@@ -145,11 +152,15 @@ def test_predict_and_export_use_the_ema(ema_run, tmp_path):
   image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), np.uint8)
   Image.fromarray(image).save(tmp_path / 'a.png')
   outputs = {}
-  for name, config in (('ema', ema_config()), ('raw', ema_config(use_ema=False)),
-                       ('off', ema_config(ema_decay=0.0))):
+  for name, config in (
+      ('ema', ema_config()),
+      ('raw', ema_config(use_ema=False)),
+      ('off', ema_config(ema_decay=0.0)),
+  ):
     config.eval.train_mode = False
-    (written,) = predict.predict(config, str(workdir), str(tmp_path / 'a.png'),
-                                   str(tmp_path / name))
+    (written,) = predict.predict(
+        config, str(workdir), str(tmp_path / 'a.png'), str(tmp_path / name)
+    )
     outputs[name] = np.asarray(Image.open(written))
   assert not np.array_equal(outputs['ema'], outputs['raw'])
   np.testing.assert_array_equal(outputs['raw'], outputs['off'])  # No EMA asked: G itself.
@@ -160,15 +171,18 @@ def test_predict_and_export_use_the_ema(ema_run, tmp_path):
   assert_trees_equal(exported, jax.tree.leaves(state.ema))
 
 
-def test_ema_on_or_off_against_the_checkpoint_names_model_ema_decay(ema_run, trained_workdir,
-                                                                      tmp_path):
+def test_ema_on_or_off_against_the_checkpoint_names_model_ema_decay(
+    ema_run, trained_workdir, tmp_path
+):
   no_ema = tmp_path / 'no_ema'
   shutil.copytree(trained_workdir, no_ema)  # 2 steps without EMA (tests/conftest.py).
-  with pytest.raises(checkpointing.CheckpointMismatchError,
-                     match="model.ema_decay: checkpoint 'off', config 'on'"):
+  with pytest.raises(
+      checkpointing.CheckpointMismatchError, match="model.ema_decay: checkpoint 'off', config 'on'"
+  ):
     train.train_and_evaluate(ema_config(), str(no_ema))
-  with pytest.raises(checkpointing.CheckpointMismatchError,
-                     match="model.ema_decay: checkpoint 'on', config 'off'"):
+  with pytest.raises(
+      checkpointing.CheckpointMismatchError, match="model.ema_decay: checkpoint 'on', config 'off'"
+  ):
     train.train_and_evaluate(ema_config(num_train_steps=4, ema_decay=0.0), str(ema_run[0]))
   # Its EMA weights for evaluation: an error naming the checkpoint and the key ...
   with pytest.raises(checkpointing.CheckpointMismatchError) as error:
@@ -183,17 +197,20 @@ def test_ema_on_or_off_against_the_checkpoint_names_model_ema_decay(ema_run, tra
 def test_a_short_run_lowers_the_l1_of_the_ema_generator():
   config = ema_config(ema_decay=0.8)
   config.optim.learning_rate, config.model.dropout_rate = 1e-3, 0.0  # Fit one batch, no noise.
-  generator, init_fn, step_fn = train.create_train_functions(config, steps_per_epoch=8,
-                                                             num_train_steps=100)
+  generator, init_fn, step_fn = train.create_train_functions(
+      config, steps_per_epoch=8, num_train_steps=100
+  )
   state, step = jax.jit(init_fn)(jax.random.PRNGKey(0)), jax.jit(step_fn, donate_argnums=0)
   source = pipeline.create_source(config.data, 'eval', seed=0)
   batch = next(pipeline.eval_batches(source, config.data, batch_size=2))
-  inputs, targets = (jax.numpy.asarray(batch[key], jax.numpy.float32) / 127.5 - 1
-                     for key in ('input', 'target'))
+  inputs, targets = (
+      jax.numpy.asarray(batch[key], jax.numpy.float32) / 127.5 - 1 for key in ('input', 'target')
+  )
 
   def ema_l1(state):
-    out, _ = train_state.apply_train_mode(generator, state.ema['params'],
-                                          state.ema['batch_stats'], inputs)
+    out, _ = train_state.apply_train_mode(
+        generator, state.ema['params'], state.ema['batch_stats'], inputs
+    )
     return float(jax.numpy.mean(jax.numpy.abs(out - targets)))
 
   before = ema_l1(state)

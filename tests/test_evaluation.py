@@ -78,7 +78,9 @@ def test_missing_checkpoint_and_wrong_step_are_named(evaluated, tmp_path):
 def test_other_generator_architecture_is_named(evaluated):
   workdir, config = evaluated[0], eval_config()
   config.model.ngf = 16
-  with pytest.raises(checkpointing.CheckpointMismatchError, match='model.ngf: checkpoint 8, config 16'):
+  with pytest.raises(
+      checkpointing.CheckpointMismatchError, match='model.ngf: checkpoint 8, config 16'
+  ):
     evaluation.evaluate(config, str(workdir))
 
 
@@ -128,6 +130,7 @@ def test_training_eval_scores_as_evaluate_does(tmp_path, perceptual):
 
 class CountingInception:
   """A stand-in for perceptual.InceptionFeatures: 8 features per image, each call's size noted."""
+
   batch_size = 4
 
   def __init__(self):
@@ -151,8 +154,12 @@ def test_inception_runs_in_full_batches_and_each_target_once():
     scores = evaluation.ImageScores(config, scorers=scorers, target_features=cache)
     for start in range(0, 9, 3):
       batch = slice(start, start + 3)
-      scores.add([str(i) for i in range(9)][batch], generated[batch], target[batch],
-                 indices=range(9)[batch])
+      scores.add(
+          [str(i) for i in range(9)][batch],
+          generated[batch],
+          target[batch],
+          indices=range(9)[batch],
+      )
     return scores.results()
 
   first = score()

@@ -17,8 +17,9 @@ from pix2pix_jax.data.images import BadImageError
 def save(path, array_or_image, **kwargs):
   """Writes an image (array or PIL), creating its folder."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  image = array_or_image if isinstance(array_or_image, Image.Image) else Image.fromarray(
-      array_or_image)
+  image = (
+      array_or_image if isinstance(array_or_image, Image.Image) else Image.fromarray(array_or_image)
+  )
   image.save(path, **kwargs)
 
 
@@ -54,10 +55,13 @@ def test_side_by_side_left_half_is_a(tmp_path):
     assert item[key].flags.c_contiguous and item[key].flags.writeable
 
 
-@pytest.mark.parametrize('layout,dir_a,dir_b', [
-    (folder.A_B_SPLIT, 'A/val', 'B/val'),
-    (folder.SPLIT_A_B, 'val/A', 'val/B'),
-])
+@pytest.mark.parametrize(
+    'layout,dir_a,dir_b',
+    [
+        (folder.A_B_SPLIT, 'A/val', 'B/val'),
+        (folder.SPLIT_A_B, 'val/A', 'val/B'),
+    ],
+)
 def test_two_folders_match_by_stem(tmp_path, layout, dir_a, dir_b):
   # A as PNG, B as BMP: both lossless, paired by the name without extension.
   for i in (1, 2):
@@ -160,8 +164,9 @@ def test_a_and_b_without_split_folders(tmp_path):
 @pytest.mark.parametrize('present,missing', [('A/train', 'B/train'), ('train/B', 'train/A')])
 def test_one_of_two_folders_missing(tmp_path, present, missing):
   save(tmp_path / present / '1.png', solid(2, 2, 0))
-  with pytest.raises(FolderLayoutError, match=re.escape(
-      f'found {tmp_path}/{present} but not {tmp_path}/{missing}')):
+  with pytest.raises(
+      FolderLayoutError, match=re.escape(f'found {tmp_path}/{present} but not {tmp_path}/{missing}')
+  ):
     PairedFolder(str(tmp_path), 'train')
 
 
@@ -233,7 +238,7 @@ def test_corrupt_file_named_on_access(tmp_path, kind):
     touch(path, b'\xff\xd8\xff\xe0' + os.urandom(200))
   elif kind == 'truncated_jpeg':
     data = jpeg_bytes(tmp_path)
-    touch(path, data[:len(data) // 2])
+    touch(path, data[: len(data) // 2])
   elif kind == 'truncated_png':
     save(tmp_path / 'src.png', noise(64, 32))
     path = tmp_path / 'train' / 'bad.png'
@@ -274,8 +279,10 @@ def test_pair_of_different_sizes_names_both(tmp_path):
   save(tmp_path / 'A' / 'train' / 'x.png', solid(4, 3, 0))
   save(tmp_path / 'B' / 'train' / 'x.png', solid(4, 4, 0))
   source = PairedFolder(str(tmp_path), 'train')
-  with pytest.raises(BadImageError, match=re.escape(
-      f'{tmp_path}/A/train/x.png is 4×3, {tmp_path}/B/train/x.png is 4×4')) as error:
+  with pytest.raises(
+      BadImageError,
+      match=re.escape(f'{tmp_path}/A/train/x.png is 4×3, {tmp_path}/B/train/x.png is 4×4'),
+  ) as error:
     source[0]
   assert len(error.value.paths) == 2
 
@@ -374,7 +381,7 @@ def side_by_side_folder(root, split='train', count=3, size=8):
 def test_check_lists_every_bad_file_with_its_reason(tmp_path):
   side_by_side_folder(tmp_path)
   data = jpeg_bytes(tmp_path)
-  touch(tmp_path / 'train' / 'truncated.jpg', data[:len(data) // 2])
+  touch(tmp_path / 'train' / 'truncated.jpg', data[: len(data) // 2])
   touch(tmp_path / 'train' / 'text.png', b'this is not a PNG')
   save(tmp_path / 'train' / 'odd.png', solid(7, 3, 0))
   source = PairedFolder(str(tmp_path), 'train')
@@ -420,8 +427,10 @@ def test_check_warns_once_about_images_not_2_to_1(tmp_path, caplog):
   with caplog.at_level(logging.WARNING, logger=folder.__name__):
     PairedFolder(str(tmp_path), 'train').check()
   (record,) = caplog.records
-  assert ('2 side-by-side images are not 2:1' in record.getMessage()
-          and 'train/tall.png (8×8), train/wide.png (48×8)' in record.getMessage())
+  assert (
+      '2 side-by-side images are not 2:1' in record.getMessage()
+      and 'train/tall.png (8×8), train/wide.png (48×8)' in record.getMessage()
+  )
 
 
 def test_check_warns_once_about_pairs_below_image_size(tmp_path, caplog):
@@ -432,21 +441,28 @@ def test_check_warns_once_about_pairs_below_image_size(tmp_path, caplog):
     PairedFolder(str(tmp_path), 'train').check(image_size=32)
   messages = [r.getMessage() for r in caplog.records]
   (small,) = [m for m in messages if 'smaller than' in m]
-  assert ('2 pairs have A and B smaller than config.data.image_size=32' in small
-          and 'train/narrow.png (20×40), train/small.png (16×16)' in small)
+  assert (
+      '2 pairs have A and B smaller than config.data.image_size=32' in small
+      and 'train/narrow.png (20×40), train/small.png (16×16)' in small
+  )
 
 
 def test_check_required_size_makes_small_pairs_bad(tmp_path):
   side_by_side_folder(tmp_path, count=1, size=32)
   save(tmp_path / 'train' / 'small.png', noise(32, 16))
-  with pytest.raises(BadImageError, match=re.escape(
-      f'{tmp_path}/train/small.png: A and B are 16×16, smaller than the 32×32 this run needs')):
+  with pytest.raises(
+      BadImageError,
+      match=re.escape(
+          f'{tmp_path}/train/small.png: A and B are 16×16, smaller than the 32×32 this run needs'
+      ),
+  ):
     PairedFolder(str(tmp_path), 'train').check(required_size=32)
 
 
 def test_pairs_the_check_decoded_at_cached_size_are_not_decoded_again(tmp_path):
   from configs import test as test_config  # pylint: disable=g-import-not-at-top
   from pix2pix_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+
   side_by_side_folder(tmp_path, 'train', count=2, size=36)  # load_size: train pairs cached as read
   side_by_side_folder(tmp_path, 'val', count=2, size=36)  # resized to image_size 32 on first use
   config = test_config.get_config().data

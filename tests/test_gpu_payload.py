@@ -54,7 +54,8 @@ def test_train_payload_copies_both_splits_and_the_wheels(tmp_path, maps_dir, whe
     assert copy.read_bytes() == source.read_bytes()
   assert not (out / 'data' / 'train' / '.DS_Store').exists()
   assert sorted(p.name for p in (out / 'wheels').iterdir()) == sorted(
-      p.name for p in wheel_dir.iterdir())
+      p.name for p in wheel_dir.iterdir()
+  )
   assert sizes['wheels'] == 150
   assert sizes['data'] == sum(p.stat().st_size for p in sources)
   assert sizes['code'] > 0
@@ -66,12 +67,17 @@ def test_train_payload_copies_both_splits_and_the_wheels(tmp_path, maps_dir, whe
 
 
 @pytest.mark.parametrize('direction, half', [('BtoA', 1), ('AtoB', 0)])
-def test_generate_payload_is_the_lossless_resized_input_half(tmp_path, wheel_dir, direction,
-                                                             half):
+def test_generate_payload_is_the_lossless_resized_input_half(tmp_path, wheel_dir, direction, half):
   images = _pairs(tmp_path / 'val', 3, seed=2)
   out = tmp_path / 'payload'
-  sizes = gpu_payload.build('generate', out, eval_dir=tmp_path / 'val', direction=direction,
-                            image_size=16, wheel_dir=wheel_dir)
+  sizes = gpu_payload.build(
+      'generate',
+      out,
+      eval_dir=tmp_path / 'val',
+      direction=direction,
+      image_size=16,
+      wheel_dir=wheel_dir,
+  )
 
   inputs = sorted((out / 'data' / 'inputs').iterdir())
   assert [p.name for p in inputs] == ['1.webp', '2.webp', '3.webp']
@@ -105,21 +111,22 @@ def test_a_folder_that_is_not_a_payload_is_not_replaced(tmp_path, maps_dir, whee
   assert (out / 'notes.txt').read_text() == 'keep'
 
 
-def test_an_oversize_payload_is_refused_and_nothing_is_left(tmp_path, monkeypatch, maps_dir,
-                                                             wheel_dir):
+def test_an_oversize_payload_is_refused_and_nothing_is_left(
+    tmp_path, monkeypatch, maps_dir, wheel_dir
+):
   monkeypatch.setattr(gpu_payload, 'LIMIT_BYTES', 1000)
   out = tmp_path / 'payload'
   with pytest.raises(gpu_payload.PayloadTooLarge, match=r'code .*wheels .*data .*1,000 bytes'):
     gpu_payload.build('train', out, maps_dir=maps_dir, wheel_dir=wheel_dir)
   assert sorted(p.name for p in tmp_path.iterdir()) == ['fake_wheels', 'maps']
 
-  exit_status = gpu_payload.main(['--phase=train', f'--maps_dir={maps_dir}', f'--out={out}',
-                                  f'--wheel_dir={wheel_dir}'])
+  exit_status = gpu_payload.main(
+      ['--phase=train', f'--maps_dir={maps_dir}', f'--out={out}', f'--wheel_dir={wheel_dir}']
+  )
   assert exit_status == 1 and not out.exists()
 
 
-def test_an_oversize_rebuild_keeps_the_previous_payload(tmp_path, monkeypatch, maps_dir,
-                                                         wheel_dir):
+def test_an_oversize_rebuild_keeps_the_previous_payload(tmp_path, monkeypatch, maps_dir, wheel_dir):
   out = tmp_path / 'payload'
   sizes = gpu_payload.build('train', out, maps_dir=maps_dir, wheel_dir=wheel_dir)
   monkeypatch.setattr(gpu_payload, 'LIMIT_BYTES', sizes['total'] - 1)
@@ -138,13 +145,16 @@ def test_two_versions_of_one_wheel_are_refused(tmp_path, maps_dir, wheel_dir):
 def test_a_missing_split_is_named(tmp_path, wheel_dir):
   _pairs(tmp_path / 'maps' / 'train', 1, seed=0)
   with pytest.raises(FileNotFoundError, match='val'):
-    gpu_payload.build('train', tmp_path / 'payload', maps_dir=tmp_path / 'maps',
-                      wheel_dir=wheel_dir)
+    gpu_payload.build(
+        'train', tmp_path / 'payload', maps_dir=tmp_path / 'maps', wheel_dir=wheel_dir
+    )
 
 
 def test_install_command_names_the_payload_wheels_folder():
-  expected = ('python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir '
-              '--upgrade --target /tmp/site .gpu/train/wheels/*.whl && export PYTHONPATH=/tmp/site')
+  expected = (
+      'python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir '
+      '--upgrade --target /tmp/site .gpu/train/wheels/*.whl && export PYTHONPATH=/tmp/site'
+  )
   assert gpu_payload.install_command(_ROOT / '.gpu' / 'train') == expected
   assert gpu_payload.install_command('.gpu/train') == expected
 
@@ -157,8 +167,9 @@ def test_wheels_are_pinned_once_each():
 
 
 def test_install_command_for_a_rehearsal():
-  command = gpu_payload.install_command('.gpu/generate', python='/venv/bin/python',
-                                        target='/tmp/my site')
+  command = gpu_payload.install_command(
+      '.gpu/generate', python='/venv/bin/python', target='/tmp/my site'
+  )
   assert command.startswith('/venv/bin/python -m pip install ')
   assert "--target '/tmp/my site' .gpu/generate/wheels/*.whl" in command
   assert command.endswith("&& export PYTHONPATH='/tmp/my site'")

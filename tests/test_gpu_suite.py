@@ -64,11 +64,14 @@ def test_generate_phase_packs_every_output_and_scoring_here_matches_them(rehears
   # Lossless: what is scored here is what the GPU machine generated, pixel for pixel.
   generated = work / 'device' / '.gpu' / 'work' / 'generated'
   for name in ('1', '4'):
-    np.testing.assert_array_equal(np.asarray(Image.open(work / 'generated' / f'{name}.webp')),
-                                  np.asarray(Image.open(generated / f'{name}.png')))
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(work / 'generated' / f'{name}.webp')),
+        np.asarray(Image.open(generated / f'{name}.png')),
+    )
   # Outputs of the checkpoint the train phase evaluated (other dropout noise): close to its L1.
-  assert score['metrics']['l1']['mean'] == pytest.approx(results['train']['evaluation']['l1'],
-                                                         abs=0.05)
+  assert score['metrics']['l1']['mean'] == pytest.approx(
+      results['train']['evaluation']['l1'], abs=0.05
+  )
 
 
 def noise_pngs(folder, count, size=64):
@@ -82,8 +85,9 @@ def test_shards_respect_the_size_limits_lossless_first(tmp_path):
   noise_pngs(tmp_path / 'generated', 12)  # Noise: ~12 KB each, losslessly.
   out = tmp_path / 'out'
   out.mkdir()
-  packed = gpu_suite.pack_outputs(tmp_path / 'generated', out, shard_bytes=40_000,
-                                  total_bytes=10**6)
+  packed = gpu_suite.pack_outputs(
+      tmp_path / 'generated', out, shard_bytes=40_000, total_bytes=10**6
+  )
   assert packed['format'] == 'lossless WebP'
   shards = packed['shards']
   assert len(shards) > 1 and sum(s['images'] for s in shards) == 12
@@ -96,12 +100,13 @@ def test_outputs_that_do_not_fit_losslessly_go_as_the_best_format_that_fits(tmp_
   out = tmp_path / 'out'
   out.mkdir()
   pngs = sorted((tmp_path / 'generated').glob('*.png'))
-  one_shard = {name: gpu_suite._tar_bytes([len(d) for d in gpu_suite._encode_all(pngs, options)])  # pylint: disable=protected-access
-               for name, options in gpu_suite.OUTPUT_FORMATS}
+  one_shard = {
+      name: gpu_suite._tar_bytes([len(d) for d in gpu_suite._encode_all(pngs, options)])  # pylint: disable=protected-access
+      for name, options in gpu_suite.OUTPUT_FORMATS
+  }
   limit = one_shard['lossless WebP'] - 1
   expected = next(name for name, size in one_shard.items() if size <= limit)
-  packed = gpu_suite.pack_outputs(tmp_path / 'generated', out, shard_bytes=10**6,
-                                  total_bytes=limit)
+  packed = gpu_suite.pack_outputs(tmp_path / 'generated', out, shard_bytes=10**6, total_bytes=limit)
   assert packed['format'] == expected and expected.startswith('JPEG')
   assert (out / 'outputs_00.tar').stat().st_size == one_shard[expected] <= limit
   with tarfile.open(out / 'outputs_00.tar') as tar:
@@ -116,25 +121,51 @@ def test_lossless_shards_that_do_not_fit_wait_for_fetch(tmp_path):
   out.mkdir()
   pngs = sorted((tmp_path / 'generated').glob('*.png'))
   lossless = sum(len(d) for d in gpu_suite._encode_all(pngs, gpu_suite.OUTPUT_FORMATS[0][1]))  # pylint: disable=protected-access
-  packed = gpu_suite.pack_outputs(tmp_path / 'generated', out, shard_bytes=lossless // 3,
-                                  total_bytes=lossless - 20_000, pending=pending)
+  packed = gpu_suite.pack_outputs(
+      tmp_path / 'generated',
+      out,
+      shard_bytes=lossless // 3,
+      total_bytes=lossless - 20_000,
+      pending=pending,
+  )
   assert packed['format'].startswith('JPEG') and len(packed['pending']) > 1
   assert sum(s['images'] for s in packed['pending']) == 12
   # --phase=fetch sends what fits a call (one shard at the least) and leaves the rest.
   fetched = tmp_path / 'fetched'
   fetched.mkdir()
-  done = subprocess.run([sys.executable, 'tools/remote_gpu/gpu_suite.py', '--phase=fetch',
-                         f'--workdir={tmp_path / "work"}', f'--out={fetched}',
-                         f'--return_mib={lossless / 2 / 2**20}'],
-                        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+  done = subprocess.run(
+      [
+          sys.executable,
+          'tools/remote_gpu/gpu_suite.py',
+          '--phase=fetch',
+          f'--workdir={tmp_path / "work"}',
+          f'--out={fetched}',
+          f'--return_mib={lossless / 2 / 2**20}',
+      ],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=120,
+      check=False,
+  )
   assert done.returncode == 0, done.stdout + done.stderr
   results = json.loads((fetched / 'results.json').read_text())
   assert results['sent'] and results['left']
   again = tmp_path / 'again'
   again.mkdir()
-  subprocess.run([sys.executable, 'tools/remote_gpu/gpu_suite.py', '--phase=fetch',
-                  f'--workdir={tmp_path / "work"}', f'--out={again}'], cwd=ROOT, check=True,
-                 capture_output=True, timeout=120)
+  subprocess.run(
+      [
+          sys.executable,
+          'tools/remote_gpu/gpu_suite.py',
+          '--phase=fetch',
+          f'--workdir={tmp_path / "work"}',
+          f'--out={again}',
+      ],
+      cwd=ROOT,
+      check=True,
+      capture_output=True,
+      timeout=120,
+  )
   names = []
   for folder in (fetched, again):
     for shard in folder.glob('lossless_*.tar'):
@@ -143,15 +174,27 @@ def test_lossless_shards_that_do_not_fit_wait_for_fetch(tmp_path):
           names.append(member.name)
           image = Image.open(io.BytesIO(tar.extractfile(member).read()))
           np.testing.assert_array_equal(  # Lossless: the generated pixels themselves.
-              np.asarray(image), np.asarray(Image.open(tmp_path / 'generated' /
-                                                       member.name.replace('.webp', '.png'))))
+              np.asarray(image),
+              np.asarray(Image.open(tmp_path / 'generated' / member.name.replace('.webp', '.png'))),
+          )
   assert sorted(names) == sorted(f'{i}.webp' for i in range(12))
 
 
 def test_generate_without_a_trained_run_names_the_workdir(tmp_path):
-  done = subprocess.run([sys.executable, 'tools/remote_gpu/gpu_suite.py', '--phase=generate',
-                         f'--workdir={tmp_path / "work"}', f'--out={tmp_path / "out"}'],
-                        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+  done = subprocess.run(
+      [
+          sys.executable,
+          'tools/remote_gpu/gpu_suite.py',
+          '--phase=generate',
+          f'--workdir={tmp_path / "work"}',
+          f'--out={tmp_path / "out"}',
+      ],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=120,
+      check=False,
+  )
   assert done.returncode != 0
   message = f'no trained run in {tmp_path / "work"}'
   assert message in done.stdout  # The table, printed last, says why.
@@ -161,6 +204,7 @@ def test_generate_without_a_trained_run_names_the_workdir(tmp_path):
 @pytest.mark.parametrize('recipe', sorted(gpu_suite.RECIPES))
 def test_every_recipe_is_a_valid_config(recipe):
   from pix2pix_jax import config_checks  # pylint: disable=g-import-not-at-top
+
   config_file, overrides = gpu_suite.RECIPES[recipe]
   spec = importlib.util.spec_from_file_location('recipe_config', ROOT / config_file)
   module = importlib.util.module_from_spec(spec)
@@ -178,8 +222,9 @@ def test_generate_uses_the_recipe_training_used(tmp_path, monkeypatch):
   work = tmp_path / 'work'
   work.mkdir()
   trained = ['--config=configs/maps_resnet.py', '--config.model.ngf=8']
-  (work / 'gpu_suite.json').write_text(json.dumps(
-      {'recipe': 'resnet', 'config': trained, 'args': ['--config.data.name=folder']}))
+  (work / 'gpu_suite.json').write_text(
+      json.dumps({'recipe': 'resnet', 'config': trained, 'args': ['--config.data.name=folder']})
+  )
   commands = []
 
   def run(command, log_path=None):
@@ -188,8 +233,11 @@ def test_generate_uses_the_recipe_training_used(tmp_path, monkeypatch):
 
   monkeypatch.setattr(gpu_suite, '_run', run)
   # The generate command's flags: no --recipe (default 'paper').
-  monkeypatch.setattr(gpu_suite, 'FLAGS', types.SimpleNamespace(
-      workdir=str(work), eval_dir='inputs', recipe='paper', override=[]))
+  monkeypatch.setattr(
+      gpu_suite,
+      'FLAGS',
+      types.SimpleNamespace(workdir=str(work), eval_dir='inputs', recipe='paper', override=[]),
+  )
   with pytest.raises(RuntimeError, match='stop here'):
     gpu_suite.phase_generate({}, tmp_path, tmp_path)
   assert commands[0][2:4] == ['--mode=predict', f'--workdir={work}']
@@ -197,31 +245,64 @@ def test_generate_uses_the_recipe_training_used(tmp_path, monkeypatch):
 
 
 def test_commands_carry_each_phase_payload():
-  done = subprocess.run([sys.executable, 'tools/remote_gpu/gpu_suite.py', '--commands'], cwd=ROOT,
-                        capture_output=True, text=True, timeout=120, check=True)
+  done = subprocess.run(
+      [sys.executable, 'tools/remote_gpu/gpu_suite.py', '--commands'],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=120,
+      check=True,
+  )
   for phase in ('train', 'generate'):
     assert f'carry [".gpu/{phase}"]' in done.stdout
     assert f'.gpu/{phase}/wheels/*.whl' in done.stdout
     assert f'tools/remote_gpu/gpu_suite.py --phase={phase} --out=$OUT' in done.stdout
-  done = subprocess.run([sys.executable, 'tools/remote_gpu/gpu_suite.py', '--commands', '--recipe=spade'],
-                        cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+  done = subprocess.run(
+      [sys.executable, 'tools/remote_gpu/gpu_suite.py', '--commands', '--recipe=spade'],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=120,
+      check=True,
+  )
   assert 'gpu_suite.py --phase=train --out=$OUT --recipe=spade' in done.stdout
   assert 'gpu_suite.py --phase=generate --out=$OUT &&' not in done.stdout  # Generate: as trained.
 
 
 def test_fastest_paper_forms_picks_by_speed_among_paper_faithful_settings():
-  line = {'impl': 'jax', 'batch_size': 1, 'norm': 'batch', 'compute_dtype': 'float32',
-          'matmul_max_pixels': 0, 'winograd_min_channels': None, 'upsample_impl': 'conv_transpose'}
-  lines = [line | {'setting': 'paper_device_loop', 'steps_per_s': 300.0},
-           line | {'setting': 'paper_device_loop_cpu_forms', 'steps_per_s': 250.0,
-                   'upsample_impl': 'adjoint', 'matmul_max_pixels': 64,
-                   'winograd_min_channels': 64},
-           line | {'setting': 'paper_device_loop_bf16', 'steps_per_s': 900.0,
-                   'compute_dtype': 'bfloat16'},  # Faster, but not the paper's numerics.
-           {'setting': 'b64_instance_bf16', 'error': 'out of memory'}]
+  line = {
+      'impl': 'jax',
+      'batch_size': 1,
+      'norm': 'batch',
+      'compute_dtype': 'float32',
+      'matmul_max_pixels': 0,
+      'winograd_min_channels': None,
+      'upsample_impl': 'conv_transpose',
+  }
+  lines = [
+      line | {'setting': 'paper_device_loop', 'steps_per_s': 300.0},
+      line
+      | {
+          'setting': 'paper_device_loop_cpu_forms',
+          'steps_per_s': 250.0,
+          'upsample_impl': 'adjoint',
+          'matmul_max_pixels': 64,
+          'winograd_min_channels': 64,
+      },
+      line
+      | {
+          'setting': 'paper_device_loop_bf16',
+          'steps_per_s': 900.0,
+          'compute_dtype': 'bfloat16',
+      },  # Faster, but not the paper's numerics.
+      {'setting': 'b64_instance_bf16', 'error': 'out of memory'},
+  ]
   name, forms = gpu_suite.fastest_paper_forms(lines)
   assert name == 'paper_device_loop'
-  assert forms == ['--config.model.upsample_impl=conv_transpose',
-                   '--config.model.matmul_max_pixels=0', '--config.model.conv_impl=xla']
+  assert forms == [
+      '--config.model.upsample_impl=conv_transpose',
+      '--config.model.matmul_max_pixels=0',
+      '--config.model.conv_impl=xla',
+  ]
   lines[1]['steps_per_s'] = 400.0
   assert gpu_suite.fastest_paper_forms(lines)[1][2] == '--config.model.conv_impl=winograd'

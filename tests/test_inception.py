@@ -50,8 +50,9 @@ def image_sets():
   uint8), and uniform noise at a non-square size (float, quantised by the feature paths)."""
   config = demo.get_config()
   source = pipeline.create_source(config.data, 'eval', config.seed)
-  batches = pipeline.eval_batches(source, config.data, batch_size=config.eval.batch_size,
-                                  num_examples=NUM_EVAL)
+  batches = pipeline.eval_batches(
+      source, config.data, batch_size=config.eval.batch_size, num_examples=NUM_EVAL
+  )
   targets = np.concatenate([b['target'][b['mask'] > 0] for b in batches])
   rng = np.random.default_rng(0)
   blurred = ndimage.gaussian_filter(targets.astype(np.float64), (0, 1, 1, 0))
@@ -81,8 +82,10 @@ def test_jax_features_match_the_torchscript_network(features, image_sets):
 
 def test_fid_from_jax_features_matches_torch_on_the_demo_eval_split(features, image_sets):
   assert len(image_sets['targets']) == NUM_EVAL
-  fids = {backend: perceptual.fid(f['generated'], f['targets'], method='svd')
-          for backend, f in features.items()}
+  fids = {
+      backend: perceptual.fid(f['generated'], f['targets'], method='svd')
+      for backend, f in features.items()
+  }
   assert fids['torch'] > 10  # The distortion is visible to FID, so the comparison means something.
   assert abs(fids['jax'] - fids['torch']) < 0.05, fids
 
@@ -185,7 +188,7 @@ def test_a_corrupt_cache_is_converted_again(cache, converted, damage):
   inception.load_variables(source)
   path = inception.cache_file(source)
   data = path.read_bytes()
-  path.write_bytes(b'not an npz' if damage == 'garbage' else data[:len(data) // 2])
+  path.write_bytes(b'not an npz' if damage == 'garbage' else data[: len(data) // 2])
   with pytest.warns(RuntimeWarning, match=re.escape(str(path))):
     _assert_same(inception.load_variables(source), converted)
   assert len(calls) == 2

@@ -100,10 +100,17 @@ def test_feature_matching_weights_are_pix2pixhds():
   assert float(loss) == pytest.approx(2.5)
   # The real features are detached: G's gradient flows through the fake ones only.
   real_grad = jax.grad(lambda r: losses.feature_matching_loss([features([1.0])], [[r]]))(
-      jnp.zeros((1, 2, 2, 3)))
+      jnp.zeros((1, 2, 2, 3))
+  )
   assert not np.any(real_grad)
-  out = losses.generator_loss(jnp.zeros(1), jnp.zeros(1), jnp.zeros(1), lambda_l1=100.0,
-                              fake_features=[features([1, 2, 3, 4])], real_features=[zeros],
-                              lambda_feat=10.0)
+  out = losses.generator_loss(
+      jnp.zeros(1),
+      jnp.zeros(1),
+      jnp.zeros(1),
+      lambda_l1=100.0,
+      fake_features=[features([1, 2, 3, 4])],
+      real_features=[zeros],
+      lambda_feat=10.0,
+  )
   assert float(out['g_feat']) == pytest.approx(10.0)
   assert float(out['g_total']) == pytest.approx(math.log(2) + 100.0)

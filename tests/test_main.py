@@ -17,13 +17,22 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def run_main(workdir, *overrides, env=None):
-  command = [sys.executable, 'main.py', '--config=configs/test.py', f'--workdir={workdir}', *overrides]
-  return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                        env=os.environ | (env or {}))
+  command = [
+      sys.executable,
+      'main.py',
+      '--config=configs/test.py',
+      f'--workdir={workdir}',
+      *overrides,
+  ]
+  return subprocess.run(
+      command, cwd=ROOT, capture_output=True, text=True, timeout=300, env=os.environ | (env or {})
+  )
 
 
 def read_events(workdir):
-  events = event_accumulator.EventAccumulator(str(workdir), size_guidance={'images': 0, 'scalars': 0})
+  events = event_accumulator.EventAccumulator(
+      str(workdir), size_guidance={'images': 0, 'scalars': 0}
+  )
   events.Reload()
   return events
 
@@ -40,8 +49,12 @@ def test_train_then_resume(tmp_path):
   assert (tmp_path / 'config.json').exists()
   assert (tmp_path / 'images' / 'step_00000004.png').exists()
   events = read_events(tmp_path)
-  for name in [f'train_{loss}' for loss in train.LOSS_NAMES] + ['train_learning_rate',
-                                                                'steps_per_second', 'data_wait_fraction', 'eval_l1']:
+  for name in [f'train_{loss}' for loss in train.LOSS_NAMES] + [
+      'train_learning_rate',
+      'steps_per_second',
+      'data_wait_fraction',
+      'eval_l1',
+  ]:
     assert name in events.Tags()['scalars'], name
   assert [e.step for e in events.Scalars('train_g_l1')] == [2, 4]
   assert events.Tags()['images'] == []  # Panels have their own event file: scalars read fast.
@@ -78,10 +91,18 @@ def test_patch_size_override_changes_the_discriminator(tmp_path):
 def test_eight_devices_match_one_device(tmp_path):
   # XLA's convolutions throughout: the Winograd layer (CPU default, tested in test_models) rounds
   # ~10× coarser, and Adam's first steps turn that into more entries a few lr apart.
-  overrides = {'batch_size': 8, 'num_train_steps': 2, 'model.norm': 'instance', 'eval.batch_size': 8,
-               'model.conv_impl': 'xla'}
-  result = run_main(tmp_path / 'eight', *[f'--config.{k}={v}' for k, v in overrides.items()],
-                    env={'XLA_FLAGS': '--xla_force_host_platform_device_count=8'})
+  overrides = {
+      'batch_size': 8,
+      'num_train_steps': 2,
+      'model.norm': 'instance',
+      'eval.batch_size': 8,
+      'model.conv_impl': 'xla',
+  }
+  result = run_main(
+      tmp_path / 'eight',
+      *[f'--config.{k}={v}' for k, v in overrides.items()],
+      env={'XLA_FLAGS': '--xla_force_host_platform_device_count=8'},
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   assert '8 device(s)' in result.stderr
   config = test_config.get_config()
@@ -97,8 +118,9 @@ def test_eight_devices_match_one_device(tmp_path):
   eight, _ = checkpointing.restore(manager, one, config)
   for network in ('generator', 'discriminator'):
     params = [getattr(s, network).params for s in jax.device_get((one, eight))]
-    for (path, ours), theirs in zip(jax.tree_util.tree_leaves_with_path(params[0]),
-                                    jax.tree.leaves(params[1])):
+    for (path, ours), theirs in zip(
+        jax.tree_util.tree_leaves_with_path(params[0]), jax.tree.leaves(params[1])
+    ):
       if path[-1].key == 'bias':
         # A bias right before a (non-affine) InstanceNorm has a true gradient of 0: what it gets
         # is rounding noise, which Adam's first steps scale to ±lr whatever the reduction order.
@@ -112,12 +134,17 @@ def test_eight_devices_match_one_device(tmp_path):
       lr, steps = config.optim.learning_rate, config.num_train_steps
       apart = np.mean(diff > lr / 10)
       assert apart < 0.05 and diff.max() <= 2 * lr * steps, (
-          network, jax.tree_util.keystr(path), apart, diff.max())
+          network,
+          jax.tree_util.keystr(path),
+          apart,
+          diff.max(),
+      )
 
 
 def test_maps_from_a_manual_dir(tmp_path):
   """The real job's path: TFDS builder from an offline maps-layout copy, then training."""
   from PIL import Image
+
   for split, count in (('train', 4), ('val', 2)):
     (tmp_path / 'maps' / split).mkdir(parents=True)
     for i in range(1, count + 1):
@@ -125,9 +152,13 @@ def test_maps_from_a_manual_dir(tmp_path):
       pair[:, :40] = (40 * i, 120, 60)  # Aerial (A) on the left, map (B) on the right.
       pair[:, 40:] = (230, 230, 200)
       Image.fromarray(pair).save(tmp_path / 'maps' / split / f'{i}.jpg')
-  overrides = ['--config.data.name=maps', f'--config.data.manual_dir={tmp_path / "maps"}',
-               f'--config.data.data_dir={tmp_path / "tfds"}', '--config.data.verify=off',
-               '--config.num_train_steps=2']
+  overrides = [
+      '--config.data.name=maps',
+      f'--config.data.manual_dir={tmp_path / "maps"}',
+      f'--config.data.data_dir={tmp_path / "tfds"}',
+      '--config.data.verify=off',
+      '--config.num_train_steps=2',
+  ]
   result = run_main(tmp_path / 'run', *overrides)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "'train': 4" in result.stderr and "'val': 2" in result.stderr
@@ -143,8 +174,13 @@ def test_ablation_mode(tmp_path):
   assert bad.returncode != 0
   assert 'config.model.patch_size=286 needs config.data.image_size >= 96' in bad.stderr
   assert not (tmp_path / 'patch_70').exists()  # Checked before anything trains.
-  result = run_main(tmp_path, '--mode=ablation', '--patch_sizes=1,16,70',
-                    '--config.num_train_steps=2', '--config.eval.perceptual=false')
+  result = run_main(
+      tmp_path,
+      '--mode=ablation',
+      '--patch_sizes=1,16,70',
+      '--config.num_train_steps=2',
+      '--config.eval.perceptual=false',
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   table = (tmp_path / 'ablation.md').read_text()
   for size in (1, 16, 70):
@@ -156,11 +192,14 @@ def test_ablation_mode(tmp_path):
 def test_evaluate_predict_export_modes(trained_workdir, tmp_path):
   workdir = tmp_path / 'run'
   import shutil
+
   shutil.copytree(trained_workdir, workdir)
   result = run_main(workdir, '--mode=evaluate', '--config.eval.perceptual=false')
   assert result.returncode == 0, result.stderr[-3000:]
   assert '| L1 |' in result.stderr and 'test mode: paper' in result.stderr
-  assert (workdir / 'eval' / 'metrics.json').exists() and (workdir / 'report' / 'index.html').exists()
+  assert (workdir / 'eval' / 'metrics.json').exists() and (
+      workdir / 'report' / 'index.html'
+  ).exists()
   usage = run_main(workdir, '--mode=predict')
   assert usage.returncode != 0 and '--mode=predict needs --input' in usage.stderr
   missing = run_main(tmp_path / 'nothing', '--mode=evaluate')
@@ -172,10 +211,17 @@ def test_evaluate_predict_export_modes(trained_workdir, tmp_path):
 
 
 def test_per_device_batch_norm_on_two_devices_is_two_groups(tmp_path, monkeypatch):
-  overrides = {'batch_size': 4, 'num_train_steps': 1, 'eval.batch_size': 4,
-               'model.batch_norm_stats': 'per_device'}
-  result = run_main(tmp_path / 'two', *[f'--config.{k}={v}' for k, v in overrides.items()],
-                    env={'XLA_FLAGS': '--xla_force_host_platform_device_count=2'})
+  overrides = {
+      'batch_size': 4,
+      'num_train_steps': 1,
+      'eval.batch_size': 4,
+      'model.batch_norm_stats': 'per_device',
+  }
+  result = run_main(
+      tmp_path / 'two',
+      *[f'--config.{k}={v}' for k, v in overrides.items()],
+      env={'XLA_FLAGS': '--xla_force_host_platform_device_count=2'},
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   assert '2 device(s)' in result.stderr
   # On one device, the same BatchNorm groups (each device's half of the batch) give the same run.

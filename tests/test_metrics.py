@@ -16,7 +16,8 @@ from pix2pix_jax.data import synthetic
 def _skimage_metrics():
   # Only the comparisons need it; the hand-value tests run without the `test` extra.
   return pytest.importorskip(
-      'skimage.metrics', reason="scikit-image is the SSIM/PSNR reference: pip install -e '.[test]'")
+      'skimage.metrics', reason="scikit-image is the SSIM/PSNR reference: pip install -e '.[test]'"
+  )
 
 
 def _smooth_images(rng, n, h, w, c):
@@ -25,9 +26,12 @@ def _smooth_images(rng, n, h, w, c):
   images = []
   for _ in range(n):
     a = rng.uniform(-1, 1, (c, 3))
-    images.append(np.stack(
-        [0.5 + 0.3 * np.sin(4 * a[k, 0] * xx + 3 * a[k, 1] * yy + a[k, 2]) for k in range(c)],
-        axis=-1))
+    images.append(
+        np.stack(
+            [0.5 + 0.3 * np.sin(4 * a[k, 0] * xx + 3 * a[k, 1] * yy + a[k, 2]) for k in range(c)],
+            axis=-1,
+        )
+    )
   images = np.asarray(images) + rng.normal(0, 0.01, (n, h, w, c))
   return np.clip(images, 0, 1)
 
@@ -61,8 +65,16 @@ def test_ssim_matches_scikit_image(skimage_metrics, name, generated, target):
   del name
   expected = [
       skimage_metrics.structural_similarity(
-          t, g, data_range=1.0, channel_axis=-1, gaussian_weights=True, sigma=1.5,
-          use_sample_covariance=False, K1=0.01, K2=0.03)
+          t,
+          g,
+          data_range=1.0,
+          channel_axis=-1,
+          gaussian_weights=True,
+          sigma=1.5,
+          use_sample_covariance=False,
+          K1=0.01,
+          K2=0.03,
+      )
       for g, t in zip(generated, target)
   ]
   got = metrics.ssim(_f32(generated), _f32(target))
@@ -74,16 +86,26 @@ def test_ssim_data_range_matches_scikit_image(skimage_metrics):
   rng = np.random.default_rng(1)
   target = _smooth_images(rng, 2, 40, 40, 3) * 255
   generated = np.clip(target + rng.normal(0, 8, target.shape), 0, 255)
-  expected = [skimage_metrics.structural_similarity(
-      t, g, data_range=255, channel_axis=-1, gaussian_weights=True, sigma=1.5,
-      use_sample_covariance=False) for g, t in zip(generated, target)]
+  expected = [
+      skimage_metrics.structural_similarity(
+          t,
+          g,
+          data_range=255,
+          channel_axis=-1,
+          gaussian_weights=True,
+          sigma=1.5,
+          use_sample_covariance=False,
+      )
+      for g, t in zip(generated, target)
+  ]
   got = metrics.ssim(_f32(generated), _f32(target), data_range=255.0)
   np.testing.assert_allclose(np.asarray(got), expected, rtol=0, atol=1e-5)
 
 
 def test_ssim_of_identical_images_is_one_even_when_flat():
-  x = np.concatenate([np.full((1, 16, 16, 3), 0.3), np.random.default_rng(2).uniform(
-      size=(1, 16, 16, 3))])
+  x = np.concatenate(
+      [np.full((1, 16, 16, 3), 0.3), np.random.default_rng(2).uniform(size=(1, 16, 16, 3))]
+  )
   np.testing.assert_allclose(np.asarray(metrics.ssim(_f32(x), _f32(x))), 1.0, atol=1e-6)
 
 
@@ -96,8 +118,10 @@ def test_ssim_rejects_images_smaller_than_its_window():
 @pytest.mark.parametrize('name,generated,target', CASES, ids=CASE_IDS)
 def test_psnr_matches_scikit_image(skimage_metrics, name, generated, target):
   del name
-  expected = [skimage_metrics.peak_signal_noise_ratio(t, g, data_range=1.0)
-              for g, t in zip(generated, target)]
+  expected = [
+      skimage_metrics.peak_signal_noise_ratio(t, g, data_range=1.0)
+      for g, t in zip(generated, target)
+  ]
   got = metrics.psnr(_f32(generated), _f32(target))
   # 1e-5 relative on values of ~20-40 dB.
   np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5, atol=0)
@@ -110,8 +134,9 @@ def test_psnr_hand_values_and_exact_reconstruction():
   np.testing.assert_allclose(got[:2], [20.0, 10 * math.log10(4)], rtol=1e-6)
   # MSE = 0: +inf, as scikit-image, never NaN.
   assert got[2] == np.inf
-  np.testing.assert_allclose(np.asarray(metrics.psnr(generated * 255, target, 255.0))[:2],
-                             got[:2], rtol=1e-6)
+  np.testing.assert_allclose(
+      np.asarray(metrics.psnr(generated * 255, target, 255.0))[:2], got[:2], rtol=1e-6
+  )
 
 
 @pytest.mark.parametrize('name,generated,target', CASES, ids=CASE_IDS)
@@ -136,8 +161,7 @@ def test_hp_l1_ignores_flat_and_linear_offsets():
 
 def test_l1_hand_values():
   target = jnp.zeros((2, 2, 2, 1))
-  generated = jnp.array([[[[0.0], [1.0]], [[0.5], [0.5]]],
-                         [[[-0.25], [0.25]], [[0.0], [0.0]]]])
+  generated = jnp.array([[[[0.0], [1.0]], [[0.5], [0.5]]], [[[-0.25], [0.25]], [[0.0], [0.0]]]])
   got = metrics.l1(generated, target)
   assert got.shape == (2,)
   np.testing.assert_allclose(np.asarray(got), [0.5, 0.125])
@@ -154,12 +178,17 @@ def test_metrics_accept_uint8_and_work_under_an_outer_jit(skimage_metrics):
   y = np.clip(x.astype(np.int32) + 3, 0, 255).astype(np.uint8)
   # Integers are promoted to float; data_range must then say 255.
   assert float(metrics.psnr(x, y, 255.0)[0]) == pytest.approx(
-      skimage_metrics.peak_signal_noise_ratio(y[0], x[0], data_range=255), rel=1e-5)
+      skimage_metrics.peak_signal_noise_ratio(y[0], x[0], data_range=255), rel=1e-5
+  )
 
   @jax.jit
   def all_metrics(a, b):
-    return {'l1': metrics.l1(a, b), 'psnr': metrics.psnr(a, b), 'ssim': metrics.ssim(a, b),
-            'hp_l1': metrics.hp_l1(a, b)}
+    return {
+        'l1': metrics.l1(a, b),
+        'psnr': metrics.psnr(a, b),
+        'ssim': metrics.ssim(a, b),
+        'hp_l1': metrics.hp_l1(a, b),
+    }
 
   out = all_metrics(_f32(x / 255), _f32(y / 255))
   assert {k: v.shape for k, v in out.items()} == {k: (2,) for k in out}

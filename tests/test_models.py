@@ -44,16 +44,22 @@ def test_no_norm_on_outermost_layer_and_bottleneck():
 
 
 # Counts of the reference's NLayerDiscriminator / PixelDiscriminator with BatchNorm, in_ch = 6.
-@pytest.mark.parametrize('patch_size, params, logits_side', [
-    (1, 9_024, 256), (16, 139_585, 126), (70, 2_768_705, 30), (286, 11_159_361, 6)])
+@pytest.mark.parametrize(
+    'patch_size, params, logits_side',
+    [(1, 9_024, 256), (16, 139_585, 126), (70, 2_768_705, 30), (286, 11_159_361, 6)],
+)
 def test_discriminator_counts_and_output_shape(patch_size, params, logits_side):
   config = default_config.get_config().model
   config.patch_size = patch_size
   discriminator = models.create_discriminator(config)
   variables = abstract_variables(discriminator, (1, 256, 256, 6))
   assert count(variables['params']) == params
-  logits = jax.eval_shape(lambda v: discriminator.apply(v, jnp.zeros((1, 256, 256, 6)), train=True,
-                                                         mutable=['batch_stats'])[0], variables)
+  logits = jax.eval_shape(
+      lambda v: discriminator.apply(
+          v, jnp.zeros((1, 256, 256, 6)), train=True, mutable=['batch_stats']
+      )[0],
+      variables,
+  )
   assert logits.shape == (1, logits_side, logits_side, 1)
 
 
@@ -62,7 +68,8 @@ def test_receptive_field_by_gradient_support(patch_size):
   """Pixels of the pair that one central logit depends on form a patch_size² square."""
   size = 320 if patch_size == 286 else 128
   discriminator = models.PatchDiscriminator(
-      base_features=4, num_strided_layers=models.PATCH_SIZE_TO_STRIDED_LAYERS[patch_size])
+      base_features=4, num_strided_layers=models.PATCH_SIZE_TO_STRIDED_LAYERS[patch_size]
+  )
   x = jax.random.normal(jax.random.PRNGKey(1), (1, size, size, 6))
   variables = jax.jit(lambda: discriminator.init(jax.random.PRNGKey(0), x, train=True))()
 
@@ -82,8 +89,11 @@ def test_generator_output_range_noise_and_init():
   generator = models.UNetGenerator(num_levels=6, base_features=8)
   x = jax.random.uniform(jax.random.PRNGKey(0), (2, 64, 64, 3), minval=-1, maxval=1)
   variables = jax.jit(lambda: generator.init(jax.random.PRNGKey(0), x, train=True))()
-  apply = jax.jit(lambda rng: generator.apply(variables, x, train=True, rngs={'dropout': rng},
-                                              mutable=['batch_stats'])[0])
+  apply = jax.jit(
+      lambda rng: generator.apply(
+          variables, x, train=True, rngs={'dropout': rng}, mutable=['batch_stats']
+      )[0]
+  )
   out_a, out_b = apply(jax.random.PRNGKey(1)), apply(jax.random.PRNGKey(2))
   assert out_a.shape == (2, 64, 64, 3)
   assert float(jnp.max(jnp.abs(out_a))) <= 1.0
@@ -91,8 +101,12 @@ def test_generator_output_range_noise_and_init():
   deterministic = generator.apply(variables, x, train=False)
   np.testing.assert_array_equal(deterministic, generator.apply(variables, x, train=False))
   # ... and the init is the paper's: conv weights N(0, 0.02), BatchNorm scales N(1, 0.02).
-  kernels = np.concatenate([np.ravel(p['kernel']) for p in variables['params'].values() if 'kernel' in p])
-  scales = np.concatenate([np.ravel(p['scale']) for p in variables['params'].values() if 'scale' in p])
+  kernels = np.concatenate(
+      [np.ravel(p['kernel']) for p in variables['params'].values() if 'kernel' in p]
+  )
+  scales = np.concatenate(
+      [np.ravel(p['scale']) for p in variables['params'].values() if 'scale' in p]
+  )
   assert abs(kernels.mean()) < 2e-3 and 0.018 < kernels.std() < 0.022
   assert abs(scales.mean() - 1) < 5e-3 and 0.012 < scales.std() < 0.028
 
@@ -113,25 +127,30 @@ def test_grouped_batch_norm_is_batch_norm_of_each_group():
   grouped = layers.GroupedBatchNorm(2, use_running_average=False)
   variables = reference.init(jax.random.PRNGKey(1), x)
   # Same parameters and statistics as nn.BatchNorm: checkpoints work with either.
-  assert (jax.tree.map(jnp.shape, variables)
-          == jax.tree.map(jnp.shape, grouped.init(jax.random.PRNGKey(1), x)))
+  assert jax.tree.map(jnp.shape, variables) == jax.tree.map(
+      jnp.shape, grouped.init(jax.random.PRNGKey(1), x)
+  )
   out, updated = grouped.apply(variables, x, mutable=['batch_stats'])
-  halves = [reference.apply(variables, x[i:i + 2], mutable=['batch_stats']) for i in (0, 2)]
+  halves = [reference.apply(variables, x[i : i + 2], mutable=['batch_stats']) for i in (0, 2)]
   np.testing.assert_allclose(out, jnp.concatenate([h[0] for h in halves]), rtol=1e-4, atol=1e-4)
   for name in ('mean', 'var'):  # Running statistics move by the groups' mean.
     expected = (halves[0][1]['batch_stats'][name] + halves[1][1]['batch_stats'][name]) / 2
     if name == 'var':  # nn.BatchNorm's moves by the biased variance, ours by PyTorch's unbiased.
       n = 2 * 3 * 5
-      expected = 0.9 * variables['batch_stats']['var'] + (expected - 0.9 * variables[
-          'batch_stats']['var']) * n / (n - 1)
+      expected = 0.9 * variables['batch_stats']['var'] + (
+          expected - 0.9 * variables['batch_stats']['var']
+      ) * n / (n - 1)
     np.testing.assert_allclose(updated['batch_stats'][name], expected, rtol=1e-5, atol=1e-6)
   one_group, _ = layers.GroupedBatchNorm(1, use_running_average=False).apply(
-      variables, x, mutable=['batch_stats'])
-  np.testing.assert_allclose(one_group, reference.apply(variables, x, mutable=['batch_stats'])[0],
-                             rtol=1e-4, atol=1e-4)
+      variables, x, mutable=['batch_stats']
+  )
+  np.testing.assert_allclose(
+      one_group, reference.apply(variables, x, mutable=['batch_stats'])[0], rtol=1e-4, atol=1e-4
+  )
   with pytest.raises(ValueError, match='does not split into 3 BatchNorm groups'):
     layers.GroupedBatchNorm(3, use_running_average=False).apply(
-        variables, x, mutable=['batch_stats'])
+        variables, x, mutable=['batch_stats']
+    )
 
 
 @pytest.mark.parametrize('shape', [(1, 2, 2, 8), (4, 6, 5, 3)])  # The U-Net's 2×2 level at batch 1.
@@ -147,21 +166,27 @@ def test_batch_norm_is_pytorchs_running_statistics_included(shape):
     out, updates = ours.apply(variables, x[step], mutable=['batch_stats'])
     variables = {**variables, **updates}
     expected = reference(torch.from_numpy(x[step]).permute(0, 3, 1, 2))
-    np.testing.assert_allclose(out, expected.permute(0, 2, 3, 1).detach().numpy(), rtol=1e-5,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        out, expected.permute(0, 2, 3, 1).detach().numpy(), rtol=1e-5, atol=1e-5
+    )
   np.testing.assert_allclose(variables['batch_stats']['mean'], reference.running_mean, rtol=1e-5)
   np.testing.assert_allclose(variables['batch_stats']['var'], reference.running_var, rtol=1e-5)
   test_mode = layers.norm_layer('batch', train=False, init_std=0.02, dtype=jnp.float32, name='bn')
   reference.eval()
   expected = reference(torch.from_numpy(x[0]).permute(0, 3, 1, 2))
-  np.testing.assert_allclose(test_mode.apply(variables, x[0]),
-                             expected.permute(0, 2, 3, 1).detach().numpy(), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+      test_mode.apply(variables, x[0]),
+      expected.permute(0, 2, 3, 1).detach().numpy(),
+      rtol=1e-5,
+      atol=1e-5,
+  )
 
 
 def test_unet_takes_multiples_of_its_size_and_names_the_sizes_otherwise():
   generator = models.UNetGenerator(num_levels=2, base_features=4)
   variables = generator.init(jax.random.PRNGKey(0), np.zeros((1, 4, 4, 3)), train=False)
   assert generator.apply(variables, np.zeros((1, 8, 12, 3)), train=False).shape == (1, 8, 12, 3)
-  with pytest.raises(ValueError, match='2-level U-Net takes images whose sides are multiples of 4, '
-                     'got 8×10'):
+  with pytest.raises(
+      ValueError, match='2-level U-Net takes images whose sides are multiples of 4, got 8×10'
+  ):
     generator.apply(variables, np.zeros((1, 8, 10, 3)), train=False)

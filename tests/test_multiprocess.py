@@ -65,11 +65,23 @@ def free_port() -> int:
 
 
 def start(workdir, log_path, *flags, env):
-  command = [sys.executable, '-c', LAUNCHER, '--config=configs/test.py', f'--workdir={workdir}',
-             *[f'--config.{k}={v}' for k, v in OVERRIDES.items()], *flags]
+  command = [
+      sys.executable,
+      '-c',
+      LAUNCHER,
+      '--config=configs/test.py',
+      f'--workdir={workdir}',
+      *[f'--config.{k}={v}' for k, v in OVERRIDES.items()],
+      *flags,
+  ]
   with open(log_path, 'w') as log:  # A file, not a pipe: neither process can block on its output.
-    return subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            env=os.environ | {'JAX_PLATFORMS': 'cpu'} | env)
+    return subprocess.Popen(
+        command,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=os.environ | {'JAX_PLATFORMS': 'cpu'} | env,
+    )
 
 
 def wait_all(processes: dict, logs: dict) -> dict:
@@ -82,8 +94,10 @@ def wait_all(processes: dict, logs: dict) -> dict:
     for process in processes.values():
       process.kill()
       process.wait()
-    pytest.fail(f'timed out after {TIMEOUT_S} s; logs:\n' + '\n'.join(
-        f'--- {name}\n{logs[name].read_text()[-3000:]}' for name in logs))
+    pytest.fail(
+        f'timed out after {TIMEOUT_S} s; logs:\n'
+        + '\n'.join(f'--- {name}\n{logs[name].read_text()[-3000:]}' for name in logs)
+    )
   texts = {name: logs[name].read_text() for name in logs}
   for name, process in processes.items():
     assert process.returncode == 0, f'{name} exited {process.returncode}:\n{texts[name][-3000:]}'
@@ -103,11 +117,14 @@ def read_events(workdir):
 
 def restore_state(workdir, config):
   """The checkpoint of `workdir` at its last step, on this process's single device."""
-  _, init_fn, _ = train.create_train_functions(config, steps_per_epoch=8,
-                                               num_train_steps=config.num_train_steps)
+  _, init_fn, _ = train.create_train_functions(
+      config, steps_per_epoch=8, num_train_steps=config.num_train_steps
+  )
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                        jax.eval_shape(init_fn, jax.random.PRNGKey(config.seed)))
+  target = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+      jax.eval_shape(init_fn, jax.random.PRNGKey(config.seed)),
+  )
   manager = checkpointing.create_checkpoint_manager(workdir / 'checkpoints', 1)
   state, step = checkpointing.restore(manager, target, config)
   assert step == config.num_train_steps
@@ -126,11 +143,20 @@ def test_two_processes_match_one_process_with_two_devices(tmp_path, on_device):
   logs = {name: tmp_path / f'{name}.log' for name in ('process_0', 'process_1', 'single')}
   # All three at once: the single-process run compiles while the pair waits for each other.
   processes = {
-      f'process_{i}': start(pair, logs[f'process_{i}'], f'--coordinator_address={address}',
-                            '--num_processes=2', f'--process_id={i}', *data_flags, env=pair_env)
-      for i in range(2)}
-  processes['single'] = start(single, logs['single'], *data_flags,
-                              env={'XLA_FLAGS': XLA_FLAGS + '2'})
+      f'process_{i}': start(
+          pair,
+          logs[f'process_{i}'],
+          f'--coordinator_address={address}',
+          '--num_processes=2',
+          f'--process_id={i}',
+          *data_flags,
+          env=pair_env,
+      )
+      for i in range(2)
+  }
+  processes['single'] = start(
+      single, logs['single'], *data_flags, env={'XLA_FLAGS': XLA_FLAGS + '2'}
+  )
   texts = wait_all(processes, logs)
   for i in range(2):
     assert f'process {i}/2' in texts[f'process_{i}'] and '2 device(s)' in texts[f'process_{i}']
@@ -143,14 +169,17 @@ def test_two_processes_match_one_process_with_two_devices(tmp_path, on_device):
     single_digests = first_batch_digests(texts['single'])
     assert len(set(single_digests)) == 2
     assert [first_batch_digests(texts[f'process_{i}']) for i in range(2)] == [
-        [single_digests[0]], [single_digests[1]]]
+        [single_digests[0]],
+        [single_digests[1]],
+    ]
 
   # One complete checkpoint, written together; events and config.json written once (process 0).
   assert sorted(p.name for p in (pair / 'checkpoints').iterdir()) == ['2']
   assert (pair / 'checkpoints' / '2' / 'commit_success.txt').exists()
   assert len(list(pair.glob('events.out.tfevents.*'))) == 1
   assert json.loads((pair / 'config.json').read_text()) == json.loads(
-      (single / 'config.json').read_text())
+      (single / 'config.json').read_text()
+  )
   events = {name: read_events(workdir) for name, workdir in (('pair', pair), ('single', single))}
   for name in [f'train_{loss}' for loss in train.LOSS_NAMES] + ['eval_l1']:
     (ours,), (theirs,) = (events[run].Scalars(name) for run in ('single', 'pair'))  # Once each.
@@ -159,8 +188,11 @@ def test_two_processes_match_one_process_with_two_devices(tmp_path, on_device):
 
   config = test_config.get_config()
   config.model.norm, config.batch_size, config.eval.batch_size, config.num_train_steps = (
-      OVERRIDES['model.norm'], OVERRIDES['batch_size'], OVERRIDES['eval.batch_size'],
-      OVERRIDES['num_train_steps'])
+      OVERRIDES['model.norm'],
+      OVERRIDES['batch_size'],
+      OVERRIDES['eval.batch_size'],
+      OVERRIDES['num_train_steps'],
+  )
   # (With the same partitioned program and 2-way sums, which no order changes, they come out
   # bit-identical on jax 0.10.2; the tolerance is the multi-device test's.)
   states = [restore_state(workdir, config) for workdir in (single, pair)]
@@ -174,8 +206,11 @@ def test_two_processes_match_one_process_with_two_devices(tmp_path, on_device):
       diff = np.abs(a - b)
       # Adam does the same with the few kernel entries whose gradient is ~0: tiny on average and
       # never more than one learning rate (2e-4) apart.
-      assert diff.mean() < 1e-6 and diff.max() < 2e-4, (network, jax.tree_util.keystr(path),
-                                                        diff.max())
+      assert diff.mean() < 1e-6 and diff.max() < 2e-4, (
+          network,
+          jax.tree_util.keystr(path),
+          diff.max(),
+      )
 
 
 def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
@@ -183,11 +218,23 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
   address = f'127.0.0.1:{free_port()}'
   env = {'XLA_FLAGS': XLA_FLAGS + '1', 'JAX_COORDINATOR_BIND_ADDRESS': address}
   logs = {f'process_{i}': tmp_path / f'process_{i}.log' for i in range(2)}
-  long_run = ['--config.num_train_steps=100000', '--config.log_every_steps=5',
-              '--config.checkpoint_every_steps=100000']
-  processes = {f'process_{i}': start(tmp_path / 'run', logs[f'process_{i}'], *long_run,
-                                     f'--coordinator_address={address}', '--num_processes=2',
-                                     f'--process_id={i}', env=env) for i in range(2)}
+  long_run = [
+      '--config.num_train_steps=100000',
+      '--config.log_every_steps=5',
+      '--config.checkpoint_every_steps=100000',
+  ]
+  processes = {
+      f'process_{i}': start(
+          tmp_path / 'run',
+          logs[f'process_{i}'],
+          *long_run,
+          f'--coordinator_address={address}',
+          '--num_processes=2',
+          f'--process_id={i}',
+          env=env,
+      )
+      for i in range(2)
+  }
   deadline = time.monotonic() + TIMEOUT_S
   while 'step 10/' not in logs['process_0'].read_text() and time.monotonic() < deadline:
     time.sleep(0.2)

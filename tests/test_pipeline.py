@@ -21,8 +21,13 @@ def gradient_pair(size):
 @pytest.mark.parametrize('seed', range(5))
 def test_input_and_target_get_the_same_crop_and_flip(seed):
   image = np.random.default_rng(seed).integers(0, 256, (40, 40, 3), dtype=np.uint8)
-  out = pipeline.preprocess_pair({'A': image, 'B': image.copy()}, np.random.default_rng(seed),
-                                 image_size=32, flip=True, direction='AtoB')
+  out = pipeline.preprocess_pair(
+      {'A': image, 'B': image.copy()},
+      np.random.default_rng(seed),
+      image_size=32,
+      flip=True,
+      direction='AtoB',
+  )
   assert out['input'].shape == (32, 32, 3) and out['input'].dtype == np.uint8
   np.testing.assert_array_equal(out['input'], out['target'])
 
@@ -31,8 +36,9 @@ def test_flip_happens_and_direction_swaps():
   pair = gradient_pair(32)
   flips = set()
   for seed in range(20):
-    out = pipeline.preprocess_pair(pair, np.random.default_rng(seed), image_size=32, flip=True,
-                                   direction='AtoB')
+    out = pipeline.preprocess_pair(
+        pair, np.random.default_rng(seed), image_size=32, flip=True, direction='AtoB'
+    )
     flips.add(int(out['input'][0, 0, 0]))
     np.testing.assert_array_equal(out['target'], 255 - out['input'])
   assert flips == {0, 31}
@@ -44,6 +50,7 @@ def test_flip_happens_and_direction_swaps():
 def source_config(tmp_path, preprocess, **overrides):
   """A 'folder' config over two 48×48 pairs whose A and B are the same random image."""
   from PIL import Image
+
   for split in ('train', 'val'):
     (tmp_path / split).mkdir()
     for i in range(2):
@@ -52,8 +59,9 @@ def source_config(tmp_path, preprocess, **overrides):
   return data_config(name='folder', folder_dir=str(tmp_path), preprocess=preprocess, **overrides)
 
 
-@pytest.mark.parametrize('preprocess, train_size', [('resize_and_crop', 36), ('resize', 32),
-                                                    ('patches', 36)])
+@pytest.mark.parametrize(
+    'preprocess, train_size', [('resize_and_crop', 36), ('resize', 32), ('patches', 36)]
+)
 def test_preprocess_modes(tmp_path, preprocess, train_size):
   config = source_config(tmp_path, preprocess)
   train = pipeline.create_source(config, 'train', seed=0)
@@ -99,10 +107,15 @@ def test_train_batches_are_a_function_of_the_step():
 def test_processes_read_disjoint_examples():
   config = data_config(preprocess='resize', flip=False)
   source = pipeline.create_source(config, 'train', seed=0)
-  shards = [pipeline.train_dataset(source, config, batch_size=4, seed=0, process_index=i,
-                                   process_count=2) for i in range(2)]
-  seen = [set(np.asarray(shard[s]['input']).reshape(2, -1).sum(axis=1).tolist())
-          for shard in shards for s in range(2)]
+  shards = [
+      pipeline.train_dataset(source, config, batch_size=4, seed=0, process_index=i, process_count=2)
+      for i in range(2)
+  ]
+  seen = [
+      set(np.asarray(shard[s]['input']).reshape(2, -1).sum(axis=1).tolist())
+      for shard in shards
+      for s in range(2)
+  ]
   assert len(set.union(*seen)) == 8
 
 
@@ -119,7 +132,12 @@ def test_eval_batches_cover_every_example_once_with_padding():
 
 def test_batch_of_the_wrong_shape_is_named():
   config = test_config.get_config()
-  batch = {'input': np.zeros((2, 32, 32, 3), np.uint8), 'target': np.zeros((2, 32, 32, 1), np.uint8)}
+  batch = {
+      'input': np.zeros((2, 32, 32, 3), np.uint8),
+      'target': np.zeros((2, 32, 32, 1), np.uint8),
+  }
   pipeline.check_batch({'input': batch['input'], 'target': batch['input']}, config)
-  with pytest.raises(ValueError, match=r'target batches of uint8 \(2, 32, 32, 1\).*\(2, 32, 32, 3\)'):
+  with pytest.raises(
+      ValueError, match=r'target batches of uint8 \(2, 32, 32, 1\).*\(2, 32, 32, 3\)'
+  ):
     pipeline.check_batch(batch, config)

@@ -29,8 +29,9 @@ def test_predict_any_size_and_skips_bad_files(trained_workdir, tmp_path):
   write_image(inputs / 'b.jpg', (50, 20))
   (inputs / 'notes.txt').write_text('not an image')
   (inputs / 'broken.png').write_bytes(b'\x89PNG garbage')
-  written = predict.predict(test_config.get_config(), str(trained_workdir), str(inputs),
-                              str(tmp_path / 'out'))
+  written = predict.predict(
+      test_config.get_config(), str(trained_workdir), str(inputs), str(tmp_path / 'out')
+  )
   assert sorted(p.name for p in written) == ['a.png', 'b.png']
   assert Image.open(tmp_path / 'out' / 'b.png').size == (50, 20)  # Back to the input's size.
 
@@ -41,8 +42,14 @@ def test_predict_pairs_side_by_side(trained_workdir, tmp_path):
   Image.fromarray(pair).save(tmp_path / 'pair.png')
   config = test_config.get_config()
   config.eval.train_mode = False
-  (written,) = predict.predict(config, str(trained_workdir), str(tmp_path / 'pair.png'),
-                                 str(tmp_path / 'out'), pairs=True, side_by_side=True)
+  (written,) = predict.predict(
+      config,
+      str(trained_workdir),
+      str(tmp_path / 'pair.png'),
+      str(tmp_path / 'out'),
+      pairs=True,
+      side_by_side=True,
+  )
   out = np.asarray(Image.open(written))
   assert out.shape == (32, 64, 3)
   np.testing.assert_array_equal(out[:, :32], 255)  # BtoA: the input is B, shown on the left.
@@ -87,10 +94,13 @@ def gradient_image(height, width):
   return np.stack(ramps, -1).round().astype(np.uint8)
 
 
-@pytest.mark.parametrize('max_pixels, shapes', [
-    (predict.NATIVE_MAX_PIXELS, [(320, 512)]),  # One piece: 300×500 reflect-padded.
-    (128 * 128, [(128, 128)] * 15),  # Tiles: rows start at 0, 96, 192; columns 0, 96, ..., 384.
-])
+@pytest.mark.parametrize(
+    'max_pixels, shapes',
+    [
+        (predict.NATIVE_MAX_PIXELS, [(320, 512)]),  # One piece: 300×500 reflect-padded.
+        (128 * 128, [(128, 128)] * 15),  # Tiles: rows start at 0, 96, 192; columns 0, 96, ..., 384.
+    ],
+)
 def test_native_pads_tiles_and_crops_back_exactly(max_pixels, shapes):
   """Padding, tiling, blending and cropping compose to the identity for an identity generator."""
   image = np.random.default_rng(0).integers(0, 256, (300, 500, 3), np.uint8)
@@ -100,16 +110,17 @@ def test_native_pads_tiles_and_crops_back_exactly(max_pixels, shapes):
     seen.append(images.shape[1:3])
     return identity(images, rng)
 
-  out = predict.translate_native(recording_identity, image, jax.random.PRNGKey(0), MULTIPLE,
-                                   max_pixels)
+  out = predict.translate_native(
+      recording_identity, image, jax.random.PRNGKey(0), MULTIPLE, max_pixels
+  )
   assert seen == shapes
   np.testing.assert_array_equal(out, image)
   padded, (top, left) = predict.pad_to_multiple(image, MULTIPLE)
   assert padded.shape == (320, 512, 3) and (top, left) == (10, 6)
-  np.testing.assert_array_equal(padded[top:top + 300, left:left + 500], image)
+  np.testing.assert_array_equal(padded[top : top + 300, left : left + 500], image)
   # Reflected (not zeros, not the edge repeated): the row above the image is its second row.
-  np.testing.assert_array_equal(padded[top - 1, left:left + 500], image[1])
-  np.testing.assert_array_equal(padded[top:top + 300, left + 500], image[:, 498])
+  np.testing.assert_array_equal(padded[top - 1, left : left + 500], image[1])
+  np.testing.assert_array_equal(padded[top : top + 300, left + 500], image[:, 498])
 
 
 def test_tile_weights_cross_fade_tiles_that_disagree():
@@ -125,8 +136,9 @@ def test_tile_weights_cross_fade_tiles_that_disagree():
     return max(np.abs(np.diff(out, axis=axis)).max() for axis in (0, 1))
 
   def tiled(ramp):
-    return predict.translate_tiled(per_tile_mean_removed, image, jax.random.PRNGKey(0),
-                                     (128, 128), ramp, MULTIPLE)
+    return predict.translate_tiled(
+        per_tile_mean_removed, image, jax.random.PRNGKey(0), (128, 128), ramp, MULTIPLE
+    )
 
   own_step = largest_step(identity(image, None))  # 2 levels: the diagonal ramp, rounded.
   assert largest_step(tiled(ramp=1e-9)) > 5 * own_step  # Weights all 1: seams at tile edges.
@@ -154,10 +166,22 @@ def test_native_tiles_equal_the_untiled_result_away_from_tile_edges(trained_work
 def test_main_predicts_at_native_resolution(trained_workdir, tmp_path):
   write_image(tmp_path / 'wide.png', (500, 300))
   result = subprocess.run(
-      [sys.executable, 'main.py', '--config=configs/test.py', f'--workdir={trained_workdir}',
-       '--mode=predict', '--resolution=native', f'--input={tmp_path / "wide.png"}',
-       f'--output={tmp_path / "out"}'],
-      cwd=ROOT, capture_output=True, text=True, timeout=300, env=os.environ)
+      [
+          sys.executable,
+          'main.py',
+          '--config=configs/test.py',
+          f'--workdir={trained_workdir}',
+          '--mode=predict',
+          '--resolution=native',
+          f'--input={tmp_path / "wide.png"}',
+          f'--output={tmp_path / "out"}',
+      ],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=300,
+      env=os.environ,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'resolution: native' in result.stderr
   assert Image.open(tmp_path / 'out' / 'wide.png').size == (500, 300)

@@ -38,8 +38,9 @@ def test_generator_parameter_count_equals_ours(norm, expected):
 @pytest.mark.parametrize('norm', ['batch', 'instance'])
 @pytest.mark.parametrize('patch_size', [1, 16, 70, 286])
 def test_discriminator_parameter_count_equals_ours(patch_size, norm):
-  ours = our_count(models.create_discriminator(model_config(patch_size=patch_size, norm=norm)),
-                   (1, 256, 256, 6))
+  ours = our_count(
+      models.create_discriminator(model_config(patch_size=patch_size, norm=norm)), (1, 256, 256, 6)
+  )
   peer = pytorch_peer.create_discriminator(patch_size, 64, norm)
   assert pytorch_peer.count_parameters(peer) == ours
   if (patch_size, norm) == (70, 'batch'):
@@ -52,8 +53,12 @@ def test_discriminator_output_shape_equals_ours(patch_size):
   size = 96 if patch_size == 286 else 64
   discriminator = models.create_discriminator(model_config(patch_size=patch_size, ndf=8))
   variables = our_variables(discriminator, (2, size, size, 6))
-  ours = jax.eval_shape(lambda v: discriminator.apply(v, jnp.zeros((2, size, size, 6)), train=True,
-                                                      mutable=['batch_stats'])[0], variables)
+  ours = jax.eval_shape(
+      lambda v: discriminator.apply(
+          v, jnp.zeros((2, size, size, 6)), train=True, mutable=['batch_stats']
+      )[0],
+      variables,
+  )
   peer = pytorch_peer.create_discriminator(patch_size, 8)
   with torch.no_grad():
     logits = peer(torch.zeros(2, 6, size, size))
@@ -83,17 +88,37 @@ def test_one_peer_step_updates_both_networks(one_torch_thread):
   real_a, real_b = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
   losses = peer.optimize_parameters(real_a, real_b)
   assert all(torch.isfinite(v) for v in losses.values())
-  unchanged = [name for name, p in named_parameters(net_g, net_d).items() if torch.equal(p, before[name])]
+  unchanged = [
+      name for name, p in named_parameters(net_g, net_d).items() if torch.equal(p, before[name])
+  ]
   assert not unchanged
   # As in the reference, D stays frozen after the G update until the next D update unfreezes it.
   assert not any(p.requires_grad for p in net_d.parameters())
 
 
 def test_time_pytorch_step_reports_and_skips_cpu_bf16(one_torch_thread):
-  result = pytorch_peer.time_pytorch_step(image_size=32, batch_size=1, ngf=4, ndf=4, patch_size=16,
-                                          norm='instance', steps=1, warmup=1, device='cpu')
+  result = pytorch_peer.time_pytorch_step(
+      image_size=32,
+      batch_size=1,
+      ngf=4,
+      ndf=4,
+      patch_size=16,
+      norm='instance',
+      steps=1,
+      warmup=1,
+      device='cpu',
+  )
   assert result['seconds_per_step'] > 0 and result['images_per_s'] > 0
   assert result['device'] == 'cpu' and result['torch'] == torch.__version__
-  skipped = pytorch_peer.time_pytorch_step(image_size=32, batch_size=1, ngf=4, ndf=4, patch_size=16,
-                                           norm='batch', steps=1, device='cpu', dtype='bfloat16')
+  skipped = pytorch_peer.time_pytorch_step(
+      image_size=32,
+      batch_size=1,
+      ngf=4,
+      ndf=4,
+      patch_size=16,
+      norm='batch',
+      steps=1,
+      device='cpu',
+      dtype='bfloat16',
+  )
   assert skipped['steps_per_s'] is None and 'skipped' in skipped

@@ -20,15 +20,26 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def start_main(workdir, *overrides, prefix=()):
-  command = [*prefix, sys.executable, 'main.py', '--config=configs/test.py', f'--workdir={workdir}',
-             *overrides]
-  return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, env=os.environ)
+  command = [
+      *prefix,
+      sys.executable,
+      'main.py',
+      '--config=configs/test.py',
+      f'--workdir={workdir}',
+      *overrides,
+  ]
+  return subprocess.Popen(
+      command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ
+  )
 
 
 def steps(workdir):
   directory = pathlib.Path(workdir) / 'checkpoints'
-  return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) if directory.exists() else []
+  return (
+      sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+      if directory.exists()
+      else []
+  )
 
 
 def final_state(config, workdir):
@@ -56,8 +67,11 @@ def wait_for_line(process, text, timeout=120):
 
 @pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
 def test_signal_checkpoints_exits_zero_and_resumes_exactly(tmp_path, signum):
-  long_run = ['--config.num_train_steps=100000', '--config.checkpoint_every_steps=100000',
-              '--config.log_every_steps=1']
+  long_run = [
+      '--config.num_train_steps=100000',
+      '--config.checkpoint_every_steps=100000',
+      '--config.log_every_steps=1',
+  ]
   process = start_main(tmp_path / 'run', *long_run)
   wait_for_line(process, 'step 3/100000')
   sent = time.monotonic()
@@ -81,8 +95,12 @@ def test_kill_9_at_random_moments(tmp_path):
   """10 SIGKILLs: half at a random moment after start (start-up, compilation, steps), half just
   after a checkpoint write began. Every restart resumes from the last complete checkpoint, and
   the run ends bit-identical to an uninterrupted one."""
-  overrides = ['--config.num_train_steps=200', '--config.checkpoint_every_steps=2',
-               '--config.log_every_steps=2', '--config.keep_checkpoints=2']
+  overrides = [
+      '--config.num_train_steps=200',
+      '--config.checkpoint_every_steps=2',
+      '--config.log_every_steps=2',
+      '--config.keep_checkpoints=2',
+  ]
   rng, mid_save = random.Random(0), 0
   for kill in range(10):
     before = steps(tmp_path)
@@ -142,8 +160,9 @@ def test_nan_batch_is_skipped_when_configured():
   assert_same_state((after.generator, after.discriminator), (state.generator, state.discriminator))
   after, metrics = step(after, {'input': images, 'target': images})
   assert float(metrics['skipped']) == 0.0
-  changed = jax.tree.map(lambda a, b: not np.array_equal(a, b), after.generator.params,
-                         state.generator.params)
+  changed = jax.tree.map(
+      lambda a, b: not np.array_equal(a, b), after.generator.params, state.generator.params
+  )
   assert any(jax.tree.leaves(changed))
   with pytest.raises(FloatingPointError, match='step 7'):
     train.check_finite([{name: float('nan') for name in train.LOSS_NAMES}], first_step=7)
@@ -160,18 +179,25 @@ def test_unwritable_workdir_fails_at_start(tmp_path):
 
 # A 'full disk' for the child: no file can grow past 256 kB, and writes fail with EFBIG (SIGXFSZ
 # is ignored rather than killing the process). Set in a tiny launcher that then execs main.py.
-SMALL_DISK = (sys.executable, '-c', 'import os, resource, signal, sys; '
-              'signal.signal(signal.SIGXFSZ, signal.SIG_IGN); '
-              'resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024)); '
-              'os.execv(sys.argv[1], sys.argv[1:])')
+SMALL_DISK = (
+    sys.executable,
+    '-c',
+    (
+        'import os, resource, signal, sys; '
+        'signal.signal(signal.SIGXFSZ, signal.SIG_IGN); '
+        'resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024)); '
+        'os.execv(sys.argv[1], sys.argv[1:])'
+    ),
+)
 
 
 def test_full_disk_at_save_keeps_the_previous_checkpoint(tmp_path):
   config = test_config.get_config()
   config.num_train_steps = 2
   train.train_and_evaluate(config, str(tmp_path))
-  process = start_main(tmp_path, '--config.num_train_steps=4', '--config.checkpoint_every_steps=4',
-                       prefix=SMALL_DISK)
+  process = start_main(
+      tmp_path, '--config.num_train_steps=4', '--config.checkpoint_every_steps=4', prefix=SMALL_DISK
+  )
   output = process.communicate(timeout=300)[0]
   assert process.returncode != 0
   assert 'CheckpointSaveError' in output and 'steps [2]' in output, output[-3000:]
@@ -183,6 +209,7 @@ def test_full_disk_at_save_keeps_the_previous_checkpoint(tmp_path):
 def folder_config(root, splits=('train', 'val'), count=4):
   """configs/test.py on a folder of `count` 64×32 side-by-side JPEG pairs per split."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   for split in splits:
     (root / split).mkdir(parents=True)
     for i in range(count):
@@ -201,6 +228,7 @@ def truncate(path):
 def add_bad_files(split_dir) -> list[str]:
   """A truncated JPEG, a '.png' that is text, an odd-width image; returns their paths."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   truncated = split_dir / '2.jpg'
   truncate(truncated)
   (split_dir / 'notes.png').write_bytes(b'these are notes, not an image')

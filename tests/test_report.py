@@ -21,8 +21,16 @@ from PIL import Image
 
 from pix2pix_jax import metrics, report, summary
 
-LOSS_TAGS = ('train_g_total', 'train_g_gan', 'train_g_l1', 'train_d_total', 'train_d_real',
-             'train_d_fake', 'train_d_real_output', 'train_d_fake_output')
+LOSS_TAGS = (
+    'train_g_total',
+    'train_g_gan',
+    'train_g_l1',
+    'train_d_total',
+    'train_d_real',
+    'train_d_fake',
+    'train_d_real_output',
+    'train_d_fake_output',
+)
 # The known panel's thirds: colours nothing else on the page uses, looked for in the screenshot.
 PANEL_COLORS = ((255, 0, 255), (0, 200, 255), (255, 140, 0))
 WEIRD_NAME = 'val/<b>odd</b> & "quoted" \'name\'.jpg'
@@ -73,8 +81,9 @@ def write_events(workdir):
 def save_panel(path, colors, size=32):
   """A [input | generated | target] panel of three solid squares."""
   path.parent.mkdir(parents=True, exist_ok=True)
-  Image.fromarray(np.concatenate([np.full((size, size, 3), c, np.uint8) for c in colors],
-                                 axis=1)).save(path)
+  Image.fromarray(
+      np.concatenate([np.full((size, size, 3), c, np.uint8) for c in colors], axis=1)
+  ).save(path)
 
 
 def write_eval(workdir):
@@ -85,7 +94,10 @@ def write_eval(workdir):
   for name in ('fixed_1', 'best_0', 'worst_0'):
     save_panel(eval_dir / f'panels/{name}.png', rng.integers(0, 256, (3, 3)))
   data = {
-      'step': 1500, 'num_images': 1098, 'split': 'val', 'direction': 'BtoA',
+      'step': 1500,
+      'num_images': 1098,
+      'split': 'val',
+      'direction': 'BtoA',
       'test_mode': 'paper (dropout on, per-image batch statistics)',
       'metrics': {
           'l1': {'mean': 0.1234, 'min': 0.0512, 'max': 0.2468, 'std': 0.0201},
@@ -93,12 +105,18 @@ def write_eval(workdir):
           'ssim': {'mean': 0.4567, 'min': 0.2, 'max': 0.8, 'std': 0.1},
           'hp_l1': {'mean': 0.0789, 'min': 0.03, 'max': 0.15, 'std': 0.02},
           'lpips': {'mean': 0.3111, 'min': 0.1, 'max': 0.5, 'std': 0.05},
-          'fid': 42.1718, 'kid': {'mean': 0.0123, 'std': 0.0011}},
+          'fid': 42.1718,
+          'kid': {'mean': 0.0123, 'std': 0.0011},
+      },
       'panels': {
-          'fixed': [{'file': 'panels/fixed_0.png', 'name': 'val/1.jpg', 'l1': 0.1101},
-                    {'file': 'panels/fixed_1.png', 'name': WEIRD_NAME, 'l1': 0.1202}],
+          'fixed': [
+              {'file': 'panels/fixed_0.png', 'name': 'val/1.jpg', 'l1': 0.1101},
+              {'file': 'panels/fixed_1.png', 'name': WEIRD_NAME, 'l1': 0.1202},
+          ],
           'best': [{'file': 'panels/best_0.png', 'name': 'val/7.jpg', 'l1': 0.0512}],
-          'worst': [{'file': 'panels/worst_0.png', 'name': 'val/9.jpg', 'l1': 0.2468}]}}
+          'worst': [{'file': 'panels/worst_0.png', 'name': 'val/9.jpg', 'l1': 0.2468}],
+      },
+  }
   (eval_dir / 'metrics.json').write_text(json.dumps(data))
   (eval_dir / 'per_image.csv').write_text('file_name,index,l1\nval/1.jpg,0,0.1101\n')
   return data
@@ -141,12 +159,17 @@ def test_read_scalars_later_file_wins(run_dir):
   g_total = dict(scalars['train_g_total'])
   assert g_total[500] == pytest.approx(value('train_g_total', 500, 0))
   assert g_total[600] == pytest.approx(value('train_g_total', 600, 1))
-  assert scalars['eval_l1'] == [(0, pytest.approx(0.2)), (500, pytest.approx(0.15)),
-                                (1000, pytest.approx(0.11)), (1500, 0.125)]
+  assert scalars['eval_l1'] == [
+      (0, pytest.approx(0.2)),
+      (500, pytest.approx(0.15)),
+      (1000, pytest.approx(0.11)),
+      (1500, 0.125),
+  ]
 
 
 def test_read_scalars_agrees_with_tensorboard(run_dir):
   from tensorboard.backend.event_processing import event_accumulator
+
   workdir = run_dir[0]
   accumulator = event_accumulator.EventAccumulator(str(workdir), size_guidance={'scalars': 0})
   accumulator.Reload()
@@ -170,7 +193,7 @@ def record_offsets(raw):
   offsets, offset = [], 0
   while offset < len(raw):
     offsets.append(offset)
-    offset += 8 + 4 + struct.unpack('<Q', raw[offset:offset + 8])[0] + 4
+    offset += 8 + 4 + struct.unpack('<Q', raw[offset : offset + 8])[0] + 4
   return offsets
 
 
@@ -186,7 +209,7 @@ def test_read_scalars_torn_and_corrupt_files(tmp_path):
 
   def corrupt(record):
     flipped = bytearray(raw)
-    flipped[offsets[record] + 12 + 2] ^= 0xff  # A byte of the record's data: its CRC fails.
+    flipped[offsets[record] + 12 + 2] ^= 0xFF  # A byte of the record's data: its CRC fails.
     return bytes(flipped)
 
   # A bad record ends the file (as in TensorBoard): the records before it are read.
@@ -205,25 +228,56 @@ def test_tensor_scalars(tmp_path):
   TF2 writers name the plugin in a tag's first value only; the later values are still scalars.
   """
   from tensorboardX.proto import summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
+
   metadata = summary_pb2.SummaryMetadata(
-      plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name='scalars'))
+      plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name='scalars')
+  )
   values = [
-      summary_pb2.Summary.Value(tag='f32', metadata=metadata, tensor=tensor_pb2.TensorProto(
-          dtype=types_pb2.DT_FLOAT, float_val=[1.5])),
-      summary_pb2.Summary.Value(tag='f64', metadata=metadata, tensor=tensor_pb2.TensorProto(
-          dtype=types_pb2.DT_DOUBLE, tensor_content=np.float64(2.5).tobytes())),
-      summary_pb2.Summary.Value(tag='vector', metadata=metadata, tensor=tensor_pb2.TensorProto(
-          dtype=types_pb2.DT_FLOAT, float_val=[3.5], tensor_shape=tensor_shape_pb2.TensorShapeProto(
-              dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=4)]))),
-      summary_pb2.Summary.Value(tag='other_plugin', tensor=tensor_pb2.TensorProto(
-          dtype=types_pb2.DT_FLOAT, float_val=[4.5]), metadata=summary_pb2.SummaryMetadata(
-              plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name='histograms'))),
+      summary_pb2.Summary.Value(
+          tag='f32',
+          metadata=metadata,
+          tensor=tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[1.5]),
+      ),
+      summary_pb2.Summary.Value(
+          tag='f64',
+          metadata=metadata,
+          tensor=tensor_pb2.TensorProto(
+              dtype=types_pb2.DT_DOUBLE, tensor_content=np.float64(2.5).tobytes()
+          ),
+      ),
+      summary_pb2.Summary.Value(
+          tag='vector',
+          metadata=metadata,
+          tensor=tensor_pb2.TensorProto(
+              dtype=types_pb2.DT_FLOAT,
+              float_val=[3.5],
+              tensor_shape=tensor_shape_pb2.TensorShapeProto(
+                  dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=4)]
+              ),
+          ),
+      ),
+      summary_pb2.Summary.Value(
+          tag='other_plugin',
+          tensor=tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[4.5]),
+          metadata=summary_pb2.SummaryMetadata(
+              plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name='histograms')
+          ),
+      ),
   ]
   writer = tensorboardX.SummaryWriter(str(tmp_path))
   file_writer = writer._get_file_writer()  # pylint: disable=protected-access
   file_writer.add_summary(summary_pb2.Summary(value=values), 3)
-  file_writer.add_summary(summary_pb2.Summary(value=[summary_pb2.Summary.Value(
-      tag='f32', tensor=tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[0.5]))]), 4)
+  file_writer.add_summary(
+      summary_pb2.Summary(
+          value=[
+              summary_pb2.Summary.Value(
+                  tag='f32',
+                  tensor=tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[0.5]),
+              )
+          ]
+      ),
+      4,
+  )
   writer.close()
   assert report.read_scalars(tmp_path) == {'f32': [(3, 1.5), (4, 0.5)], 'f64': [(3, 2.5)]}
 
@@ -259,6 +313,7 @@ def test_panels_have_their_own_event_file(tmp_path, monkeypatch):
   """Panels go to WORKDIR/panels/, which TensorBoard shows as a run of its own; the report
   reads the scalars' file only, and no image record."""
   from tensorboard.backend.event_processing import event_multiplexer
+
   panels = write_run(tmp_path)
   (scalar_file,) = report.event_files(tmp_path)
   (panel_file,) = report.event_files(tmp_path / summary.PANELS_DIR)
@@ -277,8 +332,9 @@ def test_panels_have_their_own_event_file(tmp_path, monkeypatch):
 
   loaded = []
   loader = report.event_file_loader.EventFileLoader
-  monkeypatch.setattr(report.event_file_loader, 'EventFileLoader',
-                      lambda path: loaded.append(path) or loader(path))
+  monkeypatch.setattr(
+      report.event_file_loader, 'EventFileLoader', lambda path: loaded.append(path) or loader(path)
+  )
   scalars = report.read_scalars(tmp_path)
   assert loaded == [str(scalar_file)] and str(panel_file) not in loaded
   assert set(scalars) == set(LOSS_TAGS) | {'eval_l1'}
@@ -307,12 +363,15 @@ def test_old_layout_run(tmp_path):
     write_eval(workdir)
     pages[layout] = report.write_report(workdir).read_text()
   from tensorboard.backend.event_processing import event_accumulator
+
   old = event_accumulator.EventAccumulator(str(tmp_path / 'old'))
   assert old.Reload().Tags()['images'] == ['eval_panel']  # In its one file, with the scalars.
   assert not (tmp_path / 'old' / summary.PANELS_DIR).exists()
   assert report.read_scalars(tmp_path / 'old') == report.read_scalars(tmp_path / 'new')
-  captions = {layout: re.findall(r'<figcaption>([^<]+)</figcaption><img class="chart"', page)
-              for layout, page in pages.items()}
+  captions = {
+      layout: re.findall(r'<figcaption>([^<]+)</figcaption><img class="chart"', page)
+      for layout, page in pages.items()
+  }
   assert captions['old'] == captions['new'] and 'Generator losses' in captions['old']
   for layout, page in pages.items():
     assert '1 event file, last logged step 100' in page, layout
@@ -329,11 +388,17 @@ def project_tags():
   """Every scalar tag training and evaluation log (train.py's flush_metrics and evaluate,
   evaluation.eval_scalars)."""
   from pix2pix_jax import train
-  step_metrics = train.LOSS_NAMES + train.OPTIONAL_LOSS_NAMES + (
-      'd_real_output', 'd_fake_output', 'learning_rate', 'skipped_steps')
-  return ([f'train_{name}' for name in step_metrics] +
-          ['steps_per_second', 'data_wait_fraction', 'eval_seconds'] +
-          [f'eval_{name}' for name in metrics.METRICS])
+
+  step_metrics = (
+      train.LOSS_NAMES
+      + train.OPTIONAL_LOSS_NAMES
+      + ('d_real_output', 'd_fake_output', 'learning_rate', 'skipped_steps')
+  )
+  return (
+      [f'train_{name}' for name in step_metrics]
+      + ['steps_per_second', 'data_wait_fraction', 'eval_seconds']
+      + [f'eval_{name}' for name in metrics.METRICS]
+  )
 
 
 def test_every_chart_has_a_human_title_and_a_unit(tmp_path):
@@ -363,11 +428,13 @@ def test_every_chart_has_a_human_title_and_a_unit(tmp_path):
 
   # On the page: each caption a title, each chart's alt text its unit, its PNG's y axis too.
   page = report.write_report(tmp_path).read_text()
-  charts = re.findall(r'<figcaption>([^<]+)</figcaption><img class="chart" src="[^"]+" '
-                      r'alt="([^"]+)">', page)
+  charts = re.findall(
+      r'<figcaption>([^<]+)</figcaption><img class="chart" src="[^"]+" ' r'alt="([^"]+)">', page
+  )
   assert [caption for caption, _ in charts] == [title for title, _, _, _ in specs]
   assert [alt for _, alt in charts] == [
-      html.escape(f'{title}: {unit} against step') for title, unit, _, _ in specs]
+      html.escape(f'{title}: {unit} against step') for title, unit, _, _ in specs
+  ]
   assert not set(tags) & {caption for caption, _ in charts}
   figure, _ = report.line_chart([('x', [(0, 1.0)])], unit='steps per second')
   assert figure.axes[0].get_ylabel() == 'steps per second'
@@ -398,8 +465,9 @@ def test_non_finite_and_single_point_series(tmp_path):
   writer.add_scalar('logged_once', float('nan'), 5)
   writer.close()
   scalars = report.read_scalars(tmp_path)
-  assert all(same(a, b) for (_, a), b in zip(scalars['train_g_total'],
-                                             [1.0, math.nan, 2.0, math.inf, 3.0]))
+  assert all(
+      same(a, b) for (_, a), b in zip(scalars['train_g_total'], [1.0, math.nan, 2.0, math.inf, 3.0])
+  )
   page = report.write_report(tmp_path).read_text()
   assert 'Generator losses <span class="muted">(2 non-finite values skipped)' in page
   assert '2 non-finite values skipped)</span></figcaption><p class="muted">no finite values' in page
@@ -412,7 +480,8 @@ def test_non_finite_and_single_point_series(tmp_path):
 
 def test_chart_axes():
   figure, skipped = report.line_chart(
-      [('a', [(0, 0.1), (50000, 0.5)]), ('b', [(0, 100.0), (50000, 3.0)])], allow_log=True)
+      [('a', [(0, 0.1), (50000, 0.5)]), ('b', [(0, 100.0), (50000, 3.0)])], allow_log=True
+  )
   figure.canvas.draw()
   (axes,) = figure.axes
   assert skipped == 0 and axes.get_yscale() == 'log'
@@ -424,10 +493,14 @@ def test_chart_axes():
   figure.canvas.draw()
   assert {'0.2', '0.5', '1', '2', '5'} <= {t.get_text() for t in figure.axes[0].get_yticklabels()}
   # Linear: a narrow span, values not all positive, or no log allowed.
-  for series, allow_log in (([(0, 1.0), (1, 40.0)], True), ([(0, 0.0), (1, 100.0)], True),
-                            ([(0, 0.01), (1, 100.0)], False)):
+  for series, allow_log in (
+      ([(0, 1.0), (1, 40.0)], True),
+      ([(0, 0.0), (1, 100.0)], True),
+      ([(0, 0.01), (1, 100.0)], False),
+  ):
     assert report.line_chart([('x', series)], allow_log=allow_log)[0].axes[0].get_yscale() == (
-        'linear')
+        'linear'
+    )
   figure, _ = report.line_chart([('lr', [(0, 2e-4), (100, 1e-4), (200, 0.0)])])
   figure.canvas.draw()
   assert '10^{-4}' in figure.axes[0].yaxis.get_offset_text().get_text().replace('\u2212', '-')
@@ -443,7 +516,7 @@ def test_long_series_keep_their_envelope(tmp_path):
   figure.savefig(tmp_path / 'long.png', dpi=100)
   pixels = np.asarray(Image.open(tmp_path / 'long.png').convert('RGB')).astype(np.int32)
   x, y = figure.axes[0].transData.transform((54_321, 9.0))
-  column = pixels[:, int(round(x)) - 2:int(round(x)) + 3]  # Pixel rows count from the top.
+  column = pixels[:, int(round(x)) - 2 : int(round(x)) + 3]  # Pixel rows count from the top.
   blue = np.nonzero(np.all(np.abs(column - np.array((31, 119, 180))) <= 40, axis=-1))[0]
   assert blue.size and abs(blue.min() - (pixels.shape[0] - y)) <= 3
 
@@ -456,10 +529,29 @@ def test_report_content(run_dir):
   workdir, _, _, path = run_dir
   assert path == workdir / 'report' / 'index.html'
   page = path.read_text()
-  for text in ('0.1234', '0.0512', '0.2468', '0.0201', '22.35', '0.4567', '0.0789', '0.3111',
-               '42.17', '0.0123 ± 0.0011', '1,098', 'BtoA', 'val', '1,500',
-               'paper (dropout on, per-image batch statistics)', 'L1 ↓', 'PSNR (dB) ↑', 'SSIM ↑',
-               'LPIPS ↓', 'FID ↓', 'KID ↓'):
+  for text in (
+      '0.1234',
+      '0.0512',
+      '0.2468',
+      '0.0201',
+      '22.35',
+      '0.4567',
+      '0.0789',
+      '0.3111',
+      '42.17',
+      '0.0123 ± 0.0011',
+      '1,098',
+      'BtoA',
+      'val',
+      '1,500',
+      'paper (dropout on, per-image batch statistics)',
+      'L1 ↓',
+      'PSNR (dB) ↑',
+      'SSIM ↑',
+      'LPIPS ↓',
+      'FID ↓',
+      'KID ↓',
+  ):
     assert text in page, text
   # Titles come from the project's one metric table.
   assert f'<th>{metrics.METRICS["hp_l1"].title} ↓</th>' in page and 'High-pass' not in page
@@ -467,8 +559,13 @@ def test_report_content(run_dir):
   assert re.search(r'<th>mean</th><th>min</th><th>max</th><th>std</th>', page)
   charts = re.findall(r'<figcaption>([^<]+)</figcaption><img class="chart" src="([^"]+)"', page)
   assert [title for title, _ in charts] == [
-      'Generator losses', 'Discriminator losses', 'L1, images in [0, 1]',
-      'Discriminator outputs', 'Learning rate', 'Throughput']
+      'Generator losses',
+      'Discriminator losses',
+      'L1, images in [0, 1]',
+      'Discriminator outputs',
+      'Learning rate',
+      'Throughput',
+  ]
   for _, source in charts:
     with Image.open(path.parent / source) as chart:
       assert chart.format == 'PNG' and chart.width > 600
@@ -485,8 +582,12 @@ def test_report_curves(run_dir):
   for color in ((31, 119, 180), (255, 127, 14)):  # train (C0) and eval (C1).
     assert count_color(pixels, color) > 200, color
   figure, _ = report.line_chart(
-      [(label, [(s, v * scale) for s, v in report.read_scalars(workdir)[tag]])
-       for tag, label, scale in report.CHARTS[2][2]], allow_log=report.CHARTS[2][3])
+      [
+          (label, [(s, v * scale) for s, v in report.read_scalars(workdir)[tag]])
+          for tag, label, scale in report.CHARTS[2][2]
+      ],
+      allow_log=report.CHARTS[2][3],
+  )
   assert figure.axes[0].get_yscale() == 'log'
 
 
@@ -514,7 +615,8 @@ def test_report_escapes_names(run_dir):
 def test_markdown():
   """Pipe tables with their alignment, inline markup; raw HTML is text; headings start at h3."""
   out = report.render_markdown(
-      ABLATION + '\n<script>x()</script>\n\n- one `a|b`\n- two\n\n## More\nplain <i>text</i>')
+      ABLATION + '\n<script>x()</script>\n\n- one `a|b`\n- two\n\n## More\nplain <i>text</i>'
+  )
   assert '<p>Patch size ablation (BtoA, 200 epochs):</p>' in out
   assert '<th style="text-align: left;">patch</th>' in out
   assert '<td style="text-align: right;">0.145</td>' in out
@@ -541,25 +643,30 @@ def test_no_evaluation_yet(tmp_path):
 def test_scored_run_has_no_step(tmp_path):
   """--mode=score writes `step: null` and no event files."""
   (tmp_path / 'eval').mkdir()
-  (tmp_path / 'eval' / 'metrics.json').write_text(json.dumps(
-      {'step': None, 'num_images': 2, 'split': None, 'metrics': {'l1': {'mean': 0.5}}}))
+  (tmp_path / 'eval' / 'metrics.json').write_text(
+      json.dumps({'step': None, 'num_images': 2, 'split': None, 'metrics': {'l1': {'mean': 0.5}}})
+  )
   page = report.write_report(tmp_path).read_text()
   assert '<b>images</b> 2' in page and '<b>step</b>' not in page and '<b>split</b>' not in page
 
 
-@pytest.mark.parametrize('num_images, subset_size, shown', [
-    (100, 100, False),  # The subsets are the whole set: one subset.
-    (100, 99, True),  # 100 distinct subsets of 99 of its 100 images.
-    (1098, 1000, True),  # maps: 100 distinct subsets of 1,000 of its 1,098 images.
-    (1098, None, True),  # A metrics.json from before KID recorded its subset size.
-])
+@pytest.mark.parametrize(
+    'num_images, subset_size, shown',
+    [
+        (100, 100, False),  # The subsets are the whole set: one subset.
+        (100, 99, True),  # 100 distinct subsets of 99 of its 100 images.
+        (1098, 1000, True),  # maps: 100 distinct subsets of 1,000 of its 1,098 images.
+        (1098, None, True),  # A metrics.json from before KID recorded its subset size.
+    ],
+)
 def test_kid_spread_only_with_several_subsets(tmp_path, num_images, subset_size, shown):
   kid = {'mean': 0.0123, 'std': 3.64e-16 if not shown else 0.0011}
   if subset_size is not None:
     kid['subset_size'] = subset_size
   (tmp_path / 'eval').mkdir()
-  (tmp_path / 'eval' / 'metrics.json').write_text(json.dumps(
-      {'step': 5, 'num_images': num_images, 'metrics': {'fid': 42.0, 'kid': kid}}))
+  (tmp_path / 'eval' / 'metrics.json').write_text(
+      json.dumps({'step': 5, 'num_images': num_images, 'metrics': {'fid': 42.0, 'kid': kid}})
+  )
   page = report.write_report(tmp_path).read_text()
   (row,) = re.findall(r'<tr><th>KID ↓</th><td>([^<]*)</td></tr>', page)
   assert row == ('0.0123 ± 0.0011' if shown else '0.0123')
@@ -575,9 +682,13 @@ def test_folder_of_runs(tmp_path):
 
 def test_missing_panel_and_bad_json(tmp_path):
   (tmp_path / 'eval').mkdir()
-  (tmp_path / 'eval' / 'metrics.json').write_text(json.dumps(
-      {'step': 3, 'metrics': {'l1': {'mean': 0.5}},
-       'panels': {'fixed': [{'file': 'panels/<gone>.png', 'name': 'x', 'l1': 0.5}]}}))
+  (tmp_path / 'eval' / 'metrics.json').write_text(
+      json.dumps({
+          'step': 3,
+          'metrics': {'l1': {'mean': 0.5}},
+          'panels': {'fixed': [{'file': 'panels/<gone>.png', 'name': 'x', 'l1': 0.5}]},
+      })
+  )
   for stale in ('images/stale.png', 'charts/stale.png'):
     (tmp_path / 'report' / stale).parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / 'report' / stale).write_bytes(b'old')
@@ -607,10 +718,20 @@ def find_chromium():
 
 def chromium_args(binary, profile):
   # Headless, and nothing that would reach for the network (updates, sync, QUIC probes).
-  return [binary, '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
-          '--no-first-run', '--disable-background-networking', '--disable-component-update',
-          '--disable-sync', '--hide-scrollbars', '--force-device-scale-factor=1',
-          f'--user-data-dir={profile}']
+  return [
+      binary,
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--hide-scrollbars',
+      '--force-device-scale-factor=1',
+      f'--user-data-dir={profile}',
+  ]
 
 
 class DevTools:
@@ -630,9 +751,17 @@ class DevTools:
     # takes single-digit fds only, hence bash).
     to_child, from_child = (self._move_above_4(fd) for fd in (to_child, from_child))
     self.process = subprocess.Popen(
-        ['bash', '-c', f'exec "$0" "$@" 3<&{to_child} 4>&{from_child}',
-         *chromium_args(binary, profile), '--remote-debugging-pipe'],
-        pass_fds=(to_child, from_child), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            'bash',
+            '-c',
+            f'exec "$0" "$@" 3<&{to_child} 4>&{from_child}',
+            *chromium_args(binary, profile),
+            '--remote-debugging-pipe',
+        ],
+        pass_fds=(to_child, from_child),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     os.close(to_child)
     os.close(from_child)
     self._buffer = b''
@@ -663,8 +792,9 @@ class DevTools:
         self.events.append(message)
         if predicate(message):
           return message
-      ready, _, _ = select.select([self._from_browser], [], [],
-                                  max(0.0, deadline - time.monotonic()))
+      ready, _, _ = select.select(
+          [self._from_browser], [], [], max(0.0, deadline - time.monotonic())
+      )
       if not ready:
         raise TimeoutError('no answer from chromium')
       chunk = os.read(self._from_browser, 1 << 16)
@@ -697,8 +827,9 @@ def console_errors(binary, url):
     browser = DevTools(binary, profile)
     try:
       target = browser.call('Target.createTarget', {'url': 'about:blank'})['result']['targetId']
-      session = browser.call('Target.attachToTarget', {'targetId': target, 'flatten': True}
-                             )['result']['sessionId']
+      session = browser.call('Target.attachToTarget', {'targetId': target, 'flatten': True})[
+          'result'
+      ]['sessionId']
       for method in ('Page.enable', 'Runtime.enable', 'Log.enable'):
         browser.call(method, session=session)
       browser.call('Page.navigate', {'url': url}, session=session)
@@ -707,9 +838,17 @@ def console_errors(binary, url):
       # event for ours, and each answer comes after the messages the page sent before it.
       deadline = time.monotonic() + 30
       while True:
-        reply = browser.call('Runtime.evaluate', {
-            'expression': 'document.readyState === "complete" && location.href !== "about:blank"',
-            'returnByValue': True}, session=session, check=False)  # Fails mid-navigation.
+        reply = browser.call(
+            'Runtime.evaluate',
+            {
+                'expression': (
+                    'document.readyState === "complete" && location.href !== "about:blank"'
+                ),
+                'returnByValue': True,
+            },
+            session=session,
+            check=False,
+        )  # Fails mid-navigation.
         if reply.get('result', {}).get('result', {}).get('value') is True:
           break
         assert time.monotonic() < deadline, f'{url} did not load: {reply}'
@@ -739,7 +878,8 @@ def test_report_in_chromium(run_dir, tmp_path):
   control.write_text(
       '<!doctype html><meta http-equiv="Content-Security-Policy" content="img-src \'self\'">'
       '<img src="missing.png"><img src="https://example.invalid/x.png">'
-      '<script>console.error("logged"); throw new Error("thrown");</script>')
+      '<script>console.error("logged"); throw new Error("thrown");</script>'
+  )
   errors = console_errors(binary, control.as_uri())
   assert len(errors) == 4, errors
   assert any('logged' in e for e in errors) and any('thrown' in e for e in errors)
@@ -750,9 +890,18 @@ def test_report_in_chromium(run_dir, tmp_path):
 
   screenshot = tmp_path / 'report.png'
   with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
-    subprocess.run([*chromium_args(binary, profile), f'--screenshot={screenshot}',
-                    '--window-size=1280,2600', path.as_uri()],
-                   check=True, timeout=120, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            *chromium_args(binary, profile),
+            f'--screenshot={screenshot}',
+            '--window-size=1280,2600',
+            path.as_uri(),
+        ],
+        check=True,
+        timeout=120,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
   if os.environ.get('REPORT_SCREENSHOT'):  # To look at it: REPORT_SCREENSHOT=/tmp/report.png
     shutil.copyfile(screenshot, os.environ['REPORT_SCREENSHOT'])
   pixels = np.asarray(Image.open(screenshot).convert('RGB')).astype(np.int32)

@@ -15,7 +15,6 @@ from pix2pix_jax import checkpointing, inference, layers, models, predict, train
 from pix2pix_jax.data import pipeline
 from reference import pytorch_peer
 
-
 KEYS = {'params': jax.random.PRNGKey(0), 'dropout': jax.random.PRNGKey(1)}
 
 
@@ -29,9 +28,15 @@ def abstract_params(module, shape):
   return jax.eval_shape(lambda: module.init(KEYS, jnp.zeros(shape), train=True))['params']
 
 
-@pytest.mark.parametrize('generator, norm, expected', [
-    ('resnet_9blocks', 'batch', 11_383_427), ('resnet_9blocks', 'instance', 11_378_179),
-    ('resnet_6blocks', 'batch', 7_841_411), ('resnet_6blocks', 'instance', 7_837_699)])
+@pytest.mark.parametrize(
+    'generator, norm, expected',
+    [
+        ('resnet_9blocks', 'batch', 11_383_427),
+        ('resnet_9blocks', 'instance', 11_378_179),
+        ('resnet_6blocks', 'batch', 7_841_411),
+        ('resnet_6blocks', 'instance', 7_837_699),
+    ],
+)
 def test_parameter_counts_at_256_equal_the_reference(generator, norm, expected):
   ours = models.create_generator(model_config(generator=generator, norm=norm), 256)
   count = sum(x.size for x in jax.tree.leaves(abstract_params(ours, (1, 256, 256, 3))))
@@ -52,8 +57,9 @@ def test_non_square_multiple_of_4_keeps_its_shape_and_other_sides_are_named():
 
 @pytest.mark.parametrize('norm', ['batch', 'instance'])
 def test_convolutions_have_biases_only_with_instance_norm(norm):
-  params = abstract_params(models.ResnetGenerator(num_blocks=1, base_features=4, norm=norm),
-                           (1, 16, 16, 3))
+  params = abstract_params(
+      models.ResnetGenerator(num_blocks=1, base_features=4, norm=norm), (1, 16, 16, 3)
+  )
   flat = flax.traverse_util.flatten_dict(params, sep='/')
   convs = ['stem', 'down0', 'down1', 'block0/conv0', 'block0/conv1', 'up0', 'up1']
   for conv in convs:
@@ -67,13 +73,23 @@ def test_conv_transpose_3x3_is_torchs_with_the_documented_weight_mapping():
   x = rng.normal(size=(2, 5, 7, 6)).astype(np.float32)
   weight = rng.normal(size=(6, 4, 3, 3)).astype(np.float32)  # PyTorch: (C_in, C_out, 3, 3).
   bias = rng.normal(size=(4,)).astype(np.float32)
-  expected = torch.nn.functional.conv_transpose2d(
-      torch.from_numpy(x).permute(0, 3, 1, 2), torch.from_numpy(weight), torch.from_numpy(bias),
-      stride=2, padding=1, output_padding=1).permute(0, 2, 3, 1).numpy()
+  expected = (
+      torch.nn.functional.conv_transpose2d(
+          torch.from_numpy(x).permute(0, 3, 1, 2),
+          torch.from_numpy(weight),
+          torch.from_numpy(bias),
+          stride=2,
+          padding=1,
+          output_padding=1,
+      )
+      .permute(0, 2, 3, 1)
+      .numpy()
+  )
 
   def ours(kernel):
-    return np.asarray(layers.ConvTranspose3x3(4).apply(
-        {'params': {'kernel': kernel, 'bias': bias}}, x))
+    return np.asarray(
+        layers.ConvTranspose3x3(4).apply({'params': {'kernel': kernel, 'bias': bias}}, x)
+    )
 
   assert expected.shape == (2, 10, 14, 4)
   np.testing.assert_allclose(ours(weight.transpose(2, 3, 0, 1)), expected, atol=1e-5)
@@ -93,7 +109,8 @@ def copy_into_peer(peer, params):
       # Ours (kh, kw, in, out); Conv2d (out, in, kh, kw); ConvTranspose2d (in, out, kh, kw).
       if name == 'kernel':
         tensor = tensor.permute(
-            (2, 3, 0, 1) if isinstance(module, torch.nn.ConvTranspose2d) else (3, 2, 0, 1))
+            (2, 3, 0, 1) if isinstance(module, torch.nn.ConvTranspose2d) else (3, 2, 0, 1)
+        )
       target = {'kernel': module.weight, 'scale': module.weight, 'bias': module.bias}[name]
       target.copy_(tensor)
       written += tensor.numel()
@@ -107,8 +124,9 @@ def test_forward_equals_the_peers_with_copied_weights(norm):
   x = np.random.default_rng(0).uniform(-1, 1, (2, 24, 40, 3)).astype(np.float32)
   variables = ours.init(KEYS, jnp.asarray(x), train=True)
   expected, _ = ours.apply(variables, jnp.asarray(x), train=True, mutable=['batch_stats'])
-  peer = pytorch_peer.ResnetGenerator(3, 3, 4, pytorch_peer.get_norm_layer(norm),
-                                      use_dropout=False, n_blocks=2).train()
+  peer = pytorch_peer.ResnetGenerator(
+      3, 3, 4, pytorch_peer.get_norm_layer(norm), use_dropout=False, n_blocks=2
+  ).train()
   copy_into_peer(peer, variables['params'])
   with torch.no_grad():
     out = peer(torch.from_numpy(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).numpy()
@@ -122,9 +140,18 @@ def test_dropout_rate_puts_one_dropout_in_every_block():
   def outputs(rate):
     generator = models.ResnetGenerator(num_blocks=2, base_features=4, dropout_rate=rate)
     variables = generator.init(KEYS, x, train=False)
-    return [np.asarray(generator.apply(variables, x, train=True, mutable=['batch_stats'],
-                                       rngs={'dropout': jax.random.PRNGKey(k)})[0])
-            for k in (0, 1)]
+    return [
+        np.asarray(
+            generator.apply(
+                variables,
+                x,
+                train=True,
+                mutable=['batch_stats'],
+                rngs={'dropout': jax.random.PRNGKey(k)},
+            )[0]
+        )
+        for k in (0, 1)
+    ]
 
   with_dropout, without = outputs(0.5), outputs(0.0)
   assert not np.allclose(*with_dropout)  # Noise: two dropout keys, two outputs.
@@ -161,24 +188,34 @@ def test_resnet_run_resumes_and_predicts_at_native_resolution(tmp_path):
   config.num_train_steps = 3
   state = train.train_and_evaluate(config, str(tmp_path / 'run'))
   assert int(state.step) == 3
-  assert sorted(int(p.name) for p in (tmp_path / 'run' / 'checkpoints').iterdir()
-                if p.name.isdigit()) == [2, 3]
+  assert sorted(
+      int(p.name) for p in (tmp_path / 'run' / 'checkpoints').iterdir() if p.name.isdigit()
+  ) == [2, 3]
   # Native resolution pads to a multiple of 4 (not of the U-Net's 32) and crops back.
   Image.fromarray(np.full((37, 50, 3), 128, np.uint8)).save(tmp_path / 'odd.png')
-  written = predict.predict(config, str(tmp_path / 'run'), str(tmp_path / 'odd.png'),
-                              str(tmp_path / 'out'), resolution='native')
+  written = predict.predict(
+      config,
+      str(tmp_path / 'run'),
+      str(tmp_path / 'odd.png'),
+      str(tmp_path / 'out'),
+      resolution='native',
+  )
   assert Image.open(written[0]).size == (50, 37)
 
 
 def test_unet_checkpoint_is_refused_by_a_resnet_config(trained_workdir):
   config = test_config.get_config()
   config.model.generator = 'resnet_9blocks'
-  with pytest.raises(checkpointing.CheckpointMismatchError,
-                     match="model.generator: checkpoint 'unet', config 'resnet_9blocks'"):
+  with pytest.raises(
+      checkpointing.CheckpointMismatchError,
+      match="model.generator: checkpoint 'unet', config 'resnet_9blocks'",
+  ):
     inference.restore_trained_generator(config, str(trained_workdir))
 
 
 def test_side_multiple_is_what_native_prediction_pads_to():
   assert models.side_multiple(models.UNetGenerator(num_levels=5)) == 32
-  assert models.side_multiple(models.create_generator(model_config(generator='resnet_9blocks'),
-                                                      256)) == 4
+  assert (
+      models.side_multiple(models.create_generator(model_config(generator='resnet_9blocks'), 256))
+      == 4
+  )

@@ -13,11 +13,20 @@ from configs import test as test_config
 from pix2pix_jax import kernels, models, runtime, train
 
 H100_MEMORY = 80 * 10**9
-CPU_RESOLUTION = {'steps_per_call': 1, 'data.on_device': False, 'model.upsample_impl': 'adjoint',
-                  'model.matmul_max_pixels': 64, 'model.conv_impl': 'winograd'}
-GPU_RESOLUTION = {'steps_per_call': 100, 'data.on_device': True,
-                  'model.upsample_impl': 'conv_transpose', 'model.matmul_max_pixels': 0,
-                  'model.conv_impl': 'xla'}
+CPU_RESOLUTION = {
+    'steps_per_call': 1,
+    'data.on_device': False,
+    'model.upsample_impl': 'adjoint',
+    'model.matmul_max_pixels': 64,
+    'model.conv_impl': 'winograd',
+}
+GPU_RESOLUTION = {
+    'steps_per_call': 100,
+    'data.on_device': True,
+    'model.upsample_impl': 'conv_transpose',
+    'model.matmul_max_pixels': 0,
+    'model.conv_impl': 'xla',
+}
 
 
 def get(config, dotted):
@@ -49,15 +58,23 @@ def test_auto_on_cpu_is_the_cpu_tuned_behaviour():
   auto = default_config.get_config().model
   assert jax.default_backend() == 'cpu'
   assert models.create_generator(auto, 256).conv_impl == kernels.ConvImpl(
-      upsample='adjoint', matmul_max_pixels=64, winograd_min_channels=64, few_outputs_grad=True)
+      upsample='adjoint', matmul_max_pixels=64, winograd_min_channels=64, few_outputs_grad=True
+  )
   # matmul_max_pixels counts the U-Net's levels: the PatchGAN's convolutions never are matmuls.
   assert models.create_discriminator(auto).conv_impl == kernels.ConvImpl(
-      upsample='adjoint', winograd_min_channels=64, few_outputs_grad=True)
+      upsample='adjoint', winograd_min_channels=64, few_outputs_grad=True
+  )
 
 
-@pytest.mark.parametrize('impl, dtype, expected', [
-    ('auto', 'float32', 64), ('auto', 'bfloat16', None), ('xla', 'float32', None),
-    ('winograd', 'bfloat16', 64)])
+@pytest.mark.parametrize(
+    'impl, dtype, expected',
+    [
+        ('auto', 'float32', 64),
+        ('auto', 'bfloat16', None),
+        ('xla', 'float32', None),
+        ('winograd', 'bfloat16', 64),
+    ],
+)
 def test_conv_impl_from_config(impl, dtype, expected):
   config = default_config.get_config().model
   config.conv_impl, config.compute_dtype = impl, dtype
@@ -70,21 +87,36 @@ def test_auto_on_gpu_is_what_the_config_documents():
   config = maps_config.get_config()
   # maps at load_size 286: 1096 pairs, 538 MB, on an 80 GB GPU.
   assert runtime.train_set_bytes(config.data, 1096) == 1096 * 286 * 286 * 6
-  assert resolved_values(config, 'gpu', num_train_examples=1096,
-                         device_memory_bytes=H100_MEMORY) == GPU_RESOLUTION
-  assert resolved_values(config, 'tpu', num_train_examples=1096,
-                         device_memory_bytes=H100_MEMORY) == GPU_RESOLUTION
+  assert (
+      resolved_values(config, 'gpu', num_train_examples=1096, device_memory_bytes=H100_MEMORY)
+      == GPU_RESOLUTION
+  )
+  assert (
+      resolved_values(config, 'tpu', num_train_examples=1096, device_memory_bytes=H100_MEMORY)
+      == GPU_RESOLUTION
+  )
   # There the networks compute with XLA's own convolutions (the PatchGAN logits' gradient too).
   for network in ('generator', 'discriminator'):
     assert runtime.conv_impl(config.model, 'gpu', network=network) == kernels.ConvImpl()
   # A train set over a quarter of the device's memory stays on the host; so does one whose
   # device memory is unknown, and until the train set is known the key stays 'auto'.
-  too_many = int(runtime.ON_DEVICE_MAX_MEMORY_FRACTION * H100_MEMORY
-                 // runtime.train_set_bytes(config.data, 1)) + 1
-  assert not resolved_values(config, 'gpu', num_train_examples=too_many,
-                             device_memory_bytes=H100_MEMORY)['data.on_device']
-  assert resolved_values(config, 'gpu', num_train_examples=1096,
-                         device_memory_bytes=1)['data.on_device'] is False
+  too_many = (
+      int(
+          runtime.ON_DEVICE_MAX_MEMORY_FRACTION
+          * H100_MEMORY
+          // runtime.train_set_bytes(config.data, 1)
+      )
+      + 1
+  )
+  assert not resolved_values(
+      config, 'gpu', num_train_examples=too_many, device_memory_bytes=H100_MEMORY
+  )['data.on_device']
+  assert (
+      resolved_values(config, 'gpu', num_train_examples=1096, device_memory_bytes=1)[
+          'data.on_device'
+      ]
+      is False
+  )
   assert resolved_values(config, 'gpu')['data.on_device'] == 'auto'
   # The documentation says the same.
   for key, value in GPU_RESOLUTION.items():
@@ -98,11 +130,18 @@ def test_explicit_values_are_kept_on_every_backend():
   config.steps_per_call, config.data.on_device = 7, False
   config.model.upsample_impl, config.model.matmul_max_pixels = 'subpixel', 16
   config.model.conv_impl = 'winograd'
-  expected = {'steps_per_call': 7, 'data.on_device': False, 'model.upsample_impl': 'subpixel',
-              'model.matmul_max_pixels': 16, 'model.conv_impl': 'winograd'}
+  expected = {
+      'steps_per_call': 7,
+      'data.on_device': False,
+      'model.upsample_impl': 'subpixel',
+      'model.matmul_max_pixels': 16,
+      'model.conv_impl': 'winograd',
+  }
   for backend in ('cpu', 'gpu'):
-    assert resolved_values(config, backend, num_train_examples=10,
-                           device_memory_bytes=H100_MEMORY) == expected
+    assert (
+        resolved_values(config, backend, num_train_examples=10, device_memory_bytes=H100_MEMORY)
+        == expected
+    )
 
 
 def one_step_metrics(config):
@@ -119,8 +158,9 @@ def test_gpu_forms_compute_the_paper_step_of_the_cpu_forms():
   config = test_config.get_config()
   config.model.winograd_min_channels = 8  # So that Winograd takes part at this size.
   cpu = one_step_metrics(runtime.resolve(config, backend='cpu'))
-  gpu = one_step_metrics(runtime.resolve(config, backend='gpu', num_train_examples=16,
-                                         device_memory_bytes=H100_MEMORY))
+  gpu = one_step_metrics(
+      runtime.resolve(config, backend='gpu', num_train_examples=16, device_memory_bytes=H100_MEMORY)
+  )
   for name in train.LOSS_NAMES:
     np.testing.assert_allclose(gpu[name], cpu[name], rtol=1e-5, err_msg=name)
 
@@ -130,14 +170,18 @@ def test_training_logs_what_auto_resolved_to(tmp_path, caplog):
   config.num_train_steps = 1
   with caplog.at_level(logging.INFO):
     train.train_and_evaluate(config, str(tmp_path))
-  assert ('Runtime settings on cpu (cpu): steps_per_call=1, data.on_device=False, '
-          'model.upsample_impl=adjoint, model.matmul_max_pixels=64, model.conv_impl=winograd'
-          in caplog.text)
+  assert (
+      'Runtime settings on cpu (cpu): steps_per_call=1, data.on_device=False, '
+      'model.upsample_impl=adjoint, model.matmul_max_pixels=64, model.conv_impl=winograd'
+      in caplog.text
+  )
 
 
 def test_copies_that_typed_auto_as_str_still_resolve():
   # copy_and_resolve_references (e.g. a copy per ablation run) makes the 'auto' fields str-typed.
   config = test_config.get_config().copy_and_resolve_references()
   assert resolved_values(config, 'cpu') == CPU_RESOLUTION
-  assert resolved_values(config, 'gpu', num_train_examples=16,
-                         device_memory_bytes=H100_MEMORY) == GPU_RESOLUTION
+  assert (
+      resolved_values(config, 'gpu', num_train_examples=16, device_memory_bytes=H100_MEMORY)
+      == GPU_RESOLUTION
+  )

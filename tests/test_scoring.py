@@ -19,8 +19,16 @@ from pix2pix_jax.data import pipeline
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SIZE = 32  # configs/test.py's image_size.
 # metrics.json of --mode=evaluate; score adds what it scored.
-EVALUATE_KEYS = {'step', 'num_images', 'split', 'direction', 'dataset', 'test_mode', 'metrics',
-                 'panels'}
+EVALUATE_KEYS = {
+    'step',
+    'num_images',
+    'split',
+    'direction',
+    'dataset',
+    'test_mode',
+    'metrics',
+    'panels',
+}
 SCORE_KEYS = EVALUATE_KEYS | {'generated_dir', 'targets', 'targets_layout'}
 
 
@@ -79,8 +87,12 @@ def test_pair_targets_take_the_half_of_the_direction(tmp_path, caplog, direction
   save(tmp_path / 'pairs', '1.png', pair)
   save(tmp_path / 'generated', '1.png', constant(150))
   with caplog.at_level(logging.INFO):
-    result = scoring.score(score_config(direction), str(tmp_path / 'work'),
-                              str(tmp_path / 'generated'), str(tmp_path / 'pairs'))
+    result = scoring.score(
+        score_config(direction),
+        str(tmp_path / 'work'),
+        str(tmp_path / 'generated'),
+        str(tmp_path / 'pairs'),
+    )
   assert result['metrics']['l1']['mean'] == pytest.approx(expected_l1, abs=1e-7)
   assert result['targets_layout'] == 'side_by_side'
   assert 'read as side-by-side A|B pairs' in caplog.text
@@ -96,8 +108,12 @@ def test_targets_not_all_two_to_one_are_plain_with_a_warning(tmp_path, caplog):
   for name in ('1.png', '2.png'):
     save(tmp_path / 'generated', name, constant(80))
   with caplog.at_level(logging.INFO):
-    result = scoring.score(score_config(), str(tmp_path / 'work'),
-                              str(tmp_path / 'generated'), str(tmp_path / 'targets'))
+    result = scoring.score(
+        score_config(),
+        str(tmp_path / 'work'),
+        str(tmp_path / 'generated'),
+        str(tmp_path / 'targets'),
+    )
   assert result['targets_layout'] == 'plain'
   assert 'read as plain target images (1 of 2 are 2:1' in caplog.text
   assert any(r.levelno == logging.WARNING and '1.png' in r.getMessage() for r in caplog.records)
@@ -109,8 +125,12 @@ def test_generated_of_another_size_is_resized_with_one_warning(tmp_path, caplog)
   save(tmp_path / 'generated', '1.png', constant(90, 64, 64))
   save(tmp_path / 'generated', '2.png', constant(30, 48, 40))
   with caplog.at_level(logging.WARNING):
-    result = scoring.score(score_config(), str(tmp_path / 'work'),
-                              str(tmp_path / 'generated'), str(tmp_path / 'targets'))
+    result = scoring.score(
+        score_config(),
+        str(tmp_path / 'work'),
+        str(tmp_path / 'generated'),
+        str(tmp_path / 'targets'),
+    )
   resized = [r.getMessage() for r in caplog.records if 'Resized' in r.getMessage()]
   assert len(resized) == 1
   assert 'Resized 2 generated image(s) to the evaluation size 32×32' in resized[0]
@@ -127,8 +147,9 @@ def test_reference_results_naming(tmp_path, caplog):
   save(results, '5_real_A.png', random_image(6))
   save(results, '5_real_B.png', random_image(7))
   with caplog.at_level(logging.INFO):
-    result = scoring.score(score_config(), str(tmp_path / 'work'), str(results),
-                              str(tmp_path / 'targets'))
+    result = scoring.score(
+        score_config(), str(tmp_path / 'work'), str(results), str(tmp_path / 'targets')
+    )
   assert result['num_images'] == 1 and result['metrics']['l1']['mean'] == 0
   assert read_rows(tmp_path / 'work')[0]['file_name'] == '5.png'
   assert 'Ignoring 2 *_real_A / *_real_B file(s)' in caplog.text
@@ -159,14 +180,22 @@ def test_nothing_matched_names_both_folders(tmp_path):
   save(tmp_path / 'generated', 'a.png', constant(1))
   save(tmp_path / 'targets', 'b.png', constant(1))
   with pytest.raises(ValueError, match='no generated image') as error:
-    scoring.score(score_config(), str(tmp_path / 'work'), str(tmp_path / 'generated'),
-                     str(tmp_path / 'targets'))
+    scoring.score(
+        score_config(),
+        str(tmp_path / 'work'),
+        str(tmp_path / 'generated'),
+        str(tmp_path / 'targets'),
+    )
   assert str(tmp_path / 'generated') in str(error.value)
   assert str(tmp_path / 'targets') in str(error.value)
   assert 'a.png' in str(error.value) and 'b.png' in str(error.value)
   with pytest.raises(FileNotFoundError, match='--targets'):
-    scoring.score(score_config(), str(tmp_path / 'work'), str(tmp_path / 'generated'),
-                     str(tmp_path / 'missing'))
+    scoring.score(
+        score_config(),
+        str(tmp_path / 'work'),
+        str(tmp_path / 'generated'),
+        str(tmp_path / 'missing'),
+    )
 
 
 def test_two_generated_images_of_one_name_are_an_error(tmp_path):
@@ -174,8 +203,12 @@ def test_two_generated_images_of_one_name_are_an_error(tmp_path):
   save(tmp_path / 'generated', '1.png', constant(1))
   save(tmp_path / 'generated', '1_fake_B.png', constant(1))
   with pytest.raises(ValueError, match=r"1.png and .*1_fake_B.png both match target '1'"):
-    scoring.score(score_config(), str(tmp_path / 'work'), str(tmp_path / 'generated'),
-                     str(tmp_path / 'targets'))
+    scoring.score(
+        score_config(),
+        str(tmp_path / 'work'),
+        str(tmp_path / 'generated'),
+        str(tmp_path / 'targets'),
+    )
 
 
 def write_eval_targets(config, folder: pathlib.Path) -> list[str]:
@@ -217,11 +250,21 @@ def test_perfect_images_against_the_eval_split(tmp_path):
 def test_main_score_end_to_end(tmp_path):
   save(tmp_path / 'targets', '1.png', constant(60))
   save(tmp_path / 'generated', '1_fake_B.png', constant(70))
-  command = [sys.executable, 'main.py', '--config=configs/test.py', f'--workdir={tmp_path / "w"}',
-             '--mode=score', '--config.eval.perceptual=False']
-  result = subprocess.run(command + [f'--input={tmp_path / "generated"}',
-                                     f'--targets={tmp_path / "targets"}'],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+  command = [
+      sys.executable,
+      'main.py',
+      '--config=configs/test.py',
+      f'--workdir={tmp_path / "w"}',
+      '--mode=score',
+      '--config.eval.perceptual=False',
+  ]
+  result = subprocess.run(
+      command + [f'--input={tmp_path / "generated"}', f'--targets={tmp_path / "targets"}'],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   saved = json.loads((tmp_path / 'w' / 'eval' / 'metrics.json').read_text())
   assert saved['metrics']['l1']['mean'] == pytest.approx(10 / 255, rel=1e-6)

@@ -74,8 +74,9 @@ def test_a_wrong_adam_beta2_exceeds_the_bound():
   result = compared(case_name)
   config = step_equivalence.create_config(step_equivalence.CASES[case_name], steps=STEPS)
   config.optim.b2 = 0.99  # The peer's only: it reads its Adam's betas from the config.
-  wrong = step_equivalence.run_peer(config, result['variables'],
-                                    step_equivalence.random_batches(config, STEPS))
+  wrong = step_equivalence.run_peer(
+      config, result['variables'], step_equivalence.random_batches(config, STEPS)
+  )
   difference = step_equivalence.relative_difference(result['auto'], wrong).max(axis=1)
   assert np.all(difference[1:] > drift_bound(result['self_drift'])[1:])
 
@@ -91,9 +92,13 @@ def test_patchgan_286_logits_and_gradients_equal_the_references():
 def test_load_jax_variables_names_what_is_left_over():
   net = pytorch_peer.create_discriminator(1, ndf=2)  # PixelGAN: conv0, conv1, conv1_norm, logits.
   modules = pytorch_peer.discriminator_modules(net)
-  variables = {'params': {name: {'kernel': np.zeros((1, 1, m.in_channels, m.out_channels),
-                                                    np.float32)}
-                          for name, m in modules.items() if isinstance(m, torch.nn.Conv2d)}}
+  variables = {
+      'params': {
+          name: {'kernel': np.zeros((1, 1, m.in_channels, m.out_channels), np.float32)}
+          for name, m in modules.items()
+          if isinstance(m, torch.nn.Conv2d)
+      }
+  }
   # Biases and BatchNorm not given: named as the peer names them.
   with pytest.raises(ValueError, match=r"'net.0.bias', 'net.3.weight'"):
     pytorch_peer.load_jax_variables(net, variables, modules)

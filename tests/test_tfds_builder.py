@@ -30,8 +30,8 @@ COUNTS = {'train': 11, 'val': 2}  # 11: natural order puts train/10.jpg after tr
 
 def _jpeg(width: int = 16, height: int = 8, left=RED, right=BLUE) -> bytes:
   pixels = np.zeros((height, width, 3), np.uint8)
-  pixels[:, :width // 2] = left
-  pixels[:, width // 2:] = right
+  pixels[:, : width // 2] = left
+  pixels[:, width // 2 :] = right
   buffer = io.BytesIO()
   # 4:4:4 so that no chroma block straddles the two halves.
   Image.fromarray(pixels).save(buffer, format='jpeg', quality=95, subsampling=0)
@@ -40,8 +40,11 @@ def _jpeg(width: int = 16, height: int = 8, left=RED, right=BLUE) -> bytes:
 
 def _write_dataset(root: pathlib.Path, counts=None, **jpeg_kwargs) -> dict[str, bytes]:
   """Writes root/{split}/{1..n}.jpg; returns {file_name: bytes}."""
-  files = {f'{split}/{i}.jpg': _jpeg(**jpeg_kwargs)
-           for split, n in (counts or COUNTS).items() for i in range(1, n + 1)}
+  files = {
+      f'{split}/{i}.jpg': _jpeg(**jpeg_kwargs)
+      for split, n in (counts or COUNTS).items()
+      for i in range(1, n + 1)
+  }
   for file_name, data in files.items():
     (root / file_name).parent.mkdir(parents=True, exist_ok=True)
     (root / file_name).write_bytes(data)
@@ -71,8 +74,13 @@ def originals(tmp_path, monkeypatch):
 
 
 def _load(tmp_path, split='train', manual_dir=None, verify='full', name='maps'):
-  return p2p.load_pix2pix(name, split, data_dir=str(tmp_path / 'tfds'),
-                          manual_dir=str(manual_dir) if manual_dir else None, verify=verify)
+  return p2p.load_pix2pix(
+      name,
+      split,
+      data_dir=str(tmp_path / 'tfds'),
+      manual_dir=str(manual_dir) if manual_dir else None,
+      verify=verify,
+  )
 
 
 def _assert_nothing_prepared(tmp_path, name='maps'):
@@ -84,8 +92,9 @@ def test_prepare_from_extracted_dir(tmp_path, originals):
   train = _load(tmp_path, 'train', tmp_path / 'src')
   val = _load(tmp_path, 'val')  # Already prepared: manual_dir not needed.
   assert (len(train), len(val)) == (COUNTS['train'], COUNTS['val'])
-  assert [train[i]['file_name'] for i in range(len(train))] == \
-      [f'train/{i}.jpg' for i in range(1, 12)]
+  assert [train[i]['file_name'] for i in range(len(train))] == [
+      f'train/{i}.jpg' for i in range(1, 12)
+  ]
   assert val[1]['file_name'] == 'val/2.jpg'
   assert len(_load(tmp_path, 'train[:3]')) == 3
 
@@ -102,8 +111,9 @@ def test_orientation_a_is_left_half_and_lossless(tmp_path, originals):
   np.testing.assert_array_equal(example['B'], decoded[:, 8:])
 
 
-@pytest.mark.parametrize('layout', ['archive', 'dir_with_archive', 'archive_without_top_dir',
-                                    'dir_with_dataset_dir'])
+@pytest.mark.parametrize(
+    'layout', ['archive', 'dir_with_archive', 'archive_without_top_dir', 'dir_with_dataset_dir']
+)
 def test_manual_dir_layouts(tmp_path, originals, layout):
   holder = tmp_path / 'holder'
   holder.mkdir()
@@ -111,8 +121,11 @@ def test_manual_dir_layouts(tmp_path, originals, layout):
     (tmp_path / 'src').rename(holder / 'maps')
     manual_dir = holder
   else:
-    _write_tar(holder / 'maps.tar.gz', originals,
-               top=None if layout == 'archive_without_top_dir' else 'maps')
+    _write_tar(
+        holder / 'maps.tar.gz',
+        originals,
+        top=None if layout == 'archive_without_top_dir' else 'maps',
+    )
     manual_dir = holder if layout == 'dir_with_archive' else holder / 'maps.tar.gz'
   train = _load(tmp_path, 'train', manual_dir)
   assert len(train) == COUNTS['train'] and len(_load(tmp_path, 'val')) == COUNTS['val']
@@ -123,20 +136,27 @@ def test_manual_dir_layouts(tmp_path, originals, layout):
 def test_readable_without_tensorflow(tmp_path, originals):
   _load(tmp_path, 'train', tmp_path / 'src')
   # A fresh interpreter in which TensorFlow looks not installed, even where it is.
-  code = ('import sys\n'
-          'class HideTensorFlow:\n'
-          '  def __init__(self, finder):\n'
-          '    self.finder = finder\n'
-          '  def find_spec(self, name, path=None, target=None):\n'
-          "    if name.split('.')[0] == 'tensorflow':\n"
-          '      return None\n'
-          '    return self.finder.find_spec(name, path, target)\n'
-          'sys.meta_path[:] = [HideTensorFlow(f) for f in sys.meta_path]\n'
-          'from pix2pix_jax.data import pix2pix_tfds as p\n'
-          f"s = p.load_pix2pix('maps', 'val', data_dir={str(tmp_path / 'tfds')!r}, verify='off')\n"
-          "print(len(s), s[1]['file_name'], s[1]['A'].shape, 'tensorflow' in sys.modules)\n")
-  result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                          cwd=pathlib.Path(__file__).parents[1], check=False)
+  code = (
+      'import sys\n'
+      'class HideTensorFlow:\n'
+      '  def __init__(self, finder):\n'
+      '    self.finder = finder\n'
+      '  def find_spec(self, name, path=None, target=None):\n'
+      "    if name.split('.')[0] == 'tensorflow':\n"
+      '      return None\n'
+      '    return self.finder.find_spec(name, path, target)\n'
+      'sys.meta_path[:] = [HideTensorFlow(f) for f in sys.meta_path]\n'
+      'from pix2pix_jax.data import pix2pix_tfds as p\n'
+      f"s = p.load_pix2pix('maps', 'val', data_dir={str(tmp_path / 'tfds')!r}, verify='off')\n"
+      "print(len(s), s[1]['file_name'], s[1]['A'].shape, 'tensorflow' in sys.modules)\n"
+  )
+  result = subprocess.run(
+      [sys.executable, '-c', code],
+      capture_output=True,
+      text=True,
+      cwd=pathlib.Path(__file__).parents[1],
+      check=False,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   assert '2 val/2.jpg (8, 8, 3) False' in result.stdout
 
@@ -257,8 +277,13 @@ def test_offline_error_says_what_to_download_and_where(tmp_path, monkeypatch, fa
   with pytest.raises(p2p.SourceNotFoundError) as error:
     _load(tmp_path, 'train')
   message = str(error.value)
-  for expected in ('http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/maps.tar.gz',
-                   'Name or service not known', '--config.data.manual_dir=DIR', 'DIR/maps.tar.gz',
-                   'DIR/{train/, val/}', 'DIR/maps/{train/, val/}'):
+  for expected in (
+      'http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/maps.tar.gz',
+      'Name or service not known',
+      '--config.data.manual_dir=DIR',
+      'DIR/maps.tar.gz',
+      'DIR/{train/, val/}',
+      'DIR/maps/{train/, val/}',
+  ):
     assert expected in message
   _assert_nothing_prepared(tmp_path)

@@ -47,8 +47,11 @@ def test_xla_cpu_region_analysis_drops_copies_and_keeps_results_bitwise():
   copies, results = [], []
   for compiler_options in ({}, options):
     state = jax.jit(init_fn)(jax.random.PRNGKey(0))
-    step = jax.jit(step_fn, donate_argnums=0).lower(state, batch).compile(
-        compiler_options=compiler_options)
+    step = (
+        jax.jit(step_fn, donate_argnums=0)
+        .lower(state, batch)
+        .compile(compiler_options=compiler_options)
+    )
     copies.append(step.as_text().count(' copy('))
     for _ in range(3):
       state, metrics = step(state, batch)
@@ -77,7 +80,9 @@ def test_linear_schedule_decays_to_zero_over_the_last_epochs():
   config = test_config.get_config().optim
   config.schedule = 'linear'
   config.decay_epochs = 2
-  schedule = train_state.create_learning_rate_schedule(config, steps_per_epoch=10, num_train_steps=40)
+  schedule = train_state.create_learning_rate_schedule(
+      config, steps_per_epoch=10, num_train_steps=40
+  )
   assert float(schedule(0)) == float(schedule(20)) == pytest.approx(2e-4)
   assert float(schedule(30)) == pytest.approx(1e-4)
   assert float(schedule(40)) == pytest.approx(0.0)
@@ -136,14 +141,17 @@ def test_checkpoint_of_another_architecture_is_a_clear_error(tmp_path):
   assert read_checkpoint_steps(tmp_path) == [2]
 
 
-@pytest.mark.parametrize('key, value, message', [
-    ('data.image_size', 48, 'config.data.image_size: image size 48'),
-    ('model.patch_size', 34, 'config.model.patch_size=34'),
-    ('batch_size', 0, 'config.batch_size=0'),
-    ('data.direction', 'AB', "config.data.direction='AB'"),
-    ('model.norm', 'layer', "config.model.norm='layer'"),
-    ('model.matmul_max_pixels', -1, 'config.model.matmul_max_pixels=-1'),
-])
+@pytest.mark.parametrize(
+    'key, value, message',
+    [
+        ('data.image_size', 48, 'config.data.image_size: image size 48'),
+        ('model.patch_size', 34, 'config.model.patch_size=34'),
+        ('batch_size', 0, 'config.batch_size=0'),
+        ('data.direction', 'AB', "config.data.direction='AB'"),
+        ('model.norm', 'layer', "config.model.norm='layer'"),
+        ('model.matmul_max_pixels', -1, 'config.model.matmul_max_pixels=-1'),
+    ],
+)
 def test_bad_config_fails_before_anything_is_written(tmp_path, key, value, message):
   config = test_config.get_config()
   section, _, field = key.rpartition('.')

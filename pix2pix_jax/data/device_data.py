@@ -47,18 +47,26 @@ def load_images(source, data_config) -> np.ndarray:
   shape = pairs[0][0].shape
   for pair, name in pairs:
     if pair.shape != shape or pair.dtype != dtype:
-      raise ValueError(f'train example {name} is {pair.dtype} {pair.shape[:2]} with '
-                       f'{pair.shape[2]} channels (A and B), the first one {shape}: '
-                       'config.data.on_device needs pairs of one size')
+      raise ValueError(
+          f'train example {name} is {pair.dtype} {pair.shape[:2]} with '
+          f'{pair.shape[2]} channels (A and B), the first one {shape}: '
+          'config.data.on_device needs pairs of one size'
+      )
   sides = pipeline.side_channels(data_config)
   if shape[0] < data_config.image_size or shape[2] != sides['A'] + sides['B']:
-    raise ValueError(f'the {data_config.name!r} train pairs are {shape[:2]} with {shape[2]} '
-                     f'channels (A and B), but the model is built for {data_config.image_size}² '
-                     f'crops with {sides["A"]} + {sides["B"]} (config.data.image_size, '
-                     'config.data.input_channels / output_channels or config.data.channels)')
+    raise ValueError(
+        f'the {data_config.name!r} train pairs are {shape[:2]} with {shape[2]} '
+        f'channels (A and B), but the model is built for {data_config.image_size}² '
+        f'crops with {sides["A"]} + {sides["B"]} (config.data.image_size, '
+        'config.data.input_channels / output_channels or config.data.channels)'
+    )
   images = np.stack([pair for pair, _ in pairs])
-  logging.info('Train set in device memory: %d pairs of %s, %.0f MB per device', len(images),
-               shape, images.nbytes / 1e6)
+  logging.info(
+      'Train set in device memory: %d pairs of %s, %.0f MB per device',
+      len(images),
+      shape,
+      images.nbytes / 1e6,
+  )
   return images
 
 
@@ -67,9 +75,17 @@ def put_replicated(images: np.ndarray, sharding: jax.sharding.Sharding) -> jax.A
   return jax.make_array_from_callback(images.shape, sharding, lambda index: images[index])
 
 
-def batch_for_step(images: jax.Array, step: jax.Array, *, seed: int, batch_size: int,
-                   image_size: int, flip: bool, direction: str,
-                   channels: tuple[int, int] | None = None) -> dict:
+def batch_for_step(
+    images: jax.Array,
+    step: jax.Array,
+    *,
+    seed: int,
+    batch_size: int,
+    image_size: int,
+    flip: bool,
+    direction: str,
+    channels: tuple[int, int] | None = None,
+) -> dict:
   """The global train batch of `step` (1-based), computed on the device from `images`.
 
   Args:
@@ -100,7 +116,9 @@ def batch_for_step(images: jax.Array, step: jax.Array, *, seed: int, batch_size:
     index = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), num)[offset]
     crop_key, flip_key = jax.random.split(jax.random.fold_in(augment_key, position))
     top, left = jax.random.randint(crop_key, (2,), 0, slack + 1)
-    pair = jax.lax.dynamic_slice(images[index], (top, left, 0), (image_size, image_size, pair_channels))
+    pair = jax.lax.dynamic_slice(
+        images[index], (top, left, 0), (image_size, image_size, pair_channels)
+    )
     if flip:
       pair = jnp.where(jax.random.bernoulli(flip_key), pair[:, ::-1], pair)
     return pair

@@ -92,7 +92,8 @@ SIDE_BY_SIDE, A_B_SPLIT, SPLIT_A_B = 'side_by_side', 'A|B/split', 'split/A|B'
 LAYOUT_HELP = (
     'expected ROOT/SPLIT/*.jpg (A | B side by side), ROOT/A/SPLIT/ + ROOT/B/SPLIT/, or '
     'ROOT/SPLIT/A/ + ROOT/SPLIT/B/ (A and B files matched by name without extension); image '
-    f'extensions: {" ".join(images.IMAGE_EXTENSIONS)}')
+    f'extensions: {" ".join(images.IMAGE_EXTENSIONS)}'
+)
 
 _log = logging.getLogger(__name__)
 
@@ -176,8 +177,10 @@ def available_splits(root: str) -> list[str]:
   splits = set()
   top_ab = _has_ab_folders(root)
   if top_ab:
-    splits.update(set(_visible_subdirs(os.path.join(root, 'A')))
-                  & set(_visible_subdirs(os.path.join(root, 'B'))))
+    splits.update(
+        set(_visible_subdirs(os.path.join(root, 'A')))
+        & set(_visible_subdirs(os.path.join(root, 'B')))
+    )
   for name in _visible_subdirs(root):
     if top_ab and name in ('A', 'B'):
       continue  # ROOT/A and ROOT/B are the two halves, not splits
@@ -195,14 +198,16 @@ def _stems(folder: str, names: list[str], rel: str) -> dict[str, str]:
     if stem in stems:
       raise FolderLayoutError(
           f'{folder} has both {stems[stem]} and {name}: A and B files are matched by name without '
-          f'extension, so {rel}/{stem}.* must be unique')
+          f'extension, so {rel}/{stem}.* must be unique'
+      )
     stems[stem] = name
   return stems
 
 
 def _mismatch_message(dir_a: str, dir_b: str, only_a: list[str], only_b: list[str]) -> str:
-  lines = [f'A and B files do not match (matched by name without extension) in {dir_a} and '
-           f'{dir_b}:']
+  lines = [
+      f'A and B files do not match (matched by name without extension) in {dir_a} and {dir_b}:'
+  ]
   if only_a:
     lines.append(f'  {len(only_a)} only in A: {listed(only_a)}')
   if only_b:
@@ -222,8 +227,13 @@ class PairedFolder:
       else uint8; None before.
   """
 
-  def __init__(self, root: str, split: str, channels: tuple[int, int] = (3, 3),
-               wanted: tuple[str, str] = ('', '')):
+  def __init__(
+      self,
+      root: str,
+      split: str,
+      channels: tuple[int, int] = (3, 3),
+      wanted: tuple[str, str] = ('', ''),
+  ):
     """Lists and pairs the files of `split`; no image is opened.
 
     Args:
@@ -239,7 +249,8 @@ class PairedFolder:
     """
     self.root, self.split = _check_root(root), split
     self.channels, self._wanted = tuple(channels), tuple(
-        w or f'side {side}' for side, w in zip('AB', wanted))
+        w or f'side {side}' for side, w in zip('AB', wanted)
+    )
     self.dtypes = None
     self.layout = self._detect_layout()
     skipped = []
@@ -248,11 +259,19 @@ class PairedFolder:
     else:
       self._items = self._list_two_folders(skipped)
     if skipped:
-      _log.warning('%r: skipped %d non-image entries (image extensions: %s): %s', self,
-                   len(skipped), ' '.join(images.IMAGE_EXTENSIONS), listed(skipped, 5))
+      _log.warning(
+          '%r: skipped %d non-image entries (image extensions: %s): %s',
+          self,
+          len(skipped),
+          ' '.join(images.IMAGE_EXTENSIONS),
+          listed(skipped, 5),
+      )
     if ImageFile.LOAD_TRUNCATED_IMAGES:
-      _log.warning('PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True (set by some other code): '
-                   'truncated images in %s will be padded with grey instead of raising', self.root)
+      _log.warning(
+          'PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True (set by some other code): '
+          'truncated images in %s will be padded with grey instead of raising',
+          self.root,
+      )
 
   def _dirs(self, layout: str) -> tuple[str, ...]:
     """The folder(s) a layout reads for this split: (SPLIT,) or (A folder, B folder)."""
@@ -265,14 +284,17 @@ class PairedFolder:
 
   def _detect_layout(self) -> str:
     split_dir = os.path.join(self.root, self.split)
-    found = [layout for layout in (A_B_SPLIT, SPLIT_A_B)
-             if all(map(os.path.isdir, self._dirs(layout)))]
+    found = [
+        layout for layout in (A_B_SPLIT, SPLIT_A_B) if all(map(os.path.isdir, self._dirs(layout)))
+    ]
     if os.path.isdir(split_dir) and _has_image(split_dir):
       found.append(SIDE_BY_SIDE)
     if len(found) > 1:
       dirs = '; '.join(' + '.join(self._dirs(layout)) for layout in found)
-      raise FolderLayoutError(f'split {self.split!r} of {self.root} is ambiguous: it exists in '
-                              f'{len(found)} layouts ({dirs}); keep one')
+      raise FolderLayoutError(
+          f'split {self.split!r} of {self.root} is ambiguous: it exists in '
+          f'{len(found)} layouts ({dirs}); keep one'
+      )
     if not found:
       raise FolderLayoutError(self._not_found_message())
     return found[0]
@@ -285,21 +307,27 @@ class PairedFolder:
         present, missing = (dir_a, dir_b) if os.path.isdir(dir_a) else (dir_b, dir_a)
         return f'found {present} but not {missing}; {LAYOUT_HELP}'
     if _has_ab_folders(self.root) and _has_image(os.path.join(self.root, 'A')):
-      return (f'{self.root}/A holds images directly, without split folders: move them into '
-              f'{self.root}/A/{self.split}/ (and B likewise); {LAYOUT_HELP}')
+      return (
+          f'{self.root}/A holds images directly, without split folders: move them into '
+          f'{self.root}/A/{self.split}/ (and B likewise); {LAYOUT_HELP}'
+      )
     split_dir = os.path.join(self.root, self.split)
     if os.path.isdir(split_dir):
       _, subdirs, others = _scan(split_dir)
       found = sorted(others + [d + '/' for d in subdirs], key=images.natural_key)
-      return (f'no image files in {split_dir} (found {len(found)} other entries'
-              f'{": " + listed(found) if found else ""}); {LAYOUT_HELP}')
+      return (
+          f'no image files in {split_dir} (found {len(found)} other entries'
+          f'{": " + listed(found) if found else ""}); {LAYOUT_HELP}'
+      )
     try:
       available = available_splits(self.root)
     except OSError:
       available = []
     top = sorted(_visible_subdirs(self.root), key=images.natural_key)
-    return (f'split {self.split!r} not found in {self.root} (available splits: {available}; '
-            f'folders there: {listed(top)}); {LAYOUT_HELP}')
+    return (
+        f'split {self.split!r} not found in {self.root} (available splits: {available}; '
+        f'folders there: {listed(top)}); {LAYOUT_HELP}'
+    )
 
   def _rel(self, path: str) -> str:
     return os.path.relpath(path, self.root).replace(os.sep, '/')
@@ -308,8 +336,10 @@ class PairedFolder:
     """Image names in `folder`; adds the other entries, relative to the root, to `skipped`."""
     image_names, subdirs, others = _scan(folder)
     rel = self._rel(folder)
-    skipped.extend(f'{rel}/{name}' for name in sorted(others + [d + '/' for d in subdirs],
-                                                      key=images.natural_key))
+    skipped.extend(
+        f'{rel}/{name}'
+        for name in sorted(others + [d + '/' for d in subdirs], key=images.natural_key)
+    )
     return image_names
 
   def _list_side_by_side(self, skipped: list[str]) -> list[tuple[str, ...]]:
@@ -328,8 +358,10 @@ class PairedFolder:
     only_b = sorted((stems_b[s] for s in stems_b.keys() - stems_a.keys()), key=images.natural_key)
     if only_a or only_b:
       raise FolderLayoutError(_mismatch_message(dir_a, dir_b, only_a, only_b))
-    return [(os.path.join(dir_a, stems_a[s]), os.path.join(dir_b, stems_b[s]))
-            for s in sorted(stems_a, key=images.natural_key)]
+    return [
+        (os.path.join(dir_a, stems_a[s]), os.path.join(dir_b, stems_b[s]))
+        for s in sorted(stems_a, key=images.natural_key)
+    ]
 
   def __len__(self) -> int:
     return len(self._items)
@@ -359,13 +391,23 @@ class PairedFolder:
       a = images.load_image(paths[0], self.channels[0], self._wanted[0])
       b = images.load_image(paths[1], self.channels[1], self._wanted[1])
       if a.shape[:2] != b.shape[:2]:
-        raise images.BadImageError(f'A and B differ in size: {paths[0]} is '
-                                   f'{images.describe_size(a)}, {paths[1]} is '
-                                   f'{images.describe_size(b)}', *paths)
+        raise images.BadImageError(
+            f'A and B differ in size: {paths[0]} is '
+            f'{images.describe_size(a)}, {paths[1]} is '
+            f'{images.describe_size(b)}',
+            *paths,
+        )
     return {'A': a, 'B': b, 'file_name': self._rel(paths[0])}
 
-  def check(self, *, num_threads: int = 1, on_bad_file: str = 'error', image_size: int = 0,
-            required_size: int = 0, transform=None) -> list | None:
+  def check(
+      self,
+      *,
+      num_threads: int = 1,
+      on_bad_file: str = 'error',
+      image_size: int = 0,
+      required_size: int = 0,
+      transform=None,
+  ) -> list | None:
     """Reads every pair once, in threads, and reports all problems together.
 
     Bad files (see the module docstring) are collected, not raised one by one, so that a user
@@ -399,7 +441,9 @@ class PairedFolder:
         if min(height, width) < required_size:
           raise images.BadImageError(
               f'{self._items[index][0]}: A and B are {width}×{height}, smaller than the '
-              f'{required_size}×{required_size} this run needs', *self._items[index])
+              f'{required_size}×{required_size} this run needs',
+              *self._items[index],
+          )
       except images.BadImageError as error:
         return error, None, None
       dtypes.add((example['A'].dtype, example['B'].dtype))
@@ -409,8 +453,9 @@ class PairedFolder:
     with concurrent.futures.ThreadPoolExecutor(max(1, num_threads)) as pool:
       results = list(pool.map(read, range(len(self._items))))
     good = [i for i, (error, _, _) in enumerate(results) if error is None]
-    self.dtypes = {side: images.common_dtype(pair[k] for pair in dtypes)
-                   for k, side in enumerate(('A', 'B'))}
+    self.dtypes = {
+        side: images.common_dtype(pair[k] for pair in dtypes) for k, side in enumerate(('A', 'B'))
+    }
     self._warn_sizes([(self._rel(self._items[i][0]), results[i][1]) for i in good], image_size)
     errors = [error for error, _, _ in results if error is not None]
     if errors:
@@ -423,27 +468,44 @@ class PairedFolder:
     reasons = '\n'.join(f'  {error}' for error in errors)
     what = f'{len(errors)} of {len(self._items)} pairs of {self!r} have a bad file'
     if on_bad_file == 'error' or not kept:
-      advice = ("fix or remove them, or set config.data.on_bad_file='skip' to leave them out"
-                if kept else 'no pair is left')
-      raise images.BadImageError(f'{what}; {advice}:\n{reasons}',
-                          *(path for error in errors for path in error.paths))
+      advice = (
+          "fix or remove them, or set config.data.on_bad_file='skip' to leave them out"
+          if kept
+          else 'no pair is left'
+      )
+      raise images.BadImageError(
+          f'{what}; {advice}:\n{reasons}', *(path for error in errors for path in error.paths)
+      )
     _log.warning("%s, left out (config.data.on_bad_file='skip'):\n%s", what, reasons)
 
   def _warn_sizes(self, sizes: list[tuple[str, tuple[int, int]]], image_size: int) -> None:
     """One warning for side-by-side images that are not 2:1, one for pairs below image_size."""
     if self.layout == SIDE_BY_SIDE:
-      wide = [f'{name} ({2 * width}×{height})' for name, (width, height) in sizes
-              if width != height]
+      wide = [
+          f'{name} ({2 * width}×{height})' for name, (width, height) in sizes if width != height
+      ]
       if wide:
-        _log.warning('%r: %d side-by-side images are not 2:1, so A and B (their halves) are not '
-                     'square and get stretched to squares: %s', self, len(wide),
-                     listed(wide, _MAX_WARNED))
-    small = [f'{name} ({width}×{height})' for name, (width, height) in sizes
-             if min(width, height) < image_size]
+        _log.warning(
+            '%r: %d side-by-side images are not 2:1, so A and B (their halves) are not '
+            'square and get stretched to squares: %s',
+            self,
+            len(wide),
+            listed(wide, _MAX_WARNED),
+        )
+    small = [
+        f'{name} ({width}×{height})'
+        for name, (width, height) in sizes
+        if min(width, height) < image_size
+    ]
     if small:
-      _log.warning('%r: %d pairs have A and B smaller than config.data.image_size=%d, so they get '
-                   'upsampled (blurry): %s', self, len(small), image_size,
-                   listed(small, _MAX_WARNED))
+      _log.warning(
+          '%r: %d pairs have A and B smaller than config.data.image_size=%d, so they get '
+          'upsampled (blurry): %s',
+          self,
+          len(small),
+          image_size,
+          listed(small, _MAX_WARNED),
+      )
 
   def __repr__(self) -> str:
     return f'PairedFolder({self.root!r}, {self.split!r})'

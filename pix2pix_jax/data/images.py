@@ -33,7 +33,10 @@ _SIXTEEN_BIT_MODES = ('I;16', 'I;16L', 'I;16B', 'I;16N')
 _DIGITS = re.compile(r'([0-9]+)')
 
 
-SAMPLE_DTYPES = (np.uint8, np.uint16)  # What sides hold: 8-bit, or 16-bit sources at full precision.
+SAMPLE_DTYPES = (
+    np.uint8,
+    np.uint16,
+)  # What sides hold: 8-bit, or 16-bit sources at full precision.
 TIFF_INSTALL_HINT = "pip install -e '.[tiff]'"
 _TIFF_EXTENSIONS = ('.tif', '.tiff')
 DIRECTIONS = ('AtoB', 'BtoA')  # config.data.direction: A -> B, or B -> A.
@@ -67,7 +70,8 @@ def to_uint8(images: jax.Array) -> jax.Array:
 def is_image_name(name: str) -> bool:
   """Whether a file name has an image extension (case-insensitive); hidden files are not images."""
   return not os.path.basename(name).startswith('.') and (
-      os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS)
+      os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+  )
 
 
 def natural_key(name: str) -> tuple:
@@ -92,8 +96,9 @@ def list_images(path: pathlib.Path, flag: str = '--input') -> list[pathlib.Path]
   if skipped:
     logging.warning('Skipping %d non-image file(s) in %s: %s', len(skipped), path, skipped[:10])
   if not images:
-    raise FileNotFoundError(f'no image files in {flag} {path} (extensions: '
-                            f'{" ".join(IMAGE_EXTENSIONS)})')
+    raise FileNotFoundError(
+        f'no image files in {flag} {path} (extensions: {" ".join(IMAGE_EXTENSIONS)})'
+    )
   return images
 
 
@@ -133,8 +138,11 @@ def to_rgb_uint8(image: Image.Image, path) -> np.ndarray:
     gray = ((gray * 255 + 32767) // 65535).astype(np.uint8)  # round(v * 255 / 65535)
     return np.repeat(gray[:, :, None], 3, axis=2)
   if mode == 'F':
-    raise BadImageError(f'{path}: 32-bit float images (mode F) are not supported, because their '
-                        'value range is unknown; save it as 8- or 16-bit', str(path))
+    raise BadImageError(
+        f'{path}: 32-bit float images (mode F) are not supported, because their '
+        'value range is unknown; save it as 8- or 16-bit',
+        str(path),
+    )
   try:
     return np.array(image.convert('RGB'))
   except ValueError as e:
@@ -195,8 +203,10 @@ def split_side_by_side(image: np.ndarray, path: str) -> tuple[np.ndarray, np.nda
   width = image.shape[1]
   if width % 2:
     raise BadImageError(
-        f'{path} is {describe_size(image)}: a side-by-side A|B image needs an even width, so that A (left '
-        'half) and B (right half) are the same size', path)
+        f'{path} is {describe_size(image)}: a side-by-side A|B image needs an even width, so that A'
+        ' (left half) and B (right half) are the same size',
+        path,
+    )
   half = width // 2
   return np.ascontiguousarray(image[:, :half]), np.ascontiguousarray(image[:, half:])
 
@@ -240,7 +250,8 @@ def _read_tiff(path) -> _Samples:
   except ImportError as error:
     raise MissingTiffReader(
         f'{path} is a TIFF that Pillow cannot read faithfully (several bands, or 16-bit colour): '
-        f'it is read with tifffile, which is not installed: {TIFF_INSTALL_HINT}') from error
+        f'it is read with tifffile, which is not installed: {TIFF_INSTALL_HINT}'
+    ) from error
   try:
     with tifffile.TiffFile(path) as tiff:
       series = tiff.series[0]
@@ -253,14 +264,23 @@ def _read_tiff(path) -> _Samples:
   elif array.ndim == 3 and not axes.endswith('S'):
     array = np.moveaxis(array, 0, -1)  # Bands as planes (planar 'SYX') or as pages ('QYX').
   elif array.ndim != 3:
-    raise BadImageError(f'{path}: a TIFF of shape {array.shape} (axes {axes}); expected one image '
-                        '(H×W, H×W×bands or bands×H×W)', str(path))
+    raise BadImageError(
+        f'{path}: a TIFF of shape {array.shape} (axes {axes}); expected one image '
+        '(H×W, H×W×bands or bands×H×W)',
+        str(path),
+    )
   if array.dtype not in SAMPLE_DTYPES:
-    raise BadImageError(f'{path}: {array.dtype} samples; only 8- and 16-bit unsigned integers '
-                        'have a known range: save it as 8- or 16-bit', str(path))
+    raise BadImageError(
+        f'{path}: {array.dtype} samples; only 8- and 16-bit unsigned integers '
+        'have a known range: save it as 8- or 16-bit',
+        str(path),
+    )
   array = np.ascontiguousarray(array)
-  return _Samples(array, f'{array.shape[2]}-band {array.dtype.itemsize * 8}-bit TIFF',
-                  rgb_with_extra=photometric == 'RGB' and array.shape[2] == 4)
+  return _Samples(
+      array,
+      f'{array.shape[2]}-band {array.dtype.itemsize * 8}-bit TIFF',
+      rgb_with_extra=photometric == 'RGB' and array.shape[2] == 4,
+  )
 
 
 def _decode(path) -> Image.Image | _Samples:
@@ -288,12 +308,14 @@ def _gray_palette(image: Image.Image) -> bool:
 
 
 def _mismatch(path, have: int, what: str, channels: int, wanted: str) -> BadImageError:
-  hint = (' (a colour image is not made gray behind your back)' if channels == 1 and have >= 3
-          else '')
+  hint = (
+      ' (a colour image is not made gray behind your back)' if channels == 1 and have >= 3 else ''
+  )
   return BadImageError(
       f'{path} has {have} channel{"s" * (have != 1)} ({what}), but {wanted or "the caller"} asks '
       f'for {channels}{hint}: convert the file, or change the channel count in the config',
-      str(path))
+      str(path),
+  )
 
 
 def _with_channels(decoded: Image.Image | _Samples, channels: int, path, wanted: str) -> np.ndarray:
@@ -346,8 +368,9 @@ def load_image(path, channels: int = 3, wanted: str = '') -> np.ndarray:
   return _with_channels(_decode(path), channels, path, wanted)
 
 
-def load_side_by_side(path, channels: tuple[int, int], wanted: tuple[str, str] = ('', '')
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def load_side_by_side(
+    path, channels: tuple[int, int], wanted: tuple[str, str] = ('', '')
+) -> tuple[np.ndarray, np.ndarray]:
   """Decodes an A | B image once: (A with channels[0], B with channels[1]), like `load_image`.
 
   One file holds both halves, so a gray half next to a colour one is stored in colour: for a
@@ -382,7 +405,9 @@ def promote(image: np.ndarray, dtype) -> np.ndarray:
 
 def common_dtype(dtypes) -> np.dtype:
   """uint16 if any of `dtypes` is, else uint8: what a batch or a whole side is held as."""
-  return np.dtype(np.uint16) if any(np.dtype(d) == np.uint16 for d in dtypes) else np.dtype(np.uint8)
+  return (
+      np.dtype(np.uint16) if any(np.dtype(d) == np.uint16 for d in dtypes) else np.dtype(np.uint8)
+  )
 
 
 def stack(images_list) -> np.ndarray:
@@ -412,12 +437,14 @@ def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((width, height), Image.BICUBIC))
   if image.dtype == np.uint8 and channels == 1:
     return np.asarray(Image.fromarray(image[:, :, 0]).resize((width, height), Image.BICUBIC))[
-        :, :, None]
+        :, :, None
+    ]
   top = np.iinfo(image.dtype).max
   out = np.empty((height, width, channels), image.dtype)
   for c in range(channels):
-    plane = Image.fromarray(image[:, :, c].astype(np.float32), 'F').resize((width, height),
-                                                                           Image.BICUBIC)
+    plane = Image.fromarray(image[:, :, c].astype(np.float32), 'F').resize(
+        (width, height), Image.BICUBIC
+    )
     out[:, :, c] = np.clip(np.rint(np.asarray(plane)), 0, top)
   return out
 
@@ -460,8 +487,10 @@ def save_image(image: np.ndarray, stem) -> pathlib.Path:
     Image.fromarray(image).save(path)
   else:
     import tifffile  # pylint: disable=g-import-not-at-top
-    tifffile.imwrite(path, image, photometric='rgb' if channels == 3 else 'minisblack',
-                     planarconfig='contig')
+
+    tifffile.imwrite(
+        path, image, photometric='rgb' if channels == 3 else 'minisblack', planarconfig='contig'
+    )
   return path
 
 
@@ -471,5 +500,7 @@ def check_tiff_writer(channels: int, what: str, dtype=np.uint8) -> None:
     try:
       import tifffile  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
     except ImportError as error:
-      raise ImportError(f'{what} has {channels} channels: it is written as TIFF with tifffile, '
-                        f'which is not installed: {TIFF_INSTALL_HINT}') from error
+      raise ImportError(
+          f'{what} has {channels} channels: it is written as TIFF with tifffile, '
+          f'which is not installed: {TIFF_INSTALL_HINT}'
+      ) from error

@@ -30,8 +30,10 @@ DATASETS = PIX2PIX_DATASETS + ('folder', 'synthetic')
 def channels(data_config) -> tuple[int, int]:
   """(input, output) channels of the generator: `data.input_channels` / `data.output_channels`,
   each `data.channels` when None."""
-  return tuple(data_config.channels if value is None else value
-               for value in (data_config.input_channels, data_config.output_channels))
+  return tuple(
+      data_config.channels if value is None else value
+      for value in (data_config.input_channels, data_config.output_channels)
+  )
 
 
 def side_channels(data_config) -> dict[str, int]:
@@ -46,10 +48,15 @@ def channel_keys(data_config) -> dict[str, str]:
   for side, role in zip(images.sides(data_config.direction), ('input', 'output')):
     key = f'{role}_channels'
     value = data_config[key]
-    setting = (f'config.data.{key}={value}' if value is not None
-               else f'config.data.channels={data_config.channels}')
-    out[side] = (f'{setting} (side {side}: the {"input" if role == "input" else "target"}, '
-                 f'config.data.direction={data_config.direction})')
+    setting = (
+        f'config.data.{key}={value}'
+        if value is not None
+        else f'config.data.channels={data_config.channels}'
+    )
+    out[side] = (
+        f'{setting} (side {side}: the {"input" if role == "input" else "target"}, '
+        f'config.data.direction={data_config.direction})'
+    )
   return out
 
 
@@ -61,19 +68,33 @@ def _raw_source(data_config, split: str, seed: int):
   if data_config.name == 'synthetic':
     jitter = split == 'train' and data_config.preprocess != 'resize'
     size = data_config.load_size if jitter else data_config.image_size
-    num = data_config.synthetic_train_examples if split == 'train' else data_config.synthetic_eval_examples
+    num = (
+        data_config.synthetic_train_examples
+        if split == 'train'
+        else data_config.synthetic_eval_examples
+    )
     return synthetic.SyntheticMaps(split, num, size, seed=seed)
   if data_config.name == 'folder':
     from pix2pix_jax.data import folder  # pylint: disable=g-import-not-at-top
+
     sides, keys = side_channels(data_config), channel_keys(data_config)
-    return folder.PairedFolder(data_config.folder_dir, _split_name(data_config, split),
-                               channels=(sides['A'], sides['B']), wanted=(keys['A'], keys['B']))
+    return folder.PairedFolder(
+        data_config.folder_dir,
+        _split_name(data_config, split),
+        channels=(sides['A'], sides['B']),
+        wanted=(keys['A'], keys['B']),
+    )
   # One of PIX2PIX_DATASETS (config_checks.py admits no other name). Imported here: TFDS is only
   # needed (and only imported) for its datasets.
   from pix2pix_jax.data import pix2pix_tfds  # pylint: disable=g-import-not-at-top
+
   return pix2pix_tfds.load_pix2pix(
-      data_config.name, _split_name(data_config, split), data_dir=data_config.data_dir,
-      manual_dir=data_config.manual_dir, verify=data_config.verify)
+      data_config.name,
+      _split_name(data_config, split),
+      data_dir=data_config.data_dir,
+      manual_dir=data_config.manual_dir,
+      verify=data_config.verify,
+  )
 
 
 def create_source(data_config, split: str, seed: int):
@@ -96,9 +117,12 @@ def create_source(data_config, split: str, seed: int):
     # others are decoded again on first use, since resizing them here would slow the check more
     # than a second decode costs the pipeline.
     cached = source.check(
-        num_threads=data_config.num_threads, on_bad_file=data_config.on_bad_file,
-        image_size=data_config.image_size, required_size=data_config.image_size if patches else 0,
-        transform=functools.partial(_if_sized, size=size) if cache and not patches else None)
+        num_threads=data_config.num_threads,
+        on_bad_file=data_config.on_bad_file,
+        image_size=data_config.image_size,
+        required_size=data_config.image_size if patches else 0,
+        transform=functools.partial(_if_sized, size=size) if cache and not patches else None,
+    )
     dtypes = source.dtypes  # A side with any 16-bit file is held at 16 bits throughout.
   if patches:
     source = NativePatches(source, data_config.image_size)
@@ -127,8 +151,14 @@ class ResizedPairs:
   1096 pairs, 538 MB).
   """
 
-  def __init__(self, source, size: int, cache: bool = False, cached: list | None = None,
-               dtypes: dict | None = None):
+  def __init__(
+      self,
+      source,
+      size: int,
+      cache: bool = False,
+      cached: list | None = None,
+      dtypes: dict | None = None,
+  ):
     """Wraps `source`.
 
     Args:
@@ -189,17 +219,20 @@ class NativePatches:
     example = dict(self._source[int(index) // 4])
     height, width = example['A'].shape[:2]
     if min(height, width) < self._size:
-      raise ValueError(f"config.data.preprocess='patches' needs images of at least {self._size} "
-                       f"pixels, but {example.get('file_name', index // 4)} is {width}×{height}")
+      raise ValueError(
+          f"config.data.preprocess='patches' needs images of at least {self._size} "
+          f"pixels, but {example.get('file_name', index // 4)} is {width}×{height}"
+      )
     row, col = divmod(int(index) % 4, 2)
     top, left = row * (height - self._size), col * (width - self._size)
     for key in ('A', 'B'):
-      example[key] = example[key][top:top + self._size, left:left + self._size]
+      example[key] = example[key][top : top + self._size, left : left + self._size]
     return example
 
 
-def preprocess_pair(example: dict, rng: np.random.Generator | None, *, image_size: int,
-                    flip: bool, direction: str) -> dict:
+def preprocess_pair(
+    example: dict, rng: np.random.Generator | None, *, image_size: int, flip: bool, direction: str
+) -> dict:
   """Jitter and orient one resized pair; input and target always get the same crop and flip.
 
   Args:
@@ -215,23 +248,33 @@ def preprocess_pair(example: dict, rng: np.random.Generator | None, *, image_siz
   a, b = example['A'], example['B']
   slack = a.shape[0] - image_size
   top, left = rng.integers(0, slack + 1, size=2) if rng is not None else (slack // 2, slack // 2)
-  a = a[top:top + image_size, left:left + image_size]
-  b = b[top:top + image_size, left:left + image_size]
+  a = a[top : top + image_size, left : left + image_size]
+  b = b[top : top + image_size, left : left + image_size]
   if rng is not None and flip and rng.random() < 0.5:
     a, b = a[:, ::-1], b[:, ::-1]
   input_side, target_side = images.sides(direction)
   pair = {'A': a, 'B': b}
-  return {'input': np.ascontiguousarray(pair[input_side]),
-          'target': np.ascontiguousarray(pair[target_side])}
+  return {
+      'input': np.ascontiguousarray(pair[input_side]),
+      'target': np.ascontiguousarray(pair[target_side]),
+  }
 
 
 def _preprocess_kwargs(data_config) -> dict:
-  return dict(image_size=data_config.image_size, flip=data_config.flip,
-              direction=data_config.direction)
+  return dict(
+      image_size=data_config.image_size, flip=data_config.flip, direction=data_config.direction
+  )
 
 
-def train_dataset(source, data_config, *, batch_size: int, seed: int, process_index: int = 0,
-                  process_count: int = 1) -> grain.MapDataset:
+def train_dataset(
+    source,
+    data_config,
+    *,
+    batch_size: int,
+    seed: int,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> grain.MapDataset:
   """Endless train batches for this process: element `s` is the batch of step `s + 1`.
 
   Each epoch is a fresh seeded permutation of the source; each process reads every
@@ -246,7 +289,9 @@ def train_dataset(source, data_config, *, batch_size: int, seed: int, process_in
     process_count: number of JAX processes.
   """
   ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat(None)
-  ds = ds.random_map(functools.partial(preprocess_pair, **_preprocess_kwargs(data_config)), seed=seed)
+  ds = ds.random_map(
+      functools.partial(preprocess_pair, **_preprocess_kwargs(data_config)), seed=seed
+  )
   # Sliced after the augmentation, whose randomness follows the *global* example index: every
   # process count sees the same crops and flips.
   ds = ds[process_index::process_count]
@@ -260,11 +305,14 @@ def train_iterator(dataset: grain.MapDataset, start_step: int, data_config) -> I
   the GIL released) and, if `data_config.num_workers` > 0, in that many worker processes, each
   with its own threads and cache; the order is the same either way.
   """
-  options = grain.ReadOptions(num_threads=data_config.num_threads,
-                              prefetch_buffer_size=data_config.prefetch)
+  options = grain.ReadOptions(
+      num_threads=data_config.num_threads, prefetch_buffer_size=data_config.prefetch
+  )
   iterable = dataset[start_step:].to_iter_dataset(options)
   if data_config.num_workers > 0:
-    iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(num_workers=data_config.num_workers))
+    iterable = iterable.mp_prefetch(
+        grain.MultiprocessingOptions(num_workers=data_config.num_workers)
+    )
   return iter(iterable)
 
 
@@ -272,14 +320,19 @@ def check_batch(batch: dict, config) -> None:
   """Raises ValueError if a host batch does not have the shape the model is built for."""
   counts = dict(zip(('input', 'target'), channels(config.data)))
   for key in ('input', 'target'):
-    expected = (config.batch_size // jax.process_count(), config.data.image_size,
-                config.data.image_size, counts[key])
+    expected = (
+        config.batch_size // jax.process_count(),
+        config.data.image_size,
+        config.data.image_size,
+        counts[key],
+    )
     if batch[key].shape != expected or batch[key].dtype not in images.SAMPLE_DTYPES:
       raise ValueError(
-          f'the {config.data.name!r} data gives {key} batches of {batch[key].dtype} '
-          f'{batch[key].shape}, but the model is built for uint8 or uint16 {expected} '
-          f'(config.batch_size, config.data.image_size, config.data.{key.replace("target", "output")}'
-          '_channels or config.data.channels)')
+          f'the {config.data.name!r} data gives {key} batches of {batch[key].dtype}'
+          f' {batch[key].shape}, but the model is built for uint8 or uint16 {expected}'
+          ' (config.batch_size, config.data.image_size,'
+          f' config.data.{key.replace("target", "output")}_channels or config.data.channels)'
+      )
 
 
 def sample_bytes(source) -> int:
@@ -298,17 +351,28 @@ def _sides(data_config, source) -> dict:
 def _eval_example(index: int, *, source, total: int, data_config) -> dict:
   if index >= total:  # Padding of the last batch.
     size = data_config.image_size
-    return {key: np.zeros((size, size, count), dtype)
-            for key, (count, dtype) in _sides(data_config, source).items()} | {
-                'mask': np.float32(0), 'index': np.int32(-1), 'file_name': ''}
+    return {
+        key: np.zeros((size, size, count), dtype)
+        for key, (count, dtype) in _sides(data_config, source).items()
+    } | {'mask': np.float32(0), 'index': np.int32(-1), 'file_name': ''}
   example = source[index]
   out = preprocess_pair(example, None, **_preprocess_kwargs(data_config))
-  return out | {'mask': np.float32(1), 'index': np.int32(index),
-                'file_name': str(example.get('file_name', index))}
+  return out | {
+      'mask': np.float32(1),
+      'index': np.int32(index),
+      'file_name': str(example.get('file_name', index)),
+  }
 
 
-def eval_batches(source, data_config, *, batch_size: int, num_examples: int = -1,
-                 process_index: int = 0, process_count: int = 1) -> Iterator[dict]:
+def eval_batches(
+    source,
+    data_config,
+    *,
+    batch_size: int,
+    num_examples: int = -1,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> Iterator[dict]:
   """Every eval example once, resized (no jitter), in fixed-size padded batches.
 
   Batches hold {'input', 'target', 'mask', 'index', 'file_name'}; `mask` is 0 (and `index` -1)
@@ -321,6 +385,7 @@ def eval_batches(source, data_config, *, batch_size: int, num_examples: int = -1
   ds = grain.MapDataset.range(num_batches * batch_size)[process_index::process_count]
   ds = ds.map(functools.partial(_eval_example, source=source, total=total, data_config=data_config))
   ds = ds.batch(batch_size // process_count)
-  options = grain.ReadOptions(num_threads=data_config.num_threads,
-                              prefetch_buffer_size=data_config.prefetch)
+  options = grain.ReadOptions(
+      num_threads=data_config.num_threads, prefetch_buffer_size=data_config.prefetch
+  )
   return iter(ds.to_iter_dataset(options))

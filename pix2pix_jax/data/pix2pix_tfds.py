@@ -88,6 +88,7 @@ class Pix2pixConfig(tfds.core.BuilderConfig):
     splits: the archive's split folders.
     manifest: SHA-256 manifest file name in `checksums/`, or None when none is shipped.
   """
+
   splits: tuple[str, ...] = ('train', 'val')
   manifest: str | None = None
 
@@ -97,28 +98,41 @@ class Pix2pixConfig(tfds.core.BuilderConfig):
 
 
 _CONFIGS = (
-    Pix2pixConfig(name='maps', manifest='maps_sha256.txt',
-                  description='Google Maps, New York: 1096 train / 1098 val pairs of 600×600 '
-                  'halves. A: aerial photo, B: map.'),
-    Pix2pixConfig(name='facades', splits=('train', 'val', 'test'),
-                  description='CMP Facades: building photos and facade label maps.'),
+    Pix2pixConfig(
+        name='maps',
+        manifest='maps_sha256.txt',
+        description=(
+            'Google Maps, New York: 1096 train / 1098 val pairs of 600×600 '
+            'halves. A: aerial photo, B: map.'
+        ),
+    ),
+    Pix2pixConfig(
+        name='facades',
+        splits=('train', 'val', 'test'),
+        description='CMP Facades: building photos and facade label maps.',
+    ),
     Pix2pixConfig(name='cityscapes', description='Cityscapes: street photos and label maps.'),
     Pix2pixConfig(name='edges2shoes', description='Shoe photos and their HED edge maps.'),
     Pix2pixConfig(name='edges2handbags', description='Handbag photos and their HED edge maps.'),
-    Pix2pixConfig(name='night2day', splits=('train', 'val', 'test'),
-                  description='Day and night photos of the same webcam scenes.'),
+    Pix2pixConfig(
+        name='night2day',
+        splits=('train', 'val', 'test'),
+        description='Day and night photos of the same webcam scenes.',
+    ),
 )
 CONFIG_NAMES = tuple(c.name for c in _CONFIGS)
 
 
 def _accepted_layouts(name: str, splits: Sequence[str]) -> str:
   split_dirs = ', '.join(f'{s}/' for s in splits)
-  return (f'  - the archive itself: DIR = .../{name}.tar.gz\n'
-          f'  - a folder holding it: DIR/{name}.tar.gz\n'
-          f'  - the extracted archive: DIR/{{{split_dirs}}} holding the side-by-side images\n'
-          f'  - a folder holding the extracted archive: DIR/{name}/{{{split_dirs}}}\n'
-          '  - a resized copy in either folder layout (any size, each image exactly 2:1; '
-          "for maps with verify='off')")
+  return (
+      f'  - the archive itself: DIR = .../{name}.tar.gz\n'
+      f'  - a folder holding it: DIR/{name}.tar.gz\n'
+      f'  - the extracted archive: DIR/{{{split_dirs}}} holding the side-by-side images\n'
+      f'  - a folder holding the extracted archive: DIR/{name}/{{{split_dirs}}}\n'
+      '  - a resized copy in either folder layout (any size, each image exactly 2:1; '
+      "for maps with verify='off')"
+  )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +145,7 @@ class Source:
     name: the dataset name (an archive's top folder must be this name, or absent).
     splits: the split folders to read.
   """
+
   kind: str
   path: pathlib.Path
   name: str
@@ -180,8 +195,9 @@ def _has_split_dirs(path: pathlib.Path, splits: Sequence[str]) -> bool:
   return any((path / s).is_dir() for s in splits)
 
 
-def locate_source(manual_dir: str | pathlib.Path, name: str, splits: Sequence[str], *,
-                  required: bool = True) -> Source | None:
+def locate_source(
+    manual_dir: str | pathlib.Path, name: str, splits: Sequence[str], *, required: bool = True
+) -> Source | None:
   """Finds dataset `name` in `manual_dir`, trying the accepted layouts in this order.
 
   1. `manual_dir` is a tar archive (e.g. `maps.tar.gz`).
@@ -223,7 +239,8 @@ def locate_source(manual_dir: str | pathlib.Path, name: str, splits: Sequence[st
     return None
   raise SourceNotFoundError(
       f'manual_dir {root} {problem}. For pix2pix/{name}, manual_dir (--config.data.manual_dir) '
-      f'may be:\n{_accepted_layouts(name, splits)}')
+      f'may be:\n{_accepted_layouts(name, splits)}'
+  )
 
 
 def check_reachable(url: str, timeout_s: float = 10.0) -> None:
@@ -272,16 +289,19 @@ def split_pair(image: Image.Image, file_name: str) -> tuple[Image.Image, Image.I
       authors' datasets are pairs of square halves).
   """
   check_pair_size(image.size, file_name)
-  return tuple(Image.fromarray(half) for half in images.split_side_by_side(np.asarray(image),
-                                                                           file_name))
+  return tuple(
+      Image.fromarray(half) for half in images.split_side_by_side(np.asarray(image), file_name)
+  )
 
 
 def check_pair_size(size: tuple[int, int], file_name: str) -> None:
   """Raises ValueError naming `file_name` unless (width, height) is exactly 2:1."""
   width, height = size
   if width != 2 * height or height == 0:
-    raise ValueError(f'{file_name}: {width}×{height} is not a side-by-side pair: the width must be '
-                     'exactly twice the height (two square halves)')
+    raise ValueError(
+        f'{file_name}: {width}×{height} is not a side-by-side pair: the width must be '
+        'exactly twice the height (two square halves)'
+    )
 
 
 def _pair_problem(data: bytes, file_name: str) -> str | None:
@@ -310,11 +330,13 @@ class Pix2pix(tfds.core.GeneratorBasedBuilder):
   RELEASE_NOTES = {'1.0.0': 'Native-size PNG halves A (left) and B (right), natural file order.'}
   BUILDER_CONFIGS = list(_CONFIGS)
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
-      'Optional. Put the dataset in manual_dir in one of these layouts (DIR = manual_dir):\n' +
-      _accepted_layouts('NAME', ('train', 'val', 'test')))
+      'Optional. Put the dataset in manual_dir in one of these layouts (DIR = manual_dir):\n'
+      + _accepted_layouts('NAME', ('train', 'val', 'test'))
+  )
 
-  def __init__(self, *, verify: str = 'full', manifest_path: str | pathlib.Path | None = None,
-               **kwargs):
+  def __init__(
+      self, *, verify: str = 'full', manifest_path: str | pathlib.Path | None = None, **kwargs
+  ):
     """A TFDS builder that also takes the verification settings.
 
     Args:
@@ -333,10 +355,13 @@ class Pix2pix(tfds.core.GeneratorBasedBuilder):
     image = tfds.features.Image(shape=(None, None, 3), encoding_format='png')
     return tfds.core.DatasetInfo(
         builder=self,
-        description=f'{self.builder_config.description} Side-by-side images split into A '
-        '(left half) and B (right half), native size, lossless PNG.',
+        description=(
+            f'{self.builder_config.description} Side-by-side images split into A '
+            '(left half) and B (right half), native size, lossless PNG.'
+        ),
         features=tfds.features.FeaturesDict(
-            {'A': image, 'B': image, 'file_name': tfds.features.Text()}),
+            {'A': image, 'B': image, 'file_name': tfds.features.Text()}
+        ),
         homepage='https://phillipi.github.io/pix2pix/',
         citation=_CITATION,
         disable_shuffling=True,  # Natural file order; keys are ranks in that order.
@@ -371,8 +396,9 @@ class Pix2pix(tfds.core.GeneratorBasedBuilder):
           f'could not download pix2pix/{config.name} from {config.url} ({type(e).__name__}: {e}).'
           f'\nDownload that file yourself and pass its location as manual_dir '
           f'(--config.data.manual_dir=DIR, or load_pix2pix(..., manual_dir=DIR)), where DIR is '
-          f'any of:\n{_accepted_layouts(config.name, config.splits)}\n(Or put it into TFDS\'s '
-          f'default manual dir {default_manual}.)') from e
+          f"any of:\n{_accepted_layouts(config.name, config.splits)}\n(Or put it into TFDS's "
+          f'default manual dir {default_manual}.)'
+      ) from e
     return Source('tar', pathlib.Path(archive), config.name, config.splits)
 
   def _split_generators(self, dl_manager):
@@ -380,8 +406,10 @@ class Pix2pix(tfds.core.GeneratorBasedBuilder):
     logging.info('pix2pix/%s: reading %s', self.builder_config.name, source)
     files = self._scan_and_verify(source)
     self.info.metadata.update(
-        source=str(source.path), verify=self._recorded_verify(),
-        manifest=self.manifest_path.name if self.manifest_path else None)
+        source=str(source.path),
+        verify=self._recorded_verify(),
+        manifest=self.manifest_path.name if self.manifest_path else None,
+    )
     return {split: self._generate_examples(source, names) for split, names in files.items()}
 
   def _recorded_verify(self) -> str:
@@ -420,8 +448,10 @@ class Pix2pix(tfds.core.GeneratorBasedBuilder):
     if mismatched or unknown or missing:
       raise self._verification_error(source, missing, mismatched, unknown)
     if bad_size:
-      raise ValueError(f'pix2pix/{name}: {source} has files that are not side-by-side pairs:\n'
-                       + _listing('bad', bad_size))
+      raise ValueError(
+          f'pix2pix/{name}: {source} has files that are not side-by-side pairs:\n'
+          + _listing('bad', bad_size)
+      )
     self._log_verification(source, manifest, found)
     by_split = {split: [] for split in self.builder_config.splits}
     for file_name in found:
@@ -431,40 +461,59 @@ class Pix2pix(tfds.core.GeneratorBasedBuilder):
       raise SourceNotFoundError(
           f'pix2pix/{name}: {source} has no images for split(s) {empty}; this dataset has splits '
           f'{list(self.builder_config.splits)}. Accepted layouts:\n'
-          f'{_accepted_layouts(name, self.builder_config.splits)}')
+          f'{_accepted_layouts(name, self.builder_config.splits)}'
+      )
     return {split: sorted(names, key=images.natural_key) for split, names in by_split.items()}
 
   def _verification_error(self, source, missing, mismatched, unknown) -> VerificationError:
-    problems = [_listing(title, items) for title, items in (
-        ('missing', missing), ('content differs (corrupted or not an original)', mismatched),
-        ('not in the manifest', unknown)) if items]
+    problems = [
+        _listing(title, items)
+        for title, items in (
+            ('missing', missing),
+            ('content differs (corrupted or not an original)', mismatched),
+            ('not in the manifest', unknown),
+        )
+        if items
+    ]
     return VerificationError(
         f'pix2pix/{self.builder_config.name}: {source} failed verification against '
-        f"{self.manifest_path} (verify='{self._verify}'):\n" + '\n'.join(problems) + '\n'
+        f"{self.manifest_path} (verify='{self._verify}'):\n"
+        + '\n'.join(problems)
+        + '\n'
         f'Nothing was prepared. Re-download {self.builder_config.url}, or choose a weaker check '
         "with --config.data.verify: 'present' for a partial copy of the original files, 'off' "
-        'for a resized or otherwise modified copy.')
+        'for a resized or otherwise modified copy.'
+    )
 
   def _load_manifest(self) -> dict[str, str] | None:
     name = self.builder_config.name
     if self._verify == 'off':
-      logging.warning("pix2pix/%s: verify='off': source files are not checked against the "
-                      'SHA-256 manifest.', name)
+      logging.warning(
+          "pix2pix/%s: verify='off': source files are not checked against the SHA-256 manifest.",
+          name,
+      )
       return None
     if self.manifest_path is None:
-      logging.info('pix2pix/%s: no SHA-256 manifest is shipped for this dataset; nothing to '
-                   'verify.', name)
+      logging.info(
+          'pix2pix/%s: no SHA-256 manifest is shipped for this dataset; nothing to verify.', name
+      )
       return None
     splits = self.builder_config.splits
-    return {f: h for f, h in read_manifest(self.manifest_path).items()
-            if f.split('/')[0] in splits}
+    return {f: h for f, h in read_manifest(self.manifest_path).items() if f.split('/')[0] in splits}
 
   def _log_verification(self, source, manifest, found) -> None:
     if manifest is None:
       return
-    logging.info("pix2pix/%s: verification passed (verify='%s'): all %d files in %s match %s "
-                 '(%d files listed for these splits).', self.builder_config.name, self._verify,
-                 len(found), source, self.manifest_path.name, len(manifest))
+    logging.info(
+        "pix2pix/%s: verification passed (verify='%s'): all %d files in %s match %s "
+        '(%d files listed for these splits).',
+        self.builder_config.name,
+        self._verify,
+        len(found),
+        source,
+        self.manifest_path.name,
+        len(manifest),
+    )
 
   def _generate_examples(self, source: Source, file_names: list[str]):
     """Yields (rank in natural order, example): the key fixes the stored order."""
@@ -473,7 +522,9 @@ class Pix2pix(tfds.core.GeneratorBasedBuilder):
       try:
         image = Image.open(io.BytesIO(data)).convert('RGB')
       except Exception as e:  # pylint: disable=broad-except
-        raise ValueError(f'pix2pix/{source.name}: cannot decode {file_name} in {source}: {e}') from e
+        raise ValueError(
+            f'pix2pix/{source.name}: cannot decode {file_name} in {source}: {e}'
+        ) from e
       a, b = split_pair(image, file_name)
       yield rank[file_name], {'A': _encode_png(a), 'B': _encode_png(b), 'file_name': file_name}
 
@@ -504,8 +555,11 @@ class PairSource:
 
   @staticmethod
   def _decode(record: dict) -> dict:
-    return {'A': _decode_png(record['A']), 'B': _decode_png(record['B']),
-            'file_name': record['file_name'].decode('utf-8')}
+    return {
+        'A': _decode_png(record['A']),
+        'B': _decode_png(record['B']),
+        'file_name': record['file_name'].decode('utf-8'),
+    }
 
 
 def _decode_png(data: bytes) -> np.ndarray:
@@ -515,8 +569,14 @@ def _decode_png(data: bytes) -> np.ndarray:
     return np.array(image.convert('RGB') if image.mode != 'RGB' else image)
 
 
-def load_pix2pix(name: str, split: str, *, data_dir: str | None = None,
-                 manual_dir: str | None = None, verify: str = 'full') -> PairSource:
+def load_pix2pix(
+    name: str,
+    split: str,
+    *,
+    data_dir: str | None = None,
+    manual_dir: str | None = None,
+    verify: str = 'full',
+) -> PairSource:
   """Prepares `pix2pix/{name}` once (if not yet in data_dir) and returns the split's data source.
 
   Args:
@@ -537,8 +597,9 @@ def load_pix2pix(name: str, split: str, *, data_dir: str | None = None,
     SourceNotFoundError: no usable manual_dir and the download failed.
   """
   if name not in CONFIG_NAMES:
-    raise ValueError(f'unknown pix2pix dataset {name!r} (config.data.name); available: '
-                     f'{list(CONFIG_NAMES)}')
+    raise ValueError(
+        f'unknown pix2pix dataset {name!r} (config.data.name); available: {list(CONFIG_NAMES)}'
+    )
   builder = Pix2pix(config=name, data_dir=data_dir, verify=verify)
   splits = builder.builder_config.splits
   if split.split('[')[0] not in splits:
@@ -561,10 +622,16 @@ def _prepare(builder: Pix2pix, manual_dir: str | None) -> None:
   builder.download_and_prepare(
       file_format='array_record',
       # Never look for a prepared copy on TFDS's GCS bucket: pix2pix is not there.
-      download_config=tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False))
+      download_config=tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=False),
+  )
   counts = {s: info.num_examples for s, info in builder.info.splits.items()}
-  logging.info('Prepared pix2pix/%s in %.1f s: %s pairs per split, %s', builder.builder_config.name,
-               time.perf_counter() - start, counts, builder.data_dir)
+  logging.info(
+      'Prepared pix2pix/%s in %.1f s: %s pairs per split, %s',
+      builder.builder_config.name,
+      time.perf_counter() - start,
+      counts,
+      builder.data_dir,
+  )
 
 
 def _check_prepared(builder: Pix2pix, verify: str, manual_dir: str | None) -> None:
@@ -573,18 +640,38 @@ def _check_prepared(builder: Pix2pix, verify: str, manual_dir: str | None) -> No
   metadata = dict(builder.info.metadata or {})
   recorded = metadata.get('verify')
   counts = {s: info.num_examples for s, info in builder.info.splits.items()}
-  logging.info("Reusing pix2pix/%s in %s (prepared from %s, verify=%r): %s pairs per split",
-               name, builder.data_dir, metadata.get('source', '?'), recorded, counts)
-  if builder.manifest_path and recorded in _VERIFY_STRENGTH and \
-      _VERIFY_STRENGTH[recorded] < _VERIFY_STRENGTH[verify]:
+  logging.info(
+      'Reusing pix2pix/%s in %s (prepared from %s, verify=%r): %s pairs per split',
+      name,
+      builder.data_dir,
+      metadata.get('source', '?'),
+      recorded,
+      counts,
+  )
+  if (
+      builder.manifest_path
+      and recorded in _VERIFY_STRENGTH
+      and _VERIFY_STRENGTH[recorded] < _VERIFY_STRENGTH[verify]
+  ):
     raise ValueError(
         f"pix2pix/{name} in {builder.data_dir} was prepared from {metadata.get('source')} with "
         f"verify='{recorded}', weaker than the requested verify='{verify}' "
-        "(config.data.verify). Use that verify mode to read it, or prepare the original files "
-        'into another data_dir (config.data.data_dir), or delete this copy.')
-  if manual_dir and metadata.get('source') and \
-      pathlib.Path(manual_dir).expanduser().resolve() not in \
-      {pathlib.Path(metadata['source']).resolve(),
-       pathlib.Path(metadata['source']).resolve().parent}:
-    logging.warning('pix2pix/%s is already prepared in %s (from %s); manual_dir %s is ignored.',
-                    name, builder.data_dir, metadata.get('source'), manual_dir)
+        '(config.data.verify). Use that verify mode to read it, or prepare the original files '
+        'into another data_dir (config.data.data_dir), or delete this copy.'
+    )
+  if (
+      manual_dir
+      and metadata.get('source')
+      and pathlib.Path(manual_dir).expanduser().resolve()
+      not in {
+          pathlib.Path(metadata['source']).resolve(),
+          pathlib.Path(metadata['source']).resolve().parent,
+      }
+  ):
+    logging.warning(
+        'pix2pix/%s is already prepared in %s (from %s); manual_dir %s is ignored.',
+        name,
+        builder.data_dir,
+        metadata.get('source'),
+        manual_dir,
+    )

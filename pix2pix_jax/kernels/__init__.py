@@ -38,6 +38,7 @@ class ConvImpl:
       (winograd.py); None: none.
     few_outputs_grad: the logits layer's custom kernel gradient (logits.py).
   """
+
   upsample: str = 'conv_transpose'
   matmul_max_pixels: int = 0
   winograd_min_channels: int | None = None
@@ -45,8 +46,9 @@ class ConvImpl:
 
   def __post_init__(self):
     if self.upsample not in _TRANSPOSED:
-      raise ValueError(f'unknown transposed-conv impl {self.upsample!r}; expected one of '
-                       f'{UPSAMPLE_IMPLS}')
+      raise ValueError(
+          f'unknown transposed-conv impl {self.upsample!r}; expected one of {UPSAMPLE_IMPLS}'
+      )
 
   def conv(self, x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
     """`xla.conv_4x4(x, kernel, stride)` (arguments and result) by matmul, Winograd or XLA."""

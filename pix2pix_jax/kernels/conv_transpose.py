@@ -33,8 +33,9 @@ def _adjoint_conv(z: jax.Array, kernel: jax.Array) -> jax.Array:
   For k = 3 the convolution never reads the last padded row and column, so its adjoint of a 2H×2W
   input is ConvTranspose2d(3, stride=2, padding=1, output_padding=1).
   """
-  return lax.conv_general_dilated(z, kernel, (2, 2), ((1, 1), (1, 1)),
-                                  dimension_numbers=('NHWC', 'HWOI', 'NHWC'))
+  return lax.conv_general_dilated(
+      z, kernel, (2, 2), ((1, 1), (1, 1)), dimension_numbers=('NHWC', 'HWOI', 'NHWC')
+  )
 
 
 @jax.custom_vjp
@@ -55,8 +56,10 @@ def _conv_transpose_adjoint_bwd(residuals, grad):
   # per tap, stacked in the kernel's own layout. (XLA's kernel gradient of `_adjoint_conv` comes
   # out as (C_out, 4, 4, C_in), and reading it transposed made Adam's update of the 16 MB kernel
   # of the 16×16 -> 32×32 layer take 57 ms instead of ~7.)
-  grad_kernel = jnp.stack([jnp.einsum('nhwi,nhwo->io', x, tap)
-                           for tap in padded_taps(grad, 2, *x.shape[1:3], size=kernel.shape[0])])
+  grad_kernel = jnp.stack([
+      jnp.einsum('nhwi,nhwo->io', x, tap)
+      for tap in padded_taps(grad, 2, *x.shape[1:3], size=kernel.shape[0])
+  ])
   return _adjoint_conv(grad, kernel), grad_kernel.reshape(kernel.shape)
 
 
@@ -76,16 +79,22 @@ def conv_transpose_subpixel(x: jax.Array, kernel: jax.Array) -> jax.Array:
     merged = jnp.zeros((3, 3, c_in, 2, 2, c_out), kernel.dtype)
     for a in (0, 1):
       for b in (0, 1):
-        merged = merged.at[a:a + 2, b:b + 2, :, a, b, :].set(flipped[a::2, b::2])
-    out = lax.conv_general_dilated(padded, merged.reshape(3, 3, c_in, 4 * c_out), (1, 1), 'VALID',
-                                   dimension_numbers=NHWC)
+        merged = merged.at[a : a + 2, b : b + 2, :, a, b, :].set(flipped[a::2, b::2])
+    out = lax.conv_general_dilated(
+        padded, merged.reshape(3, 3, c_in, 4 * c_out), (1, 1), 'VALID', dimension_numbers=NHWC
+    )
     out = out.reshape(n, h, w, 2, 2, c_out).transpose(0, 1, 3, 2, 4, 5)
     return out.reshape(n, 2 * h, 2 * w, c_out)
   rows = []
   for a in (0, 1):
     phases = [
-        lax.conv_general_dilated(padded[:, a:a + h + 1, b:b + w + 1], flipped[a::2, b::2],
-                                 (1, 1), 'VALID', dimension_numbers=NHWC)
+        lax.conv_general_dilated(
+            padded[:, a : a + h + 1, b : b + w + 1],
+            flipped[a::2, b::2],
+            (1, 1),
+            'VALID',
+            dimension_numbers=NHWC,
+        )
         for b in (0, 1)
     ]
     rows.append(jnp.stack(phases, axis=3))  # (N, H, W, 2[b], C)

@@ -41,7 +41,9 @@ def _conv_4x4_few_outputs_bwd(residuals, grad):
   zero = jnp.zeros((), grad.dtype)
   shifted = jnp.stack([
       lax.pad(grad, zero, ((0, 0, 0), (ky - 1, 2 - ky, 0), (kx - 1, 2 - kx, 0), (0, 0, 0)))
-      for ky in range(4) for kx in range(4)])  # (16, N, H, W, C_out)
+      for ky in range(4)
+      for kx in range(4)
+  ])  # (16, N, H, W, C_out)
   return grad_x, jnp.einsum('tnhwo,nhwc->tco', shifted, x).reshape(kernel.shape)
 
 

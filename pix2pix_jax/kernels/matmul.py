@@ -17,7 +17,9 @@ BATCHED_NT = (((2,), (2,)), ((0,), (0,)))  # (T, M, N) × (T, K, N) -> (T, M, K)
 BATCHED_TN = (((1,), (1,)), ((0,), (0,)))  # (T, M, K) × (T, M, N) -> (T, K, N).
 
 
-def padded_taps(x: jax.Array, stride: int, h_out: int, w_out: int, size: int = 4) -> list[jax.Array]:
+def padded_taps(
+    x: jax.Array, stride: int, h_out: int, w_out: int, size: int = 4
+) -> list[jax.Array]:
   """The size² inputs of a size×size convolution with padding 1: tap (ky, kx) of every output pixel.
 
   Args:
@@ -33,7 +35,11 @@ def padded_taps(x: jax.Array, stride: int, h_out: int, w_out: int, size: int = 4
   """
   padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
   rows, cols = stride * (h_out - 1) + 1, stride * (w_out - 1) + 1
-  return [padded[:, ky:ky + rows:stride, kx:kx + cols:stride] for ky in range(size) for kx in range(size)]
+  return [
+      padded[:, ky : ky + rows : stride, kx : kx + cols : stride]
+      for ky in range(size)
+      for kx in range(size)
+  ]
 
 
 def conv_4x4_matmul(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
@@ -94,7 +100,10 @@ def conv_transpose_4x4_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
   # Output pixel 2i + k - 1 gets tap k of input pixel i. With k = 2q + a that is row i + q, phase a
   # of the padded output (H + 1 rows of 2 phases): sum the four (q, p) shifts, then interleave.
   taps = taps.reshape(2, 2, 2, 2, n, h, w, c_out)  # (q, a, p, b, ...)
-  out = sum(jnp.pad(taps[q, :, p], ((0, 0),) * 3 + ((q, 1 - q), (p, 1 - p), (0, 0)))
-            for q in (0, 1) for p in (0, 1))  # (a, b, N, H + 1, W + 1, C)
+  out = sum(
+      jnp.pad(taps[q, :, p], ((0, 0),) * 3 + ((q, 1 - q), (p, 1 - p), (0, 0)))
+      for q in (0, 1)
+      for p in (0, 1)
+  )  # (a, b, N, H + 1, W + 1, C)
   out = out.transpose(2, 3, 0, 4, 1, 5).reshape(n, 2 * h + 2, 2 * w + 2, c_out)
   return out[:, 1:-1, 1:-1]

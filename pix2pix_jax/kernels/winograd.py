@@ -23,17 +23,28 @@ from pix2pix_jax.kernels.matmul import BATCHED, BATCHED_NT, BATCHED_TN
 # fractions moved into G, rows scaled by 2, 2, 6, 6, 1, so data transforms are small integers) and
 # 0, 1, ∞ for r = 2 (all entries 0 or ±1).
 _WINOGRAD_1D = {  # r: (A^T, G, B^T)
-    4: (np.array([[1, 1, 1, 1, 0], [0, 1, -1, 2, 1]]),
+    4: (
+        np.array([[1, 1, 1, 1, 0], [0, 1, -1, 2, 1]]),
         np.array([[1, 0, 0, 0], [1, 1, 1, 1], [1, -1, 1, -1], [1, 2, 4, 8], [0, 0, 0, 1]])
         / np.array([2, 2, 6, 6, 1.0])[:, None],
-        np.array([[2, -1, -2, 1, 0], [0, 2, 1, -1, 0], [0, -2, 3, -1, 0], [0, -1, 0, 1, 0],
-                  [0, 2, -1, -2, 1]])),
-    2: (np.array([[1, 1, 0], [0, 1, 1]]), np.array([[1, 0], [1, 1], [0, 1]]),
-        np.array([[1, -1, 0], [0, 1, 0], [0, -1, 1]])),
+        np.array([
+            [2, -1, -2, 1, 0],
+            [0, 2, 1, -1, 0],
+            [0, -2, 3, -1, 0],
+            [0, -1, 0, 1, 0],
+            [0, 2, -1, -2, 1],
+        ]),
+    ),
+    2: (
+        np.array([[1, 1, 0], [0, 1, 1]]),
+        np.array([[1, 0], [1, 1], [0, 1]]),
+        np.array([[1, -1, 0], [0, 1, 0], [0, -1, 1]]),
+    ),
 }
 # The 2-D transforms as matrices on flattened tiles (row-major): A (4, t²), G (t², r²), B (t², t²).
-_WINOGRAD_2D = {r: tuple(np.kron(m, m).astype(np.float32) for m in mats)
-                for r, mats in _WINOGRAD_1D.items()}
+_WINOGRAD_2D = {
+    r: tuple(np.kron(m, m).astype(np.float32) for m in mats) for r, mats in _WINOGRAD_1D.items()
+}
 
 
 def _winograd_shapes(x_shape, r):
@@ -57,8 +68,9 @@ def _winograd_correlation_fwd(x, kernel, x_shape):
   a2, g2, b2 = (jnp.asarray(m, x.dtype) for m in _WINOGRAD_2D[r])
   n, h, w, c_in, ho, wo, th, tw = _winograd_shapes(x_shape, r)
   padded = jnp.pad(x, ((0, 0), (0, 2 * th + r - 1 - h), (0, 2 * tw + r - 1 - w), (0, 0)))
-  tiles = jnp.stack([padded[:, u:u + 2 * th - 1:2, v:v + 2 * tw - 1:2]
-                     for u in range(t) for v in range(t)])  # (t², N, th, tw, C_in)
+  tiles = jnp.stack([
+      padded[:, u : u + 2 * th - 1 : 2, v : v + 2 * tw - 1 : 2] for u in range(t) for v in range(t)
+  ])  # (t², N, th, tw, C_in)
   data = (b2 @ tiles.reshape(t * t, -1)).reshape(t * t, n * th * tw, c_in)
   # The kernel is read in its own layout: (t², r²) × (r², C_in · C_out).
   transformed_kernel = (g2 @ kernel.reshape(r * r, -1)).reshape((t * t,) + kernel.shape[2:])
@@ -86,9 +98,19 @@ def _winograd_correlation_bwd(x_shape, residuals, grad):
   grad_data = lax.dot_general(grad_products, transformed_kernel, BATCHED_NT)
   grad_tiles = (b2.T @ grad_data.reshape(t * t, -1)).reshape(t, t, n, th, tw, c_in)
   q = (t - 1) // 2  # Largest shift u // 2.
-  phases = [[sum(jnp.pad(grad_tiles[u, v],
-                         ((0, 0), (u // 2, q - u // 2), (v // 2, q - v // 2), (0, 0)))
-                 for u in range(a, t, 2) for v in range(b, t, 2)) for b in (0, 1)] for a in (0, 1)]
+  phases = [
+      [
+          sum(
+              jnp.pad(
+                  grad_tiles[u, v], ((0, 0), (u // 2, q - u // 2), (v // 2, q - v // 2), (0, 0))
+              )
+              for u in range(a, t, 2)
+              for v in range(b, t, 2)
+          )
+          for b in (0, 1)
+      ]
+      for a in (0, 1)
+  ]
   # (N, th + q, 2, tw + q, 2, C):
   grad_x = jnp.stack([jnp.stack(row, axis=3) for row in phases], axis=2)
   grad_x = grad_x.reshape(n, 2 * (th + q), 2 * (tw + q), c_in)[:, :h, :w]

@@ -24,8 +24,9 @@ def conv_4x4(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
   Returns:
     (N, H', W', C_out), H' = (H + 2 - 4) // stride + 1.
   """
-  return lax.conv_general_dilated(x, kernel, (stride, stride), ((1, 1), (1, 1)),
-                                  dimension_numbers=NHWC)
+  return lax.conv_general_dilated(
+      x, kernel, (stride, stride), ((1, 1), (1, 1)), dimension_numbers=NHWC
+  )
 
 
 def conv_transpose_4x4(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -43,8 +44,14 @@ def conv_transpose_4x4(x: jax.Array, kernel: jax.Array) -> jax.Array:
   Returns:
     (N, 2H, 2W, C_out).
   """
-  return lax.conv_transpose(x, jnp.swapaxes(kernel, 2, 3), (2, 2), ((2, 2), (2, 2)),
-                            dimension_numbers=NHWC, transpose_kernel=True)
+  return lax.conv_transpose(
+      x,
+      jnp.swapaxes(kernel, 2, 3),
+      (2, 2),
+      ((2, 2), (2, 2)),
+      dimension_numbers=NHWC,
+      transpose_kernel=True,
+  )
 
 
 def conv_transpose_3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -61,5 +68,11 @@ def conv_transpose_3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
   Returns:
     (N, 2H, 2W, C_out).
   """
-  return lax.conv_transpose(x, jnp.swapaxes(kernel, 2, 3), (2, 2), ((1, 2), (1, 2)),
-                            dimension_numbers=NHWC, transpose_kernel=True)
+  return lax.conv_transpose(
+      x,
+      jnp.swapaxes(kernel, 2, 3),
+      (2, 2),
+      ((1, 2), (1, 2)),
+      dimension_numbers=NHWC,
+      transpose_kernel=True,
+  )

