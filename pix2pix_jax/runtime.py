@@ -16,7 +16,7 @@ so their best values depend on the backend. 'auto' resolves as follows:
 
 The CPU column is what the 2-core development CPU measured fastest (benchmarks/README figures);
 on GPUs and TPUs XLA's own convolutions are used (cuDNN picks its algorithms) until
-`tools/remote_gpu/gpu_suite.py` measures the CPU forms faster there. Any key can be set explicitly.
+a GPU measurement shows the CPU forms faster there. Any key can be set explicitly.
 `conv_impl` turns the model keys into the `kernels.ConvImpl` the networks take.
 """
 
