@@ -1,15 +1,23 @@
-"""Process plumbing of the training loop: stop requests, progress, input prefetch, write probe.
+"""Process plumbing of the training loop: stop requests, progress, input prefetch, write probe,
+the workdir lock.
 
 Nothing here is pix2pix: `train.py` holds the step and the loop, and uses these to run as a
 well-behaved process (a clean stop with a checkpoint on SIGTERM/SIGINT, an honest progress line,
-batches in flight to the devices, a workdir checked before anything is computed).
+batches in flight to the devices, a workdir checked before anything is computed, and one training
+per workdir).
 """
 
 import collections
+import datetime
+import fcntl
 import itertools
+import json
 import logging
+import os
 import pathlib
 import signal
+import socket
+import sys
 import threading
 import time
 
@@ -90,6 +98,98 @@ def check_writable(workdir: pathlib.Path) -> None:
     probe.unlink()
   except OSError as error:
     raise OSError(f'cannot write to --workdir {workdir}: {error}') from error
+
+
+LOCK_FILE = '.lock'
+
+
+class WorkdirBusyError(RuntimeError):
+  """Another live training holds the workdir."""
+
+
+class WorkdirLock:
+  """One live training per workdir: an exclusive lock on WORKDIR/.lock, taken before anything is
+  written and held to the end.
+
+  A second training in the same workdir (a second terminal, a re-submitted cluster job) is refused
+  at once with the holder's host, PID, start time and command, instead of both writing the same
+  checkpoints. The lock is `fcntl.flock` on the file, which the kernel drops when its process
+  ends however it ends: a holder killed with -9, crashed or rebooted leaves no lock, only its
+  note in the file, so the next start takes the workdir over with a warning naming it. A clean end
+  empties the note. The file itself is never deleted (a deleted lock file could be locked twice).
+  Reading modes (evaluate, score, predict and export) take no lock and may run beside a training.
+  With several processes, process 0 holds it for the run.
+  """
+
+  def __init__(self, workdir: pathlib.Path):
+    self.path = pathlib.Path(workdir) / LOCK_FILE
+    self._fd = None
+
+  def __enter__(self) -> 'WorkdirLock':
+    if jax.process_index() != 0:
+      return self
+    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+      holder = _read_note(fd)
+      os.close(fd)
+      raise WorkdirBusyError(
+          f'--workdir {self.path.parent} is in use by another training ({_describe(holder)}; lock '
+          f"{self.path}). Two trainings in one workdir would overwrite each other's checkpoints: "
+          'wait for it to finish, stop it (SIGTERM or Ctrl-C saves a checkpoint, and the same '
+          'command resumes), or give this run another --workdir. Evaluate, score, predict and '
+          'export may run beside it.'
+      ) from error
+    previous = _read_note(fd)
+    if previous:
+      logging.warning(
+          'Taking over %s from a training that ended without releasing it (%s): it was killed, '
+          'crashed or its machine restarted. Its complete checkpoints are kept; this run resumes '
+          'from the latest.',
+          self.path.parent,
+          _describe(previous),
+      )
+    note = {
+        'host': socket.gethostname(),
+        'pid': os.getpid(),
+        'started': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
+        'command': ' '.join(sys.argv),
+    }
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(note).encode(), 0)
+    os.fsync(fd)
+    self._fd = fd
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    if self._fd is not None:
+      os.ftruncate(self._fd, 0)  # Released cleanly: nothing for the next start to warn about.
+      fcntl.flock(self._fd, fcntl.LOCK_UN)
+      os.close(self._fd)
+      self._fd = None
+
+
+def _read_note(fd: int) -> dict | None:
+  """The holder's note in an open lock file: None if empty (released cleanly)."""
+  data = os.pread(fd, 65536, 0)
+  if not data.strip():
+    return None
+  try:
+    return json.loads(data)
+  except ValueError:
+    return {'note': data.decode(errors='replace').strip()[:200]}
+
+
+def _describe(note: dict | None) -> str:
+  if not note:
+    return 'holder unknown'
+  if 'pid' not in note:
+    return note.get('note', 'holder unknown')
+  return (
+      f"PID {note['pid']} on {note.get('host', '?')}, started {note.get('started', '?')}: "
+      f"{note.get('command', '?')}"
+  )
 
 
 class Progress:

@@ -409,6 +409,19 @@ def _train(
   # Folder data is checked file by file here: bad data stops the run before the workdir is touched.
   train_source, eval_source = create_sources(config)
   plumbing.check_writable(workdir)
+  # One training per workdir, from before anything is written (config.json, checkpoints) to the end.
+  with plumbing.WorkdirLock(workdir):
+    return _train_in_workdir(config, workdir, stop, train_source, eval_source)
+
+
+def _train_in_workdir(
+    config: ml_collections.ConfigDict,
+    workdir: pathlib.Path,
+    stop: plumbing.StopRequest,
+    train_source,
+    eval_source,
+) -> train_state.TrainState:
+  """Trains in `workdir`, which this process holds (`plumbing.WorkdirLock`)."""
   replicated, data_sharding = sharding_lib.data_parallel_shardings()
 
   auto_on_device = config.data.on_device == runtime.AUTO

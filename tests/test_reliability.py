@@ -1,5 +1,6 @@
 """Faults: signals, kill -9 at random moments, partial checkpoints, NaN batches, disk failures."""
 
+import json
 import os
 import pathlib
 import random
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from configs import test as test_config
-from pix2pix_jax import train
+from pix2pix_jax import plumbing, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -284,3 +285,55 @@ def test_resumed_run_on_data_gone_bad_loses_nothing(tmp_path):
   with pytest.raises(ValueError, match=str(broken)):
     train.train_and_evaluate(config, str(tmp_path / 'run'))
   assert files(tmp_path / 'run') == before
+
+
+def test_workdir_lock_refuses_a_second_holder_and_takes_over_a_dead_ones(tmp_path, caplog):
+  """In one process: each WorkdirLock opens the file anew, so flock treats them as rivals."""
+  with plumbing.WorkdirLock(tmp_path) as first:
+    note = json.loads(first.path.read_text())
+    assert note['pid'] == os.getpid() and note['host'] and note['started']
+    with pytest.raises(plumbing.WorkdirBusyError) as error:
+      plumbing.WorkdirLock(tmp_path).__enter__()
+    message = str(error.value)
+    assert f"PID {os.getpid()} on {note['host']}" in message and str(tmp_path) in message
+    assert 'another --workdir' in message and 'Evaluate, score, predict and export' in message
+  assert first.path.read_text() == ''  # Released cleanly: the next start has nothing to report.
+  with plumbing.WorkdirLock(tmp_path):
+    pass
+  assert 'Taking over' not in caplog.text
+  # A holder killed outright leaves its note but no lock: the next start takes over, and says so.
+  first.path.write_text(
+      json.dumps(
+          {'pid': 4242, 'host': 'elsewhere', 'started': 'then', 'command': 'main.py --workdir=W'}
+      )
+  )
+  with plumbing.WorkdirLock(tmp_path):
+    pass
+  assert 'Taking over' in caplog.text and 'PID 4242 on elsewhere' in caplog.text
+
+
+def test_second_training_in_a_workdir_is_refused_until_the_first_is_killed(tmp_path):
+  """Two real trainings: the second is refused at once, naming the first; after kill -9 of the
+  first, a third start takes the workdir over and resumes from the first's checkpoints."""
+  workdir = tmp_path / 'run'
+  first = start_main(
+      workdir,
+      '--config.num_train_steps=100000',
+      '--config.log_every_steps=1',
+      '--config.checkpoint_every_steps=2',
+  )
+  wait_for_line(first, 'step 3/100000')
+  second = start_main(workdir, '--config.num_train_steps=20', '--config.seed=1')
+  output = second.communicate(timeout=120)[0]
+  assert second.returncode != 0
+  assert f'is in use by another training (PID {first.pid} on ' in output, output[-3000:]
+  assert first.poll() is None  # The first trains on, untouched.
+  first.send_signal(signal.SIGKILL)
+  first.communicate(timeout=60)
+  reached = steps(workdir)[-1]
+  third = start_main(workdir, f'--config.num_train_steps={reached + 2}')
+  output = third.communicate(timeout=180)[0]
+  assert third.returncode == 0, output[-3000:]
+  assert f'PID {first.pid} on ' in output and 'Taking over' in output
+  assert f'Resuming from checkpoint at step {reached}' in output
+  assert (workdir / plumbing.LOCK_FILE).read_text() == ''
