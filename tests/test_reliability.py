@@ -337,3 +337,19 @@ def test_second_training_in_a_workdir_is_refused_until_the_first_is_killed(tmp_p
   assert f'PID {first.pid} on ' in output and 'Taking over' in output
   assert f'Resuming from checkpoint at step {reached}' in output
   assert (workdir / plumbing.LOCK_FILE).read_text() == ''
+
+
+def test_symlink_loops_in_a_split_are_named_not_raised(tmp_path, caplog):
+  """A link to itself, inside a split and beside it: skipped as a non-image entry, or a bad file
+  named by path when its name is an image's; never a raw 'Too many levels of symbolic links'."""
+  root = tmp_path / 'data'
+  config = folder_config(root)
+  for link in (root / 'train' / 'loop', root / 'train' / 'looped.png', root / 'elsewhere'):
+    link.symlink_to(link.name)  # Relative to its own folder: itself.
+  with pytest.raises(ValueError) as error:
+    train.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert 'looped.png' in str(error.value) and 'symbolic links' in str(error.value)
+  assert not (tmp_path / 'run').exists()
+  config.data.on_bad_file = 'skip'
+  assert int(train.train_and_evaluate(config, str(tmp_path / 'run')).step) == 2
+  assert 'train/loop' in caplog.text  # Listed with the other non-image entries.

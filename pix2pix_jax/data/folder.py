@@ -116,6 +116,18 @@ def _ignored(name: str) -> bool:
   return name.startswith('.') or name.lower() in _OS_JUNK
 
 
+def _is_dir(entry: os.DirEntry) -> bool:
+  """`entry.is_dir()`, following links; a link that loops or dangles is no folder.
+
+  Such an entry is then listed with the other non-image entries (skipped with a warning), or, if
+  its name is an image's, named as a bad file when it does not decode: never a raw OSError.
+  """
+  try:
+    return entry.is_dir()
+  except OSError:  # ELOOP: "Too many levels of symbolic links".
+    return False
+
+
 def _scan(folder: str) -> tuple[list[str], list[str], list[str]]:
   """Lists one folder (not recursively).
 
@@ -127,7 +139,7 @@ def _scan(folder: str) -> tuple[list[str], list[str], list[str]]:
     for entry in entries:
       if _ignored(entry.name):
         continue
-      if entry.is_dir():
+      if _is_dir(entry):
         subdirs.append(entry.name)
       elif _is_image(entry.name):
         image_names.append(entry.name)
@@ -138,12 +150,12 @@ def _scan(folder: str) -> tuple[list[str], list[str], list[str]]:
 
 def _has_image(folder: str) -> bool:
   with os.scandir(folder) as entries:
-    return any(_is_image(e.name) and not _ignored(e.name) and not e.is_dir() for e in entries)
+    return any(_is_image(e.name) and not _ignored(e.name) and not _is_dir(e) for e in entries)
 
 
 def _visible_subdirs(folder: str) -> list[str]:
   with os.scandir(folder) as entries:
-    return [e.name for e in entries if e.is_dir() and not e.name.startswith('.')]
+    return [e.name for e in entries if _is_dir(e) and not e.name.startswith('.')]
 
 
 def _check_root(root: str) -> str:
