@@ -475,3 +475,37 @@ def test_pairs_the_check_decoded_at_cached_size_are_not_decoded_again(tmp_path):
     evaluation[0]
   with pytest.raises(BadImageError, match='cannot decode'):
     train.uncached()[0]  # A source without the cache reads the files.
+
+
+def write_png16(path, samples):
+  """A 16-bit PNG of `samples` (H, W, C) written by hand: Pillow cannot write 16-bit colour."""
+  import struct  # pylint: disable=g-import-not-at-top
+  import zlib  # pylint: disable=g-import-not-at-top
+
+  height, width, channels = samples.shape
+  rows = b''.join(b'\0' + samples[y].astype('>u2').tobytes() for y in range(height))
+
+  def chunk(kind, data):
+    return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+
+  colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+  header = struct.pack('>IIBBBBB', width, height, 16, colour_type, 0, 0, 0)
+  path.write_bytes(
+      b'\x89PNG\r\n\x1a\n'
+      + chunk(b'IHDR', header)
+      + chunk(b'IDAT', zlib.compress(rows))
+      + chunk(b'IEND', b'')
+  )
+
+
+@pytest.mark.parametrize('channels', [3, 4, 2])
+def test_16bit_colour_png_is_refused_not_cut_to_8_bits(tmp_path, channels):
+  samples = np.full((2, 4, channels), [53182, 5613, 11759, 65535][:channels], np.uint16)
+  write_png16(tmp_path / 'c16.png', samples)
+  for load in (lambda p: images.load_image(p, 3), images.load_rgb):
+    with pytest.raises(BadImageError, match=r'c16.png is a 16-bit colour PNG.*16-bit TIFF'):
+      load(tmp_path / 'c16.png')
+  # 16-bit gray keeps its 16 bits (the rule's other half).
+  write_png16(tmp_path / 'g16.png', samples[..., :1])
+  gray = images.load_image(tmp_path / 'g16.png', 1)
+  assert gray.dtype == np.uint16 and (gray == 53182).all()

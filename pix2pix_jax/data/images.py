@@ -15,7 +15,8 @@ images whose colours are all gray. Anything else, a colour image for a 1-channel
 is a `BadImageError` naming the file: nothing is averaged into gray behind the user's back.
 Samples are uint8 or uint16 (16-bit PNG gray through Pillow; TIFF through Pillow where it reads
 the file faithfully, else through `tifffile`, the `tiff` extra: multi-band and 16-bit colour TIFFs,
-which Pillow truncates to 8 bits or misreads). 16-bit samples stay 16-bit up to the network.
+which Pillow truncates to 8 bits or misreads). 16-bit samples stay 16-bit up to the network. A
+16-bit colour PNG is refused (a `BadImageError` naming it): Pillow reads only its high 8 bits.
 """
 
 import logging
@@ -159,6 +160,27 @@ def _exif_upright(image: Image.Image) -> Image.Image:
   return ImageOps.exif_transpose(image) if orientation in range(2, 9) else image
 
 
+# Pillow decodes these PNG raw modes (16-bit colour, 16-bit gray with alpha) into 8-bit modes by
+# keeping each sample's high byte.
+_PNG_16BIT_CUT_RAWMODES = ('RGB;16B', 'RGBA;16B', 'LA;16B')
+
+
+def _refuse_cut_png(image: Image.Image, path) -> None:
+  """16-bit colour PNGs are refused: Pillow would silently keep only their high 8 bits.
+
+  Called on the opened, not yet decoded image (its tile still names the raw mode).
+  """
+  rawmodes = {str(getattr(tile, 'args', tile[-1])) for tile in (image.tile or [])}
+  if image.format == 'PNG' and rawmodes & set(_PNG_16BIT_CUT_RAWMODES):
+    raise BadImageError(
+        f'{path} is a 16-bit colour PNG, which Pillow can only read cut to 8 bits; rather than '
+        'lose the low bits silently it is refused. Save it as a 16-bit TIFF (read at full '
+        f"precision, with {TIFF_INSTALL_HINT} for colour) or as an 8-bit PNG. 16-bit gray PNGs "
+        'keep their 16 bits.',
+        str(path),
+    )
+
+
 def load_rgb(path: str) -> np.ndarray:
   """Decodes an image file to upright 8-bit RGB.
 
@@ -173,6 +195,7 @@ def load_rgb(path: str) -> np.ndarray:
   """
   try:
     with Image.open(path) as image:
+      _refuse_cut_png(image, path)
       image.load()  # decode fully now: a truncated file raises here instead of later
       return to_rgb_uint8(_exif_upright(image), path)
   except BadImageError:
@@ -287,6 +310,7 @@ def _decode(path) -> Image.Image | _Samples:
   """Decodes a file: an upright PIL image, or `_Samples` for TIFFs that Pillow misreads."""
   try:
     with Image.open(path) as image:
+      _refuse_cut_png(image, path)
       if is_tiff(path) and not _pil_reads_faithfully(image):
         return _read_tiff(path)
       image.load()  # decode fully now: a truncated file raises here instead of later
