@@ -461,6 +461,21 @@ def _train_in_workdir(
       jax.eval_shape(init_fn, rng),
   )
   state, start_step = checkpointing.restore(manager, abstract_state, config)
+  if state is not None and start_step >= num_train_steps:
+    key = 'num_train_steps' if config.num_train_steps > 0 else 'num_epochs'
+    logging.warning(
+        "Nothing to train: the latest checkpoint, %s, is at or past this run's last step, %d "
+        '(config.%s=%s). To train on, raise config.%s; to score it, run --mode=evaluate. '
+        'Nothing was written.',
+        manager.directory / str(start_step),
+        num_train_steps,
+        key,
+        config[key],
+        key,
+    )
+    if best is not None:
+      best.close()
+    return state
   if state is None:
     state, start_step = jax.jit(init_fn, out_shardings=replicated)(rng), 0
     logging.info('Initialised a new run in %s', workdir)

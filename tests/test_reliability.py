@@ -353,3 +353,19 @@ def test_symlink_loops_in_a_split_are_named_not_raised(tmp_path, caplog):
   config.data.on_bad_file = 'skip'
   assert int(train.train_and_evaluate(config, str(tmp_path / 'run')).step) == 2
   assert 'train/loop' in caplog.text  # Listed with the other non-image entries.
+
+
+def test_a_run_already_past_its_last_step_says_so_and_writes_nothing(tmp_path, caplog):
+  config = test_config.get_config()
+  config.num_train_steps = 4
+  train.train_and_evaluate(config, str(tmp_path))
+  before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob('*')}
+  config.num_train_steps = 2
+  state = train.train_and_evaluate(config, str(tmp_path))
+  assert int(state.step) == 4  # The checkpoint as it was, not trained back or forth.
+  assert 'Nothing to train: the latest checkpoint' in caplog.text
+  assert 'config.num_train_steps=2' in caplog.text and 'Finished at step 2' not in caplog.text
+  after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob('*')}
+  assert {p: t for p, t in after.items() if p.name != plumbing.LOCK_FILE} == {
+      p: t for p, t in before.items() if p.name != plumbing.LOCK_FILE
+  }
