@@ -243,7 +243,7 @@ def predict(
   rng = jax.random.PRNGKey(config.seed)
   output = pathlib.Path(output_dir).expanduser()
   output.mkdir(parents=True, exist_ok=True)
-  written, keys = [], pipeline.channel_keys(config.data)
+  written, skipped, keys = [], [], pipeline.channel_keys(config.data)
   input_side = image_lib.sides(config.data.direction)[0]
   for index, path in enumerate(files):
     try:
@@ -255,6 +255,7 @@ def predict(
         image = image_lib.load_image(path, input_channels, keys[input_side])
     except image_lib.BadImageError as error:
       logging.warning('Skipping %s: %s', path, error)
+      skipped.append(path.name)
       continue
     height, width = image.shape[:2]
     if resolution == 'native':
@@ -274,12 +275,22 @@ def predict(
           [image, out] if same else [image_lib.to_display(image), image_lib.to_display(out)], axis=1
       )
     written.append(image_lib.save_image(out, output / path.stem))
+  if not written:
+    raise ValueError(
+        f'none of the {len(files)} input file(s) of --input {input_path} could be read (each is '
+        'named above); nothing was written'
+    )
   logging.info(
-      'Wrote %d image(s) to %s (checkpoint step %d, test mode: %s, resolution: %s)',
+      'Wrote %d of %d image(s) to %s (checkpoint step %d, test mode: %s, resolution: %s)%s',
       len(written),
+      len(files),
       output,
       step,
       inference.test_mode_description(config.eval.train_mode),
       resolution,
+      f'; skipped {len(skipped)} that could not be read: {", ".join(skipped[:10])}'
+      + (', ...' if len(skipped) > 10 else '')
+      if skipped
+      else '',
   )
   return written

@@ -1,5 +1,6 @@
 """--mode=predict (at the model size and at native resolution, tiled) and --mode=export."""
 
+import logging
 import os
 import pathlib
 import subprocess
@@ -22,7 +23,8 @@ def write_image(path, size, value=0):
   Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), np.uint8)).save(path)
 
 
-def test_predict_any_size_and_skips_bad_files(trained_workdir, tmp_path):
+def test_predict_any_size_and_skips_bad_files(trained_workdir, tmp_path, caplog):
+  caplog.set_level(logging.INFO)
   inputs = tmp_path / 'in'
   inputs.mkdir()
   write_image(inputs / 'a.png', (32, 32))
@@ -34,6 +36,18 @@ def test_predict_any_size_and_skips_bad_files(trained_workdir, tmp_path):
   )
   assert sorted(p.name for p in written) == ['a.png', 'b.png']
   assert Image.open(tmp_path / 'out' / 'b.png').size == (50, 20)  # Back to the input's size.
+  # The summary counts what was skipped, not only what was written.
+  assert 'Wrote 2 of 3 image(s)' in caplog.text
+  assert 'skipped 1 that could not be read: broken.png' in caplog.text
+  # Nothing readable at all is an error, not a silent success.
+  (inputs / 'a.png').unlink()
+  (inputs / 'b.jpg').unlink()
+  with pytest.raises(
+      ValueError, match=r'none of the 1 input file\(s\) of --input .* could be read'
+  ):
+    predict.predict(
+        test_config.get_config(), str(trained_workdir), str(inputs), str(tmp_path / 'out2')
+    )
 
 
 def test_predict_pairs_side_by_side(trained_workdir, tmp_path):
