@@ -24,6 +24,7 @@ Training's periodic eval (`evaluate_in_training`) goes through the same generati
 what `evaluate` gives the same checkpoint on the same examples; it writes no files to WORKDIR/eval.
 """
 
+import contextlib
 import csv
 import functools
 import heapq
@@ -38,7 +39,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from pix2pix_jax import checkpointing, inference, metrics, summary
+from pix2pix_jax import checkpointing, inference, metrics, progress, summary
 from pix2pix_jax import sharding as sharding_lib
 from pix2pix_jax.data import images, pipeline
 
@@ -364,6 +365,7 @@ class ImageScores:
     target_features: {example index: Inception features of its target}, filled and read here;
       a caller scoring the same examples again (training's evals) keeps it between them, so the
       targets go through Inception once (half of FID's cost). None: no cache.
+    progress_log: told the count after each batch, and the time LPIPS and FID take; None: quiet.
   """
 
   def __init__(
@@ -372,6 +374,7 @@ class ImageScores:
       scorers: PerceptualScorers | None = None,
       ranked_panels: bool = True,
       target_features: dict | None = None,
+      progress_log: progress.ProgressLog | None = None,
   ):
     self._batch_size = config.eval.batch_size
     self._kid_subset_size = config.eval.kid_subset_size
@@ -384,6 +387,7 @@ class ImageScores:
       )
     self._target_order = []  # The targets' example indices, in the order added.
     self._panels = _Panels(config.eval.num_panel_images, ranked=ranked_panels)
+    self._progress = progress_log
     self.per_image = []
 
   def _pixel_metrics(self, generated: np.ndarray, target: np.ndarray) -> dict:
@@ -425,12 +429,14 @@ class ImageScores:
       indices = range(len(self.per_image), len(self.per_image) + len(generated))
     rows = dict(pixel) if pixel is not None else self._pixel_metrics(generated, target)
     if self._lpips is not None:
-      rows['lpips'] = self._lpips(images.to_unit(generated), images.to_unit(target))
+      with self._phase('LPIPS'):
+        rows['lpips'] = self._lpips(images.to_unit(generated), images.to_unit(target))
     if self._inception is not None:
       first = len(self.per_image)
-      self._generated_features.add(range(first, first + len(generated)), generated)
       keys = [int(index) for index in indices]
-      self._target_features.add(keys, target)
+      with self._phase('FID features'):
+        self._generated_features.add(range(first, first + len(generated)), generated)
+        self._target_features.add(keys, target)
       self._target_order += keys
     for row, (name, index) in enumerate(zip(names, indices)):
       values = {k: float(rows[k][row]) for k in PIXEL_METRICS + ('lpips',) if k in rows}
@@ -442,6 +448,11 @@ class ImageScores:
             target[row : row + 1],
         )
         self._panels.add(self.per_image[-1]['l1'], str(name), int(index), panel)
+    if self._progress is not None:
+      self._progress.update(len(self.per_image))
+
+  def _phase(self, name: str):
+    return self._progress.phase(name) if self._progress is not None else contextlib.nullcontext()
 
   def first_panels(self) -> np.ndarray | None:
     """The first `config.eval.num_panel_images` examples' panels as one image, or None."""
@@ -466,8 +477,9 @@ class ImageScores:
     if self._inception is not None and not self._fid_skipped():
       from pix2pix_jax import perceptual  # pylint: disable=g-import-not-at-top
 
-      for queue in (self._generated_features, self._target_features):
-        queue.flush()
+      with self._phase('FID features'):
+        for queue in (self._generated_features, self._target_features):
+          queue.flush()
       fake = np.stack([self._generated_features.features[i] for i in range(len(per_image))])
       real = np.stack([self._target_features.features[i] for i in self._target_order])
       # 'svd': exact, sqrtm's round-off-free twin.
@@ -529,7 +541,9 @@ def evaluate(
       config.data.eval_split,
       inference.test_mode_description(config.eval.train_mode),
   )
-  scores = ImageScores(config)
+  scores = ImageScores(
+      config, progress_log=progress.ProgressLog('Evaluating', len(source), rest='generation')
+  )
   score_generator(
       network,
       create_score_batch(generator, config, replicated, data_sharding),

@@ -15,7 +15,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from pix2pix_jax import inference, models
+from pix2pix_jax import inference, models, progress
 from pix2pix_jax.data import pipeline
 from pix2pix_jax.data import images as image_lib
 
@@ -244,6 +244,7 @@ def predict(
   output = pathlib.Path(output_dir).expanduser()
   output.mkdir(parents=True, exist_ok=True)
   written, skipped, keys = [], [], pipeline.channel_keys(config.data)
+  log = progress.ProgressLog('Translating', len(files), rest='reading, translating, writing')
   input_side = image_lib.sides(config.data.direction)[0]
   for index, path in enumerate(files):
     try:
@@ -275,6 +276,7 @@ def predict(
           [image, out] if same else [image_lib.to_display(image), image_lib.to_display(out)], axis=1
       )
     written.append(image_lib.save_image(out, output / path.stem))
+    log.update(index + 1, quiet_end=True)
   if not written:
     raise ValueError(
         f'none of the {len(files)} input file(s) of --input {input_path} could be read (each is '

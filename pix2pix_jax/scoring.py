@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from pix2pix_jax import evaluation
+from pix2pix_jax import evaluation, progress
 from pix2pix_jax.data import folder, images, pipeline
 
 # The PyTorch reference's results folder (test.py) holds N_fake_B.png next to N_real_A.png and
@@ -322,7 +322,10 @@ def score(
   logging.info(
       'Scoring %d generated image(s) in %s against %s', len(generated), generated_dir, where
   )
-  scores = evaluation.ImageScores(config)
+  scores = evaluation.ImageScores(
+      config,
+      progress_log=progress.ProgressLog('Scoring', len(generated), rest='reading and matching'),
+  )
   matcher = _Matcher(
       scores,
       generated,

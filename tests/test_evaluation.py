@@ -2,6 +2,7 @@
 
 import csv
 import json
+import logging
 import shutil
 
 import numpy as np
@@ -84,13 +85,18 @@ def test_other_generator_architecture_is_named(evaluated):
     evaluation.evaluate(config, str(workdir))
 
 
-def test_fid_kid_lpips_with_the_metrics_extra(evaluated):
+def test_fid_kid_lpips_with_the_metrics_extra(evaluated, caplog):
   perceptual = pytest.importorskip('pix2pix_jax.perceptual')
   if not perceptual.available()[0]:
     pytest.skip(perceptual.available()[1])
   workdir, config = evaluated[0], test_config.get_config()
   config.eval.perceptual = True
+  caplog.set_level(logging.INFO)
   report = evaluation.evaluate(config, str(workdir))
+  # The progress line says where the time went: generation, LPIPS, the FID network.
+  (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith('Evaluating: ')]
+  assert f"{report['num_images']}/{report['num_images']} images" in line and 'done in' in line
+  assert all(f'{phase} ' in line for phase in ('generation', 'LPIPS', 'FID features')), line
   assert {'fid', 'kid', 'lpips'} <= set(report['metrics'])
   assert report['metrics']['fid'] > 0 and np.isfinite(report['metrics']['kid']['mean'])
   assert 0 < report['metrics']['lpips']['mean'] < 1

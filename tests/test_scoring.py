@@ -59,7 +59,8 @@ def read_rows(workdir: pathlib.Path) -> list[dict]:
     return list(csv.DictReader(f))
 
 
-def test_plain_targets_exact_and_perturbed(tmp_path):
+def test_plain_targets_exact_and_perturbed(tmp_path, caplog):
+  caplog.set_level(logging.INFO)
   generated, targets = tmp_path / 'generated', tmp_path / 'targets'
   for i in range(3):  # Three images in eval batches of 2: the last batch is padded.
     target = random_image(i)
@@ -68,6 +69,8 @@ def test_plain_targets_exact_and_perturbed(tmp_path):
   result = scoring.score(score_config(), str(tmp_path / 'work'), str(generated), str(targets))
   by_name = {row['file_name']: row for row in read_rows(tmp_path / 'work')}
   assert list(by_name) == ['0.png', '1.png', '2.png'] and result['num_images'] == 3
+  # The progress line of long work: here only its last (done within the first interval).
+  assert 'Scoring: 3/3 images, ' in caplog.text and '(reading and matching ' in caplog.text
   for name in ('0.png', '1.png'):
     assert float(by_name[name]['l1']) == 0
     assert float(by_name[name]['ssim']) == pytest.approx(1, abs=1e-6)

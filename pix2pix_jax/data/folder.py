@@ -80,6 +80,7 @@ import os
 
 from PIL import ImageFile
 
+from pix2pix_jax import progress
 from pix2pix_jax.data import images
 
 # Files the OS drops into image folders; skipping them is not worth a warning.
@@ -462,8 +463,17 @@ class PairedFolder:
       return None, (width, height), transform(example) if transform else None
 
     dtypes = set()  # set.add is atomic under the GIL.
+    log = progress.ProgressLog(
+        f'Checking the {self.split} pairs of {self.root}',
+        len(self._items),
+        unit='pairs',
+        rest='decoding',
+    )
+    results = []
     with concurrent.futures.ThreadPoolExecutor(max(1, num_threads)) as pool:
-      results = list(pool.map(read, range(len(self._items))))
+      for result in pool.map(read, range(len(self._items))):
+        results.append(result)
+        log.update(len(results), quiet_end=True)
     good = [i for i, (error, _, _) in enumerate(results) if error is None]
     self.dtypes = {
         side: images.common_dtype(pair[k] for pair in dtypes) for k, side in enumerate(('A', 'B'))

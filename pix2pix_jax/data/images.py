@@ -170,12 +170,12 @@ def _refuse_cut_png(image: Image.Image, path) -> None:
 
   Called on the opened, not yet decoded image (its tile still names the raw mode).
   """
-  rawmodes = {str(getattr(tile, 'args', tile[-1])) for tile in (image.tile or [])}
+  rawmodes = {str(getattr(tile, 'args', tile[-1])) for tile in image.tile or []}
   if image.format == 'PNG' and rawmodes & set(_PNG_16BIT_CUT_RAWMODES):
     raise BadImageError(
         f'{path} is a 16-bit colour PNG, which Pillow can only read cut to 8 bits; rather than '
         'lose the low bits silently it is refused. Save it as a 16-bit TIFF (read at full '
-        f"precision, with {TIFF_INSTALL_HINT} for colour) or as an 8-bit PNG. 16-bit gray PNGs "
+        f'precision, with {TIFF_INSTALL_HINT} for colour) or as an 8-bit PNG. 16-bit gray PNGs '
         'keep their 16 bits.',
         str(path),
     )
