@@ -102,6 +102,25 @@ def test_perceptual_best_metric_needs_perceptual_eval():
 
 
 @pytest.mark.parametrize(
+    'key, value, message',
+    [
+        ('data.image_size', 48, 'config.data.image_size: image size 48'),
+        ('model.patch_size', 34, 'config.model.patch_size=34'),
+        ('batch_size', 0, 'config.batch_size=0'),
+        ('data.direction', 'AB', "config.data.direction='AB'"),
+        ('model.norm', 'layer', "config.model.norm='layer'"),
+        ('model.matmul_max_pixels', -1, 'config.model.matmul_max_pixels=-1'),
+    ],
+)
+def test_bad_values_are_named(key, value, message):
+  config = test_config.get_config()
+  section, _, field = key.rpartition('.')
+  (config[section] if section else config)[field] = value
+  with pytest.raises(ValueError, match=message):
+    config_checks.validate_config(config, 1, training=True)
+
+
+@pytest.mark.parametrize(
     'mode, flags',
     [
         ('predict', ['--input=in', '--output=out']),
