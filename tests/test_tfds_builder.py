@@ -255,12 +255,16 @@ def test_unknown_split_and_dataset(tmp_path):
   assert not (tmp_path / 'tfds').exists()
 
 
-def test_bad_manual_dir_is_named(tmp_path):
+def test_bad_manual_dir_is_named(tmp_path, caplog):
+  caplog.set_level(logging.INFO)
   (tmp_path / 'empty').mkdir()
   with pytest.raises(p2p.SourceNotFoundError, match=r'empty holds none of the accepted layouts'):
     _load(tmp_path, 'train', tmp_path / 'empty')
   with pytest.raises(p2p.SourceNotFoundError, match=r'nowhere does not exist'):
     _load(tmp_path, 'train', tmp_path / 'nowhere')
+  # Named before TFDS starts: no "Downloading and preparing", no empty dataset folders left.
+  assert 'Downloading and preparing' not in caplog.text and 'Preparing pix2pix' not in caplog.text
+  assert not (tmp_path / 'tfds' / 'pix2pix').exists()
 
 
 def _offline(*args, **kwargs):

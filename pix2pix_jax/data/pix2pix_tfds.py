@@ -617,6 +617,10 @@ def load_pix2pix(
 
 
 def _prepare(builder: Pix2pix, manual_dir: str | None) -> None:
+  if manual_dir:
+    # A wrong manual_dir is named here, before TFDS announces "Downloading and preparing" and
+    # creates the dataset's folders.
+    locate_source(manual_dir, builder.builder_config.name, builder.builder_config.splits)
   start = time.perf_counter()
   logging.info('Preparing pix2pix/%s into %s', builder.builder_config.name, builder.data_dir)
   builder.download_and_prepare(
