@@ -11,8 +11,10 @@ Runtime on the 2-core development CPU: the step alone 0.31–0.34 s (benchmarks/
 34–41 hours for the 219,200 steps); on a GPU not yet measured.
 Outcome (all 1098 val pairs at 256², the paper's test mode): after 3 epochs on the CPU (3,288
 steps, `python benchmarks/parity.py --workdir=/tmp/parity`, seed 0, the reference's dropout
-placement), FID 269.1, KID 0.260, LPIPS 0.427, L1 0.127, PSNR 15.57 dB, SSIM 0.244; the 200
-epochs are not yet measured.
+placement), FID 269.1, KID 0.260, LPIPS 0.427, L1 0.127, PSNR 15.57 dB, SSIM 0.244; the PyTorch
+reference's step on the same data, seed 0: FID 219.7, KID 0.197, LPIPS 0.397, L1 0.129, PSNR
+15.51 dB, SSIM 0.252 (a second seed of ours is not yet measured); the 200 epochs are not yet
+measured.
 Published for map -> aerial: realistic enough to fool AMT participants 18.9% of the time (the
 paper); FID 88.5 for mmgeneration's retrained pix2pix.
 """
