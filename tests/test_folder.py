@@ -433,6 +433,25 @@ def test_check_warns_once_about_images_not_2_to_1(tmp_path, caplog):
   )
 
 
+def test_a_stale_exif_turn_is_named_in_the_not_2_to_1_warning(tmp_path, caplog):
+  """An upright 2:1 pair tagged 'rotate 90' (Orientation 6) decodes 1:2, as viewers show it: the
+  warning names the tag and the file, so the user knows what to strip."""
+  side_by_side_folder(tmp_path, size=8)
+  exif = Image.Exif()
+  exif[0x0112] = 6  # ExifTags.Base.Orientation: rotate 90° clockwise to view.
+  Image.fromarray(noise(16, 8)).save(tmp_path / 'train' / 'turned.jpg', exif=exif)
+  with caplog.at_level(logging.WARNING, logger=folder.__name__):
+    PairedFolder(str(tmp_path), 'train').check()
+  (record,) = caplog.records
+  message = record.getMessage()
+  assert '1 side-by-side images are not 2:1' in message and 'train/turned.jpg (8×16)' in message
+  assert (
+      '1 of them carry an EXIF Orientation tag' in message and 'exiftool -Orientation=' in message
+  )
+  assert images.exif_orientation(tmp_path / 'train' / 'turned.jpg') == 6
+  assert images.exif_orientation(tmp_path / 'train' / '0.png') == 1
+
+
 def test_check_warns_once_about_pairs_below_image_size(tmp_path, caplog):
   side_by_side_folder(tmp_path, count=2, size=32)
   save(tmp_path / 'train' / 'small.png', noise(32, 16))

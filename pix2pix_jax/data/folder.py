@@ -507,12 +507,26 @@ class PairedFolder:
           f'{name} ({2 * width}×{height})' for name, (width, height) in sizes if width != height
       ]
       if wide:
+        # A quarter turn by a stale EXIF tag makes an upright 2:1 pair 1:2: say so, by name.
+        turned = [
+            name
+            for name, (width, height) in sizes
+            if width != height and images.exif_orientation(os.path.join(self.root, name)) != 1
+        ]
+        exif = (
+            f'. {len(turned)} of them carry an EXIF Orientation tag, applied as viewers apply '
+            f'it ({listed(turned)}): if those files are stored upright the tag is stale; remove '
+            'it (e.g. exiftool -Orientation= FILE) or re-save the images without EXIF'
+            if turned
+            else ''
+        )
         _log.warning(
             '%r: %d side-by-side images are not 2:1, so A and B (their halves) are not '
-            'square and get stretched to squares: %s',
+            'square and get stretched to squares: %s%s',
             self,
             len(wide),
             listed(wide, _MAX_WARNED),
+            exif,
         )
     small = [
         f'{name} ({width}×{height})'

@@ -150,6 +150,15 @@ def to_rgb_uint8(image: Image.Image, path) -> np.ndarray:
     raise BadImageError(f'{path}: cannot convert image mode {mode} to RGB: {e}', str(path)) from e
 
 
+def exif_orientation(path) -> int:
+  """The file's EXIF Orientation tag (1: upright, or none; 2-8: flipped or turned), header only."""
+  try:
+    with Image.open(path) as image:
+      return int(image.getexif().get(ExifTags.Base.Orientation, 1))
+  except Exception:  # pylint: disable=broad-except
+    return 1  # Unreadable metadata is ignored when decoding too (`_exif_upright`).
+
+
 def _exif_upright(image: Image.Image) -> Image.Image:
   """Applies the EXIF orientation tag, if there is one other than 1 (upright)."""
   try:
