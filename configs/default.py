@@ -47,6 +47,9 @@ def get_config() -> ml_collections.ConfigDict:
   data.verify = 'full'  # maps SHA-256 check: 'full', 'present' (partial copy), 'off' (resized).
   data.folder_dir = config_dict.placeholder(str)  # Root of your own pairs (data.name='folder').
   data.on_bad_file = 'error'  # Unusable folder files (corrupt, odd A|B width): 'error' or 'skip'.
+  # Pillow's decompression-bomb limit in pixels; None: Pillow's 89,478,485. Larger files decode
+  # with a warning naming them, files over twice it are bad files: raise it for huge orthophotos.
+  data.max_image_pixels = config_dict.placeholder(int)
   data.synthetic_train_examples = 1096  # data.name='synthetic': train pairs (as many as maps).
   data.synthetic_eval_examples = 100  # data.name='synthetic': eval pairs.
 

@@ -143,6 +143,12 @@ def validate_config(
         f'{config.data.name!r} is RGB: 3 and 3. Other channel counts need your own pairs '
         "(config.data.name='folder')"
     )
+  pixels = config.data.max_image_pixels
+  if pixels is not None and (not _is_int(pixels) or pixels < 1):
+    raise ValueError(
+        f'config.data.max_image_pixels={pixels!r} must be an integer >= 1, or None for '
+        "Pillow's limit"
+    )
   if not 0 <= config.model.ema_decay < 1:
     raise ValueError(
         f'config.model.ema_decay={config.model.ema_decay} must be in [0, 1) '

@@ -229,6 +229,7 @@ def predict(
   """
   if resolution not in RESOLUTIONS:
     raise ValueError(f'--resolution={resolution} is not one of {RESOLUTIONS}')
+  image_lib.set_max_image_pixels(config.data.max_image_pixels)
   files = image_lib.list_images(pathlib.Path(input_path).expanduser(), '--input')
   input_channels, output_channels = pipeline.channels(config.data)
   image_lib.check_tiff_writer(output_channels, 'config.data.output_channels: the output')

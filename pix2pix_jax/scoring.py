@@ -309,6 +309,7 @@ def score(
   """
   if jax.process_count() > 1:
     raise ValueError('--mode=score runs in a single process; start it without --distributed')
+  images.set_max_image_pixels(config.data.max_image_pixels)
   generated = _generated_by_stem(generated_dir)
   if targets_dir is None:
     where = f'the eval split {config.data.eval_split!r} of {config.data.name!r}'

@@ -528,3 +528,25 @@ def test_16bit_colour_png_is_refused_not_cut_to_8_bits(tmp_path, channels):
   write_png16(tmp_path / 'g16.png', samples[..., :1])
   gray = images.load_image(tmp_path / 'g16.png', 1)
   assert gray.dtype == np.uint16 and (gray == 53182).all()
+
+
+def test_decompression_bomb_limit_names_the_file_once_and_the_setting(tmp_path, caplog):
+  """data.max_image_pixels sets Pillow's limit: over it, one warning naming the file however often
+  it is decoded; over twice it, a bad file whose message names the setting."""
+  save(tmp_path / 'large.png', noise(16, 8))  # 128 pixels.
+  save(tmp_path / 'huge.png', noise(32, 16))  # 512 pixels.
+  try:
+    images.set_max_image_pixels(100)
+    with caplog.at_level(logging.WARNING):
+      for _ in range(2):
+        assert images.load_image(tmp_path / 'large.png').shape == (8, 16, 3)
+    (record,) = [r for r in caplog.records if 'decompression-bomb' in r.getMessage()]
+    assert 'large.png is 16×8 = 128 pixels' in record.getMessage()
+    assert 'config.data.max_image_pixels' in record.getMessage()
+    with pytest.raises(BadImageError, match=r'huge.png is 32×16 = 512 pixels, over twice .*raise'):
+      images.load_image(tmp_path / 'huge.png')
+    images.set_max_image_pixels(1000)  # Raised knowingly: the large file decodes.
+    assert images.load_image(tmp_path / 'huge.png').shape == (16, 32, 3)
+  finally:
+    images.set_max_image_pixels(None)
+  assert not [r for r in caplog.records if 'DecompressionBomb' in r.getMessage()]  # Pillow's.

@@ -23,6 +23,7 @@ import logging
 import os
 import pathlib
 import re
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -169,6 +170,58 @@ def _exif_upright(image: Image.Image) -> Image.Image:
   return ImageOps.exif_transpose(image) if orientation in range(2, 9) else image
 
 
+# config.data.max_image_pixels: the decompression-bomb limit (`set_max_image_pixels`).
+PILLOW_MAX_IMAGE_PIXELS = 89_478_485  # Pillow's default: 1024 × 1024 × 1024 // 4 // 3.
+_max_image_pixels = None  # None: Pillow's own check, until `set_max_image_pixels`.
+_warned_large: set[str] = set()
+_warned_large_lock = threading.Lock()  # The folder check decodes in threads.
+
+
+def set_max_image_pixels(pixels: int | None) -> None:
+  """The decompression-bomb limit of the files read here (config.data.max_image_pixels).
+
+  None: Pillow's default, 89,478,485 pixels. Files over the limit decode with one warning naming
+  them; files over twice the limit are bad files, refused with a message naming the setting (raise
+  it knowingly for large orthophotos). Pillow's own check, whose warning names no file and comes at
+  every decode, is turned off: `_open` applies the same rule.
+  """
+  global _max_image_pixels
+  _max_image_pixels = pixels or PILLOW_MAX_IMAGE_PIXELS
+  Image.MAX_IMAGE_PIXELS = None
+
+
+def _open(path) -> Image.Image:
+  """`Image.open`, with the decompression-bomb limit naming the file and the setting."""
+  image = Image.open(path)
+  limit = _max_image_pixels
+  width, height = image.size
+  if limit is None or width * height <= limit:
+    return image
+  if width * height > 2 * limit:
+    image.close()
+    raise BadImageError(
+        f'{path} is {width}×{height} = {width * height:,} pixels, over twice the '
+        f'decompression-bomb limit of {limit:,} (config.data.max_image_pixels): refused as a bad '
+        'file. If it is yours and this large, raise config.data.max_image_pixels.',
+        str(path),
+    )
+  with _warned_large_lock:
+    first = str(path) not in _warned_large
+    _warned_large.add(str(path))
+  if first:
+    logging.warning(
+        '%s is %d×%d = %s pixels, over the decompression-bomb limit of %s '
+        '(config.data.max_image_pixels): decoded anyway, as it is under twice that. Raise the '
+        'setting to accept such files without this warning.',
+        path,
+        width,
+        height,
+        f'{width * height:,}',
+        f'{limit:,}',
+    )
+  return image
+
+
 # Pillow decodes these PNG raw modes (16-bit colour, 16-bit gray with alpha) into 8-bit modes by
 # keeping each sample's high byte.
 _PNG_16BIT_CUT_RAWMODES = ('RGB;16B', 'RGBA;16B', 'LA;16B')
@@ -203,7 +256,7 @@ def load_rgb(path: str) -> np.ndarray:
     BadImageError: naming `path` if the file is missing, corrupt, truncated or of an unusable mode.
   """
   try:
-    with Image.open(path) as image:
+    with _open(path) as image:
       _refuse_cut_png(image, path)
       image.load()  # decode fully now: a truncated file raises here instead of later
       return to_rgb_uint8(_exif_upright(image), path)
@@ -318,7 +371,7 @@ def _read_tiff(path) -> _Samples:
 def _decode(path) -> Image.Image | _Samples:
   """Decodes a file: an upright PIL image, or `_Samples` for TIFFs that Pillow misreads."""
   try:
-    with Image.open(path) as image:
+    with _open(path) as image:
       _refuse_cut_png(image, path)
       if is_tiff(path) and not _pil_reads_faithfully(image):
         return _read_tiff(path)

@@ -104,6 +104,7 @@ def create_source(data_config, split: str, seed: int):
   `image_size`; eval pairs at `image_size`. With preprocess='patches' each image first becomes
   four native-resolution `image_size` crops.
   """
+  images.set_max_image_pixels(data_config.max_image_pixels)
   source = _raw_source(data_config, split, seed)
   jitter = split == 'train' and data_config.preprocess != 'resize'
   size = data_config.load_size if jitter else data_config.image_size
