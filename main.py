@@ -20,6 +20,7 @@ workdir (every mode but score, which reads files in one process); each adds wher
 
 import logging as std_logging
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -157,6 +158,21 @@ def initialize_distributed() -> None:
     ) from error
 
 
+def exit_after_failed_save(error: Exception) -> None:
+  """Ends the process with the save error's message as its last line.
+
+  Orbax's failed async writes leave coroutines and tasks that Python would report, hundreds of
+  tracebacks long, while it shuts down ("Event loop is closed", "sys.meta_path is None"), burying
+  the message. The training has already waited for its saves and closed its writers (its
+  `finally`), so nothing is lost by leaving without that shutdown.
+  """
+  logging.error('%s: %s', type(error).__name__, error)
+  logging.flush()
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(1)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -174,7 +190,8 @@ def main(argv):
   )
   # Drivers are imported here so that `--help` and flag errors come before JAX's set-up.
   # pylint: disable-next=g-import-not-at-top
-  from pix2pix_jax import ablation, config_checks, evaluation, export, predict, report, scoring, train
+  from pix2pix_jax import ablation, checkpointing, config_checks, evaluation, export, predict, report
+  from pix2pix_jax import scoring, train  # pylint: disable=g-import-not-at-top
 
   config, workdir = FLAGS.config, FLAGS.workdir
   # The one check of the config, for every mode, before anything is read or written. Ablation's
@@ -187,7 +204,10 @@ def main(argv):
         run, jax.device_count(), training=FLAGS.mode in ('train', 'ablation')
     )
   if FLAGS.mode == 'train':
-    train.train_and_evaluate(config, workdir)
+    try:
+      train.train_and_evaluate(config, workdir)
+    except checkpointing.CheckpointSaveError as error:
+      exit_after_failed_save(error)
   elif FLAGS.mode == 'evaluate':
     evaluation.evaluate(config, workdir, step)
     logging.info('Report: %s', report.write_report(workdir))
