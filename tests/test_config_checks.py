@@ -49,6 +49,7 @@ def choice(key, value):
         ('data.on_device', 1, 'config.data.on_device=1'),
         ('model.matmul_max_pixels', 'none', "config.model.matmul_max_pixels='none'"),
         ('model.upsample_impl', 'fft', "config.model.upsample_impl='fft'"),
+        ('data.max_image_pixels', 0, 'config.data.max_image_pixels=0'),
     ],
 )
 def test_bad_values_are_named(key, value, message):
