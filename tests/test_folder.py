@@ -550,3 +550,19 @@ def test_decompression_bomb_limit_names_the_file_once_and_the_setting(tmp_path, 
   finally:
     images.set_max_image_pixels(None)
   assert not [r for r in caplog.records if 'DecompressionBomb' in r.getMessage()]  # Pillow's.
+
+
+def test_a_folder_that_cannot_be_listed_is_named(tmp_path, monkeypatch):
+  """Permissions or I/O errors while listing a split: a layout error naming the folder, not a raw
+  OSError (root reads every folder, so the error is simulated)."""
+  side_by_side_folder(tmp_path)
+  real_scandir = os.scandir
+
+  def scandir(path):
+    if os.fspath(path).endswith('train'):
+      raise PermissionError(13, 'Permission denied', os.fspath(path))
+    return real_scandir(path)
+
+  monkeypatch.setattr(folder.os, 'scandir', scandir)
+  with pytest.raises(FolderLayoutError, match=r'cannot list the folder .*train: Permission denied'):
+    PairedFolder(str(tmp_path), 'train')

@@ -129,6 +129,17 @@ def _is_dir(entry: os.DirEntry) -> bool:
     return False
 
 
+def _entries(folder: str) -> list[os.DirEntry]:
+  """The entries of `folder`; a folder that cannot be listed (permissions, I/O) is named."""
+  try:
+    with os.scandir(folder) as entries:
+      return list(entries)
+  except OSError as error:
+    raise FolderLayoutError(
+        f'cannot list the folder {folder}: {error.strerror or error}'
+    ) from error
+
+
 def _scan(folder: str) -> tuple[list[str], list[str], list[str]]:
   """Lists one folder (not recursively).
 
@@ -136,27 +147,25 @@ def _scan(folder: str) -> tuple[list[str], list[str], list[str]]:
     (image file names, subfolder names, other file names), hidden and OS junk entries left out.
   """
   image_names, subdirs, others = [], [], []
-  with os.scandir(folder) as entries:
-    for entry in entries:
-      if _ignored(entry.name):
-        continue
-      if _is_dir(entry):
-        subdirs.append(entry.name)
-      elif _is_image(entry.name):
-        image_names.append(entry.name)
-      else:
-        others.append(entry.name)
+  for entry in _entries(folder):
+    if _ignored(entry.name):
+      continue
+    if _is_dir(entry):
+      subdirs.append(entry.name)
+    elif _is_image(entry.name):
+      image_names.append(entry.name)
+    else:
+      others.append(entry.name)
   return image_names, subdirs, others
 
 
 def _has_image(folder: str) -> bool:
-  with os.scandir(folder) as entries:
-    return any(_is_image(e.name) and not _ignored(e.name) and not _is_dir(e) for e in entries)
+  entries = _entries(folder)
+  return any(_is_image(e.name) and not _ignored(e.name) and not _is_dir(e) for e in entries)
 
 
 def _visible_subdirs(folder: str) -> list[str]:
-  with os.scandir(folder) as entries:
-    return [e.name for e in entries if _is_dir(e) and not e.name.startswith('.')]
+  return [e.name for e in _entries(folder) if _is_dir(e) and not e.name.startswith('.')]
 
 
 def _check_root(root: str) -> str:
