@@ -25,6 +25,7 @@ import jax
 from jax.experimental import multihost_utils
 import numpy as np
 
+from pix2pix_jax import progress
 from pix2pix_jax import sharding as sharding_lib
 
 
@@ -216,8 +217,4 @@ class Progress:
     rate, wait = (step - self.last_step) / elapsed, self.data_wait / elapsed
     self.last_step, self.last_time, self.data_wait = step, now, 0.0
     eta = (self.num_train_steps - step) / max(rate, 1e-9)
-    return (
-        rate,
-        wait,
-        (time.strftime('%H:%M:%S', time.gmtime(eta)) if eta < 86400 else f'{eta / 86400:.1f}d'),
-    )
+    return rate, wait, progress.format_duration(eta)
