@@ -173,7 +173,7 @@ def translate_file(
     raise ValueError(f'resolution {resolution!r}: this model offers {model.resolutions}')
   if test_mode not in model.test_modes:
     raise ValueError(f'test mode {test_mode!r}: this model offers {model.test_modes}')
-  if seed is None or seed != int(seed) or not 0 <= seed < 2**31:
+  if not _is_seed(seed):
     raise ValueError(f'seed {seed!r}: expected an integer from 0 to {2**31 - 1}')
   name = pathlib.Path(path).name
   if not os.path.getsize(path):
@@ -196,6 +196,14 @@ def translate_file(
   )
   logging.info('%s', info)
   return image, out, info
+
+
+def _is_seed(value) -> bool:
+  """Whether `value` is a whole number in [0, 2**31) (the page's number box gives floats)."""
+  try:
+    return float(value).is_integer() and 0 <= float(value) < 2**31 and not isinstance(value, str)
+  except (TypeError, ValueError):
+    return False
 
 
 def example_inputs(

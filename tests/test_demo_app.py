@@ -125,6 +125,8 @@ def test_bad_inputs_are_refused_and_the_model_still_serves(served, tmp_path):
   for settings, message in [
       ({'seed': -1}, 'seed -1: expected an integer'),
       ({'seed': 1.5}, 'seed 1.5'),
+      ({'seed': None}, 'seed None'),
+      ({'seed': '3'}, "seed '3'"),
       ({'resolution': 'huge'}, "resolution 'huge'"),
       ({'test_mode': 'train'}, "test mode 'train'"),
   ]:
