@@ -175,6 +175,12 @@ def require_demo_extra():
   return gradio_client
 
 
+def test_serve_without_gradio_names_the_install_command(monkeypatch, tmp_path):
+  monkeypatch.setitem(sys.modules, 'gradio', None)  # `import gradio` raises ImportError.
+  with pytest.raises(ImportError, match=re.escape("the `demo` extra: pip install -e '.[demo]'")):
+    demo_app.serve(test_config.get_config(), str(tmp_path), block=False)
+
+
 def free_port():
   with socket.socket() as probe:
     probe.bind(('127.0.0.1', 0))
