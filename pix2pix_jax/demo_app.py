@@ -262,7 +262,8 @@ def build_app(
     except (ValueError, ImportError) as error:  # Bad files, settings, a missing tifffile.
       logging.warning('Refused %s: %s', path, error)
       # The upload's name as the user knows it, not the server's copy of it.
-      raise gr.Error(str(error).replace(str(pathlib.Path(path).parent) + os.sep, '')) from error
+      message = str(error).replace(str(pathlib.Path(path).parent) + os.sep, '')
+      raise gr.Error(message, duration=None) from error  # Shown until closed: they can be long.
     folder = pathlib.Path(tempfile.mkdtemp(dir=output_root))
     written = image_lib.save_image(out, folder / f'{pathlib.Path(path).stem}_translated')
     return image_lib.to_display(image), image_lib.to_display(out), str(written), info

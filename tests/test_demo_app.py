@@ -214,10 +214,25 @@ def wait_in_page(browser, session, expression, timeout=60):
     time.sleep(0.2)
 
 
-def translate_in_chromium(binary, url, image, screenshot):
-  """Uploads `image` in the page, presses Translate, waits for the output, screenshots the page.
+def upload_in_page(browser, session, path):
+  """Gives `path` to the page's upload box (clearing what it holds) and presses Translate."""
+  evaluate(browser, session, 'document.querySelector("#upload button[aria-label=Clear]")?.click()')
+  file_input = '#upload input[type=file]'
+  wait_in_page(browser, session, f'document.querySelector("{file_input}") !== null')
+  browser.call('DOM.getDocument', session=session)
+  handle = browser.call(
+      'Runtime.evaluate', {'expression': f'document.querySelector("{file_input}")'}, session
+  )['result']['result']['objectId']
+  browser.call('DOM.setFileInputFiles', {'files': [str(path)], 'objectId': handle}, session=session)
+  wait_in_page(browser, session, f'document.body.innerText.includes("{path.name}")')
+  evaluate(browser, session, 'document.querySelector("#translate").click()')
 
-  Returns the page's info line.
+
+def translate_in_chromium(binary, url, bad, image, screenshot):
+  """In the page: uploads `bad` and waits for the message, then translates `image`, waits for the
+  output and screenshots the page.
+
+  Returns (the message, the page's info line).
   """
   with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
     browser = DevTools(binary, profile)
@@ -229,25 +244,22 @@ def translate_in_chromium(binary, url, image, screenshot):
           session=session,
       )
       browser.call('Page.navigate', {'url': url}, session=session)
-      file_input = '#upload input[type=file]'
-      wait_in_page(browser, session, f'document.querySelector("{file_input}") !== null')
-      browser.call('DOM.getDocument', session=session)
-      handle = browser.call(
-          'Runtime.evaluate', {'expression': f'document.querySelector("{file_input}")'}, session
-      )['result']['result']['objectId']
-      browser.call(
-          'DOM.setFileInputFiles', {'files': [str(image)], 'objectId': handle}, session=session
-      )
-      wait_in_page(browser, session, f'document.body.innerText.includes("{image.name}")')
-      evaluate(browser, session, 'document.querySelector("#translate").click()')
+      upload_in_page(browser, session, bad)
+      wait_in_page(browser, session, 'document.body.innerText.includes("cannot decode image")')
+      message = evaluate(browser, session, 'document.body.innerText')
+      upload_in_page(browser, session, image)
       wait_in_page(browser, session, 'document.querySelector("#output img") !== null')
       wait_in_page(browser, session, 'document.querySelector("#info").innerText.includes(" s")')
       info = evaluate(browser, session, 'document.querySelector("#info").innerText')
+      # The message stays until closed; the screenshot is of the translation.
+      assert 'cannot decode image' in evaluate(browser, session, 'document.body.innerText')
+      evaluate(browser, session, 'document.querySelector(".toast-close").click()')
+      wait_in_page(browser, session, '!document.body.innerText.includes("cannot decode image")')
       data = browser.call('Page.captureScreenshot', {'format': 'png'}, session=session)
       screenshot.write_bytes(base64.b64decode(data['result']['data']))
     finally:
       browser.close()
-  return info
+  return message, info
 
 
 def test_app_end_to_end(trained_workdir, tmp_path):
@@ -296,7 +308,11 @@ def test_app_end_to_end(trained_workdir, tmp_path):
     # The page renders offline: nothing it loads fails (fonts, scripts) and nothing it runs throws.
     assert console_errors(binary, url) == []
     screenshot = tmp_path / 'demo.png'
-    assert 'upload.png: 60×48' in translate_in_chromium(binary, url, path, screenshot)
+    message, info = translate_in_chromium(
+        binary, url, tmp_path / 'bad' / 'notes.txt', path, screenshot
+    )
+    assert 'cannot decode image notes.txt' in message  # The upload's name, not the server's path.
+    assert 'upload.png: 60×48' in info
     if os.environ.get('DEMO_SCREENSHOT'):  # To refresh the README's: DEMO_SCREENSHOT=docs/demo.png
       shutil.copyfile(screenshot, os.environ['DEMO_SCREENSHOT'])
     pixels = np.asarray(Image.open(screenshot).convert('RGB'))
