@@ -238,7 +238,8 @@ def example_inputs(
 
 
 def _require_gradio():
-  os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')  # Nothing leaves the machine.
+  # Nothing leaves the machine: Gradio's own checks read this variable, not only Blocks' option.
+  os.environ['GRADIO_ANALYTICS_ENABLED'] = 'False'
   try:
     import gradio  # pylint: disable=g-import-not-at-top
   except ImportError as error:

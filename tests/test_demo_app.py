@@ -135,6 +135,27 @@ def test_bad_inputs_are_refused_and_the_model_still_serves(served, tmp_path):
   assert demo_app.translate_file(served, good)[1].shape == (32, 32, 3)
 
 
+def test_examples_from_the_eval_split_or_a_folder(tmp_path, caplog):
+  config = test_config.get_config()
+  written = demo_app.example_inputs(config, None, tmp_path / 'eval')
+  source = synthetic.SyntheticMaps('eval', config.data.synthetic_eval_examples, 32, config.seed)
+  assert len(written) == demo_app.NUM_EXAMPLES
+  for index, path in enumerate(written):  # The input side: B, as configs/test.py is BtoA.
+    np.testing.assert_array_equal(np.asarray(Image.open(path)), source[index]['B'])
+  folder = tmp_path / 'mine'
+  folder.mkdir()
+  for index in range(demo_app.NUM_EXAMPLES + 2):
+    write_image(folder / f'{index}.png', (40, 40))
+  assert [p.name for p in demo_app.example_inputs(config, str(folder), tmp_path)] == [
+      f'{index}.png' for index in range(demo_app.NUM_EXAMPLES)
+  ]
+  with pytest.raises(FileNotFoundError, match='--input .*missing does not exist'):
+    demo_app.example_inputs(config, str(tmp_path / 'missing'), tmp_path)
+  config.data.name, config.data.folder_dir = 'folder', str(tmp_path / 'no_data')
+  assert demo_app.example_inputs(config, None, tmp_path / 'none') == []
+  assert 'No examples: the eval split of config.data.name=folder could not be read' in caplog.text
+
+
 @pytest.fixture(scope='module')
 def exported(trained_workdir, tmp_path_factory):
   """An export (format jax) of the trained checkpoint, in the paper's test mode."""
@@ -232,7 +253,7 @@ def translate_in_chromium(binary, url, bad, image, screenshot):
   """In the page: uploads `bad` and waits for the message, then translates `image`, waits for the
   output and screenshots the page.
 
-  Returns (the message, the page's info line).
+  Returns (the page's text with the message, with the output).
   """
   with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
     browser = DevTools(binary, profile)
@@ -250,7 +271,7 @@ def translate_in_chromium(binary, url, bad, image, screenshot):
       upload_in_page(browser, session, image)
       wait_in_page(browser, session, 'document.querySelector("#output img") !== null')
       wait_in_page(browser, session, 'document.querySelector("#info").innerText.includes(" s")')
-      info = evaluate(browser, session, 'document.querySelector("#info").innerText')
+      info = evaluate(browser, session, 'document.body.innerText')
       # The message stays until closed; the screenshot is of the translation.
       assert 'cannot decode image' in evaluate(browser, session, 'document.body.innerText')
       evaluate(browser, session, 'document.querySelector(".toast-close").click()')
@@ -312,7 +333,7 @@ def test_app_end_to_end(trained_workdir, tmp_path):
         binary, url, tmp_path / 'bad' / 'notes.txt', path, screenshot
     )
     assert 'cannot decode image notes.txt' in message  # The upload's name, not the server's path.
-    assert 'upload.png: 60×48' in info
+    assert 'upload.png: 60×48' in info and 'eval_3.png' in info  # The eval split's examples.
     if os.environ.get('DEMO_SCREENSHOT'):  # To refresh the README's: DEMO_SCREENSHOT=docs/demo.png
       shutil.copyfile(screenshot, os.environ['DEMO_SCREENSHOT'])
     pixels = np.asarray(Image.open(screenshot).convert('RGB'))
