@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import pathlib
+import shutil
 import tempfile
 import time
 from typing import Callable
@@ -361,5 +362,8 @@ def serve(
   )
   logging.info('Serving %s at http://%s:%d', workdir, host, port)
   if block:
-    app.block_thread()
+    try:
+      app.block_thread()  # Until Ctrl-C, which closes the app.
+    finally:
+      shutil.rmtree(scratch, ignore_errors=True)  # The examples and outputs written here.
   return app
