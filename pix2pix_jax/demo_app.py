@@ -347,6 +347,7 @@ def serve(
   theme = gr.themes.Default(
       font=['ui-sans-serif', 'system-ui', 'sans-serif'], font_mono=['ui-monospace', 'monospace']
   )
+  logging.getLogger('httpx').setLevel(logging.WARNING)  # Gradio's own requests to itself.
   app.queue(default_concurrency_limit=1)  # One translation at a time: JAX uses every core.
   app.launch(
       server_name=host,
