@@ -9,6 +9,8 @@
       [--targets=DIR]                  # metrics of images generated elsewhere, as evaluate's
   python main.py --config=configs/maps.py --workdir=/tmp/run --mode=export
   python main.py --config=configs/maps.py --workdir=/tmp/ablation --mode=ablation # patch sizes
+  python main.py --config=configs/maps.py --workdir=/tmp/run --mode=serve [--port=7860]  # browser
+      # demo (the `demo` extra) on localhost; --workdir=/tmp/run/export serves an export
 
 Several processes (hosts, or processes on one machine) run the same command with the same
 workdir (every mode but score, which reads files in one process); each adds where to meet:
@@ -36,24 +38,25 @@ flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and output
 flags.DEFINE_enum(
     'mode',
     'train',
-    ['train', 'evaluate', 'score', 'predict', 'export', 'ablation'],
+    ['train', 'evaluate', 'score', 'predict', 'export', 'ablation', 'serve'],
     'train (resumes if WORKDIR has a checkpoint), evaluate (metrics over the eval '
     'split + WORKDIR/report), score (the same metrics and report for images '
     'generated elsewhere: --input, against --targets), predict (translate --input), '
     'export (jax.export the generator), ablation (train + evaluate each of '
-    '--patch_sizes).',
+    '--patch_sizes), serve (a browser demo of the generator, or of the export WORKDIR is).',
 )
 flags.DEFINE_string(
     'step',
     None,
-    'evaluate/predict/export: a checkpoint step of '
+    'evaluate/predict/export/serve: a checkpoint step of '
     "WORKDIR/checkpoints, or 'best': the best by config.eval.best_metric, which "
     'training keeps in WORKDIR/checkpoints_best (default: the latest checkpoint).',
 )
 flags.DEFINE_string(
     'input',
     None,
-    'predict: an image file or a folder of images. score: the '
+    'predict: an image file or a folder of images. serve: a folder of example inputs (default: '
+    'the first of the eval split). score: the '
     "generated images (N.png or the PyTorch reference's N_fake_B.png matches "
     'target N.*; N_real_A/N_real_B files are ignored); those not '
     'image_size×image_size are resized to it (bicubic), with a warning.',
@@ -82,6 +85,13 @@ flags.DEFINE_enum(
     "generator at the image's own size, reflect-padded to a multiple of image_size; "
     'over 1024×1024 pixels in blended overlapping tiles).',
 )
+flags.DEFINE_string(
+    'host',
+    '127.0.0.1',
+    'serve: the address to bind. The default serves this machine only; 0.0.0.0 exposes the demo '
+    'to the network (it has no authentication).',
+)
+flags.DEFINE_integer('port', 7860, 'serve: the port.', lower_bound=0, upper_bound=65535)
 flags.DEFINE_list('patch_sizes', ['1', '16', '70', '286'], 'ablation: PatchGAN sizes to compare.')
 flags.DEFINE_bool(
     'distributed',
@@ -108,7 +118,7 @@ flags.DEFINE_integer(
 flags.mark_flags_as_required(['config', 'workdir'])
 
 _DISTRIBUTED_ARGS = ('coordinator_address', 'num_processes', 'process_id')
-_STEP_MODES = ('evaluate', 'predict', 'export')
+_STEP_MODES = ('evaluate', 'predict', 'export', 'serve')
 _BEST_STEP = 'best'  # checkpointing.BEST_STEP, spelt out: flag errors come before JAX's set-up.
 
 
@@ -233,6 +243,12 @@ def main(argv):
     export.export_generator(config, workdir, FLAGS.output, step)
   elif FLAGS.mode == 'ablation':
     ablation.run_patch_size_ablation(config, workdir, [int(p) for p in FLAGS.patch_sizes])
+  elif FLAGS.mode == 'serve':
+    from pix2pix_jax import demo_app  # pylint: disable=g-import-not-at-top
+
+    demo_app.serve(
+        config, workdir, step=step, examples_dir=FLAGS.input, host=FLAGS.host, port=FLAGS.port
+    )
 
 
 if __name__ == '__main__':

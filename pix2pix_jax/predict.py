@@ -188,6 +188,67 @@ def translate_native(
   )
 
 
+def image_key(seed: int, index: int) -> jax.Array:
+  """The dropout key of the `index`-th input (0-based) of a run seeded `seed` (config.seed)."""
+  return jax.random.fold_in(jax.random.PRNGKey(seed), index)
+
+
+def translate_at_model_size(
+    translate: Callable[[np.ndarray], np.ndarray], image: np.ndarray, size: int
+) -> np.ndarray:
+  """--resolution=model: `image` resized (bicubic) to size×size, translated, resized back.
+
+  Args:
+    translate: uint8/uint16 (1, size, size, C_in) -> uint8 (1, size, size, C_out): the generator,
+      or an export (`serving.load_generator`).
+    image: uint8 or uint16 (H, W, C_in).
+    size: the model's image size.
+
+  Returns:
+    uint8 (H, W, C_out).
+  """
+  out = np.asarray(translate(pipeline.resize(image, size)[None]))[0]
+  return image_lib.resize(out, image.shape[1], image.shape[0])
+
+
+# (image uint8/uint16 (H, W, C_in), key, resolution, max_pixels) -> uint8 (H, W, C_out).
+ImageTranslator = Callable[[np.ndarray, jax.Array, str, int], np.ndarray]
+
+
+def create_image_translator(
+    generator, network, *, train_mode: bool, image_size: int
+) -> ImageTranslator:
+  """What --mode=predict does to one image, as a function (shared with the browser demo).
+
+  Args:
+    generator: the generator module.
+    network: its variables {'params', 'batch_stats'}.
+    train_mode: the test-time behaviour (`inference.generate`).
+    image_size: the model's image size.
+
+  Returns:
+    translate_image(image, key, resolution, max_pixels): `resolution` is one of RESOLUTIONS
+    ('model': `translate_at_model_size`; 'native': `translate_native`, tiled above `max_pixels`).
+    Each resolution and input size compiles once, at its first call.
+  """
+
+  def generate_images(x, rng):
+    return inference.generate(generator, network, x, rng, train_mode)
+
+  translate = jax.jit(lambda x, rng: image_lib.to_uint8(generate_images(x, rng)))
+  generate_float = jax.jit(generate_images)  # Native: tiles are blended before rounding.
+  multiple = models.side_multiple(generator)
+
+  def translate_image(image, rng, resolution='model', max_pixels=NATIVE_MAX_PIXELS):
+    if resolution not in RESOLUTIONS:
+      raise ValueError(f'resolution {resolution!r} is not one of {RESOLUTIONS}')
+    if resolution == 'native':
+      return translate_native(generate_float, image, rng, multiple, max_pixels)
+    return translate_at_model_size(lambda x: translate(x, rng), image, image_size)
+
+  return translate_image
+
+
 def predict(
     config: ml_collections.ConfigDict,
     workdir: str,
@@ -234,14 +295,9 @@ def predict(
   input_channels, output_channels = pipeline.channels(config.data)
   image_lib.check_tiff_writer(output_channels, 'config.data.output_channels: the output')
   generator, network, step, _ = inference.restore_trained_generator(config, workdir, step)
-  size = config.data.image_size
-
-  def generate_images(x, rng):
-    return inference.generate(generator, network, x, rng, config.eval.train_mode)
-
-  translate = jax.jit(lambda x, rng: image_lib.to_uint8(generate_images(x, rng)))
-  generate_float = jax.jit(generate_images)  # Native: tiles are blended before rounding.
-  rng = jax.random.PRNGKey(config.seed)
+  translate_image = create_image_translator(
+      generator, network, train_mode=config.eval.train_mode, image_size=config.data.image_size
+  )
   output = pathlib.Path(output_dir).expanduser()
   output.mkdir(parents=True, exist_ok=True)
   written, skipped, keys = [], [], pipeline.channel_keys(config.data)
@@ -259,18 +315,7 @@ def predict(
       logging.warning('Skipping %s: %s', path, error)
       skipped.append(path.name)
       continue
-    height, width = image.shape[:2]
-    if resolution == 'native':
-      out = translate_native(
-          generate_float,
-          image,
-          jax.random.fold_in(rng, index),
-          models.side_multiple(generator),
-          max_pixels,
-      )
-    else:
-      out = translate(pipeline.resize(image, size)[None], jax.random.fold_in(rng, index))
-      out = image_lib.resize(np.asarray(out[0]), width, height)
+    out = translate_image(image, image_key(config.seed, index), resolution, max_pixels)
     if side_by_side:
       same = image.shape[2] == out.shape[2] and image.dtype == out.dtype
       out = np.concatenate(

@@ -28,8 +28,9 @@ def load_generator(export_dir: str, seed: int = 0):
     seed: dropout seed, used when the export is in the paper's test mode (dropout on).
 
   Returns:
-    A callable with a `signature` attribute (dict: image_size, input_channels, output_channels,
-    direction, step, ...; exports from before input_channels have only `channels`, both ways).
+    translate(images, call_seed=None), with a `signature` attribute (dict: image_size,
+    input_channels, output_channels, direction, step, ...; exports from before input_channels have
+    only `channels`, both ways).
   """
   path = pathlib.Path(export_dir)
   signature = json.loads((path / 'signature.json').read_text())
@@ -39,7 +40,9 @@ def load_generator(export_dir: str, seed: int = 0):
   weights = jax.device_put(weights)
   counter = iter(range(2**31))
 
-  def translate(images: np.ndarray) -> np.ndarray:
+  def translate(images: np.ndarray, call_seed: int | None = None) -> np.ndarray:
+    """`call_seed`: this call's dropout key is (call_seed, 0), so a seed repeats its sample (the
+    browser demo's seed field); default: (seed, n) at the n-th call, a new sample each call."""
     images = np.asarray(images)
     size, channels = signature['image_size'], signature.get('input_channels', signature['channels'])
     if images.ndim != 4 or images.shape[1:] != (size, size, channels) or images.dtype != np.uint8:
@@ -47,7 +50,7 @@ def load_generator(export_dir: str, seed: int = 0):
           f'expected uint8 images of shape (N, {size}, {size}, {channels}), got '
           f'{images.dtype} {images.shape}'
       )
-    key = np.array([seed, next(counter)], np.uint32)
+    key = np.array([seed, next(counter)] if call_seed is None else [call_seed, 0], np.uint32)
     return np.asarray(exported.call(weights, images, key))
 
   translate.signature = signature

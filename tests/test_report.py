@@ -809,6 +809,12 @@ class DevTools:
       raise RuntimeError(f'DevTools {method}: {reply["error"]}')
     return reply
 
+  def new_page(self):
+    """Opens a blank page; returns the session that drives it."""
+    target = self.call('Target.createTarget', {'url': 'about:blank'})['result']['targetId']
+    reply = self.call('Target.attachToTarget', {'targetId': target, 'flatten': True})
+    return reply['result']['sessionId']
+
   def close(self):
     try:
       self.send('Browser.close')
@@ -826,10 +832,7 @@ def console_errors(binary, url):
   with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
     browser = DevTools(binary, profile)
     try:
-      target = browser.call('Target.createTarget', {'url': 'about:blank'})['result']['targetId']
-      session = browser.call('Target.attachToTarget', {'targetId': target, 'flatten': True})[
-          'result'
-      ]['sessionId']
+      session = browser.new_page()
       for method in ('Page.enable', 'Runtime.enable', 'Log.enable'):
         browser.call(method, session=session)
       browser.call('Page.navigate', {'url': url}, session=session)

@@ -535,14 +535,20 @@ def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
   return out
 
 
+def to_8_bits(image: np.ndarray) -> np.ndarray:
+  """uint16 samples rounded to uint8 (65535 -> 255); uint8 as it is."""
+  if image.dtype != np.uint16:
+    return image
+  return ((image.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+
+
 def to_display(image: np.ndarray) -> np.ndarray:
   """(…, H, W, C) uint8/uint16 -> uint8 RGB for panels and previews.
 
   1 channel (and 2: its first) is shown gray; 3 as they are; more: the first three as RGB (for
   4-band imagery stored R, G, B, NIR that is the colour picture). 16 bits are rounded to 8.
   """
-  if image.dtype == np.uint16:
-    image = ((image.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+  image = to_8_bits(image)
   channels = image.shape[-1]
   if channels == 3:
     return image
