@@ -86,7 +86,7 @@ def load_checkpoint(
       f'**Checkpoint** `{pathlib.Path(workdir).resolve()}`, **step {step}**{best_text} '
       f'({config.model.generator} generator, {config.data.image_size}×{config.data.image_size}, '
       f'{checkpointing.generator_weights(config)} weights) · **direction** '
-      f'{_input_output(config.data.direction)} · **test mode** as configured: {default}, '
+      f'{_input_output(config.data.direction)} · **test mode** as configured: '
       f'{inference.test_mode_description(TEST_MODES[default])}'
   )
   return ServedModel(
@@ -127,7 +127,7 @@ def load_export(export_dir: str) -> ServedModel:
   description = (
       f'**Export** `{path.resolve()}`, **step {signature["step"]}** (format jax, '
       f'{size}×{size}, {signature.get("weights", "raw")} weights) · **direction** '
-      f'{_input_output(signature["direction"])} · **test mode** as exported: {mode}, '
+      f'{_input_output(signature["direction"])} · **test mode** as exported: '
       f'{signature["test_mode"]}'
   )
   return ServedModel(
