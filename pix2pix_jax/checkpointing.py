@@ -311,6 +311,39 @@ def restore_generator(
   return restored['state'][subtree], step
 
 
+def restore_discriminator(
+    manager: ocp.CheckpointManager,
+    target: dict,
+    config: ml_collections.ConfigDict,
+    step: int,
+) -> dict:
+  """Reads only the discriminator's params and batch_stats of checkpoint `step` (export).
+
+  Args:
+    manager: the workdir's checkpoint manager.
+    target: {'params': ..., 'batch_stats': ...} of ShapeDtypeStructs with shardings.
+    config: the current config; every architecture key must match the checkpoint's.
+    step: the checkpoint step.
+
+  Returns:
+    {'params', 'batch_stats'}.
+  """
+  step, where, _ = _checked_step(manager, config, step, ARCHITECTURE_KEYS)
+  target = {'discriminator': target}
+  args = ocp.args.PyTreeRestore(
+      item=target,
+      partial_restore=True,
+      restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+  )
+  try:
+    restored = manager.restore(step, args=ocp.args.Composite(state=args))
+  except ValueError as error:
+    raise CheckpointMismatchError(
+        f'checkpoint {where}: cannot restore the discriminator: {error}'
+    ) from error
+  return restored['state']['discriminator']
+
+
 def best_metric(config: ml_collections.ConfigDict) -> str | None:
   """`config.eval.best_metric`, or None when off (None, or 'none' from the command line)."""
   metric = config.eval.best_metric
