@@ -23,7 +23,8 @@ import pytest
 torch = pytest.importorskip('torch')
 
 from configs import test as test_config  # pylint: disable=g-import-not-at-top
-from pix2pix_jax import evaluation, export, inference, torch_weights, train  # pylint: disable=g-import-not-at-top
+from PIL import Image  # pylint: disable=g-import-not-at-top
+from pix2pix_jax import evaluation, export, inference, predict, torch_weights, train  # pylint: disable=g-import-not-at-top
 from reference import pytorch_peer  # pylint: disable=g-import-not-at-top
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -61,6 +62,11 @@ def case_config(name: str):
   config.data.image_size = size
   config.data.load_size = size
   config.model.update(generator=generator, norm=norm, ngf=NGF, ndf=NDF, patch_size=patch_size)
+  if size >= 128:
+    # XLA's own convolution forms: compiling the CPU's faster forms ('auto') for the deep U-Nets
+    # costs seconds per case; their equality with XLA's is tests/test_kernels.py's. The 32² cases
+    # run 'auto', as users do.
+    config.model.update(conv_impl='xla', upsample_impl='conv_transpose', matmul_max_pixels=0)
   if generator == 'unet':
     config.model.dropout_skip_innermost = dropout  # Either placement imports.
   else:
@@ -381,7 +387,8 @@ def test_files_of_every_reference_version_read_alike(name):
     assert config.model.norm == arch.norm
 
 
-def test_dataparallel_legacy_file_imports(tmp_path):
+def test_dataparallel_legacy_file_imports_and_predicts(tmp_path):
+  """A DataParallel file with PyTorch < 0.4's InstanceNorm keys; the EMA starts as the import."""
   name = 'unet_32_instance'
   state_g, _ = _state(name)
   file_state = {f'module.{k}': v for k, v in state_g.items()}
@@ -391,12 +398,16 @@ def test_dataparallel_legacy_file_imports(tmp_path):
       file_state[f'module.{layer.torch}.running_var'] = torch.ones(layer.shape)
   torch.save(file_state, tmp_path / 'net_G.pth')
   config = case_config(name)
+  config.model.ema_decay = 0.999  # Predict, evaluate and export read the EMA.
   torch_weights.import_checkpoint(config, tmp_path / 'w', tmp_path / 'net_G.pth')
   record = json.loads((tmp_path / 'w' / torch_weights.IMPORT_RECORD).read_text())
   assert record['discriminator'] is None and record['generator']['reference_name'] == 'unet_32'
   network = inference.restore_trained_generator(config, str(tmp_path / 'w')).network
   ours = torch_weights.to_variables(*torch_weights.read_state_dict(state_g, 'peer')[:2])
   assert jax.tree.all(jax.tree.map(np.array_equal, jax.device_get(network), ours))
+  Image.fromarray(uint8_images(32, 1)[0]).save(tmp_path / 'in.png')
+  (written,) = predict.predict(config, str(tmp_path / 'w'), str(tmp_path / 'in.png'), str(tmp_path))
+  assert np.asarray(Image.open(written)).shape == (32, 32, 3)
 
 
 def _save(tmp_path, state, filename='f.pth'):
