@@ -13,19 +13,25 @@ Key layout: every tensor is `<module>.<name>`; the module is a path of the refer
 unet_128, 8 for unet_256; level 0 the outermost), B = residual blocks (9 or 6), N = the PatchGAN's
 `n_layers` (1, 3, 5 for 16², 70², 286²).
 
-| network | the reference's module | ours | layer |
-|---|---|---|---|
-| U-Net, level 0 | `model.model.0` / `model.model.3` | `down0` / `up0` | Conv2d / ConvTranspose2d (+bias) |
-| U-Net, level 0 < i < L-1 | `P(i).1`, `P(i).2`, `P(i).5`, `P(i).6` | `down{i}`, `down{i}_norm`, `up{i}`, `up{i}_norm` | conv, norm, transposed conv, norm |
-| U-Net, level L-1 (1×1 bottleneck) | `P(i).1`, `P(i).3`, `P(i).4` | `down{i}`, `up{i}`, `up{i}_norm` | conv, transposed conv, norm |
-| ResNet, c7s1-ngf and d128, d256 | `model.1`, `model.2`; `model.4`, `model.5`; `model.7`, `model.8` | `stem`, `stem_norm`; `down0`, `down0_norm`; `down1`, `down1_norm` | conv, norm |
-| ResNet, block b | `model.{10+b}.conv_block.1`, `.2`; `.5`, `.6` (`.6`, `.7` with dropout) | `block{b}/conv0`, `block{b}/conv0_norm`; `block{b}/conv1`, `block{b}/conv1_norm` | conv, norm |
-| ResNet, u128, u64, c7s1-out | `model.{10+B}`, `model.{11+B}`; `model.{13+B}`, `model.{14+B}`; `model.{17+B}` | `up0`, `up0_norm`; `up1`, `up1_norm`; `out` (+bias) | transposed conv, norm; conv |
-| PatchGAN (`basic`, `n_layers`) | `model.0`; `model.{3n-1}`, `model.{3n}` (n = 1..N); `model.{3N+2}` | `conv0` (+bias); `conv{n}`, `conv{n}_norm`; `logits` (+bias) | conv; conv, norm; conv |
-| PixelGAN (`pixel`) | `net.0`; `net.2`, `net.3`; `net.5` | `conv0` (+bias); `conv1`, `conv1_norm`; `logits` | 1×1 conv; conv, norm; conv |
+  network: module prefix      the reference's modules       ours
+  --------------------------  ----------------------------  ----------------------------------------
+  U-Net level 0: model.model  .0, .3 (+bias)                down0, up0
+  U-Net 0 < i < L-1: P(i)     .1, .2, .5, .6                down{i}, down{i}_norm, up{i}, up{i}_norm
+  U-Net L-1 (1×1): P(i)       .1, .3, .4                    down{i}, up{i}, up{i}_norm
+  ResNet c7s1, d128, d256:    .1, .2; .4, .5; .7, .8        stem, down0, down1, each + _norm
+    model
+  ResNet block b:             .1, .2, .5, .6                block{b}/conv0, conv0_norm, conv1,
+    model.{10+b}.conv_block   (dropout: .6, .7 for .5, .6)  conv1_norm
+  ResNet u128, u64, c7s1:     .{10+B}, .{11+B}; .{13+B},    up0, up0_norm; up1, up1_norm; out
+    model                     .{14+B}; .{17+B} (+bias)
+  PatchGAN (basic, n_layers): .0 (+bias); .{3n-1}, .{3n}    conv0; conv{n}, conv{n}_norm; logits
+    model                     (n = 1..N); .{3N+2} (+bias)
+  PixelGAN (pixel): net       .0 (+bias); .2, .3; .5        conv0; conv1, conv1_norm; logits
 
 P(i) = `model.model.1.model` followed by (i - 1) times `.3.model` (the `submodule` of each
-`UnetSkipConnectionBlock` sits at index 1 of the outermost block's `model`, 3 of the others').
+`UnetSkipConnectionBlock` sits at index 1 of the outermost block's `model`, 3 of the others'): the
+down convolution of level 2 is `model.model.1.model.3.model.1.weight`, its norm's scale
+`model.model.1.model.3.model.2.weight`.
 Tensors per layer: Conv2d `weight` (O, I, kH, kW) = our `kernel` (kH, kW, I, O); ConvTranspose2d
 `weight` (I, O, kH, kW) = our `kernel` (kH, kW, I, O) (no flip: layers.py); `bias` = `bias`;
 BatchNorm2d `weight`, `bias`, `running_mean`, `running_var` = our params `scale`, `bias` and

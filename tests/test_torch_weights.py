@@ -24,6 +24,7 @@ torch = pytest.importorskip('torch')
 
 from configs import test as test_config  # pylint: disable=g-import-not-at-top
 from PIL import Image  # pylint: disable=g-import-not-at-top
+from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
 from pix2pix_jax import evaluation, export, inference, predict, torch_weights, train  # pylint: disable=g-import-not-at-top
 from reference import pytorch_peer  # pylint: disable=g-import-not-at-top
 
@@ -500,17 +501,22 @@ def test_main_import_then_fine_tune_lowers_the_l1(tmp_path):
   config.num_train_steps = 40
   config.checkpoint_every_steps = 40
   config.log_every_steps = 20
-  evaluation.evaluate(config, str(workdir), 0)
-  before = json.loads((workdir / 'eval' / 'metrics.json').read_text())['metrics']['l1']['mean']
+  config.eval.every_steps = 40  # Training's evals: the imported model at step 0, then step 40.
   with _captured_logs() as logs:
     train.train_and_evaluate(config, str(workdir))
   assert any(
       'Fine-tuning from step 0: weights imported from the PyTorch reference' in m for m in logs
   )
   assert any('fresh Adam states' in m for m in logs)
-  evaluation.evaluate(config, str(workdir), 40)
-  after = json.loads((workdir / 'eval' / 'metrics.json').read_text())['metrics']['l1']['mean']
-  assert after < before, (before, after)
+  events = event_accumulator.EventAccumulator(str(workdir), size_guidance={'scalars': 0})
+  events.Reload()
+  l1 = {e.step: e.value for e in events.Scalars('eval_l1')}
+  assert sorted(l1) == [0, 40] and l1[40] < l1[0], l1
+  # --mode=evaluate reads the imported checkpoint as it is, and scores it as training's eval did.
+  evaluation.evaluate(config, str(workdir), 0)
+  metrics = json.loads((workdir / 'eval' / 'metrics.json').read_text())
+  assert metrics['step'] == 0
+  np.testing.assert_allclose(metrics['metrics']['l1']['mean'], l1[0], rtol=1e-5)
 
 
 class _captured_logs:  # pylint: disable=invalid-name
