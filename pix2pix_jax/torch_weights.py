@@ -596,11 +596,12 @@ def to_variables(arch: Architecture, state: dict) -> dict:
   return variables
 
 
-def _flatten(tree, prefix: str = '') -> dict:
+def flatten_variables(tree, prefix: str = '') -> dict:
+  """A nested dict of Flax variables (plain or frozen) as {'a/b/name': array}."""
   flat = {}
   for key, value in tree.items():
     if hasattr(value, 'items'):
-      flat |= _flatten(value, f'{prefix}{key}/')
+      flat |= flatten_variables(value, f'{prefix}{key}/')
     else:
       flat[f'{prefix}{key}'] = value
   return flat
@@ -618,7 +619,7 @@ def to_state_dict(arch: Architecture, variables: dict, num_batches_tracked=None)
   Raises:
     ValueError: a variable of ours has no place in the layout, or a tensor of it no variable.
   """
-  flat = _flatten({k: variables.get(k, {}) for k in ('params', 'batch_stats')})
+  flat = flatten_variables({k: variables.get(k, {}) for k in ('params', 'batch_stats')})
   used, out = set(), {}
   for layer in layout(arch):
     for key in layer.tensors():
@@ -725,8 +726,8 @@ def _replace_checked(target, variables: dict, what: str):
   """`variables` (numpy) in place of `target`'s leaves, which must have the same tree and shapes."""
   import jax  # pylint: disable=g-import-not-at-top
 
-  ours = _flatten(target)
-  theirs = _flatten(variables)
+  ours = flatten_variables(target)
+  theirs = flatten_variables(variables)
   if set(ours) != set(theirs) or any(ours[k].shape != theirs[k].shape for k in ours):
     differ = sorted(set(ours) ^ set(theirs)) or [
         k for k in ours if ours[k].shape != theirs[k].shape

@@ -402,16 +402,7 @@ def discriminator_modules(net: nn.Module) -> dict:
   return _modules(net)
 
 
-def flatten_variables(tree: dict, prefix: str = '') -> dict:
-  """A nested dict of Flax variables as {'a/b/name': array}."""
-  flat = {}
-  for key, value in tree.items():
-    if hasattr(value, 'items'):  # A dict of Flax variables (plain or frozen).
-      flat |= flatten_variables(value, f'{prefix}{key}/')
-    else:
-      flat[f'{prefix}{key}'] = value
-  return flat
-
+flatten_variables = torch_weights.flatten_variables  # A nested dict as {'a/b/name': array}.
 
 # Our variable names -> the peer module's attribute.
 _PEER_ATTRIBUTES = torch_weights.REFERENCE_NAMES

@@ -378,8 +378,8 @@ def test_files_of_every_reference_version_read_alike(name):
     for variant, modified in variants.items():
       arch_v, clean_v, counters_v = torch_weights.read_state_dict(modified, variant)
       assert arch_v == arch, variant
-      ours = torch_weights._flatten(torch_weights.to_variables(arch_v, clean_v))
-      for path, value in torch_weights._flatten(variables).items():
+      ours = torch_weights.flatten_variables(torch_weights.to_variables(arch_v, clean_v))
+      for path, value in torch_weights.flatten_variables(variables).items():
         np.testing.assert_array_equal(ours[path], value, err_msg=f'{variant} {path}')
       if variant == 'no num_batches_tracked':
         assert counters_v == {}
