@@ -8,6 +8,10 @@
   python main.py --config=configs/maps.py --workdir=/tmp/run --mode=score --input=GENERATED_DIR \
       [--targets=DIR]                  # metrics of images generated elsewhere, as evaluate's
   python main.py --config=configs/maps.py --workdir=/tmp/run --mode=export
+  python main.py --config=configs/maps.py --workdir=/tmp/run --mode=export \
+      --config.export.format=pytorch   # latest_net_G.pth / _D.pth for the PyTorch reference
+  python main.py --config=configs/maps.py --workdir=/tmp/ref --mode=import \
+      --input=latest_net_G.pth [--input_d=latest_net_D.pth]   # the PyTorch reference's weights
   python main.py --config=configs/maps.py --workdir=/tmp/ablation --mode=ablation # patch sizes
   python main.py --config=configs/maps.py --workdir=/tmp/run --mode=serve [--port=7860]  # browser
       # demo (the `demo` extra) on localhost; --workdir=/tmp/run/export serves an export
@@ -38,12 +42,14 @@ flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and output
 flags.DEFINE_enum(
     'mode',
     'train',
-    ['train', 'evaluate', 'score', 'predict', 'export', 'ablation', 'serve'],
+    ['train', 'evaluate', 'score', 'predict', 'export', 'ablation', 'import', 'serve'],
     'train (resumes if WORKDIR has a checkpoint), evaluate (metrics over the eval '
     'split + WORKDIR/report), score (the same metrics and report for images '
     'generated elsewhere: --input, against --targets), predict (translate --input), '
-    'export (jax.export the generator), ablation (train + evaluate each of '
-    '--patch_sizes), serve (a browser demo of the generator, or of the export WORKDIR is).',
+    'export (the generator for serving, or for the PyTorch reference), ablation (train + '
+    "evaluate each of --patch_sizes), import (the PyTorch reference's latest_net_G.pth, "
+    '--input, and latest_net_D.pth, --input_d, as checkpoint 0 of WORKDIR), serve (a browser '
+    'demo of the generator, or of the export WORKDIR is).',
 )
 flags.DEFINE_string(
     'step',
@@ -56,7 +62,8 @@ flags.DEFINE_string(
     'input',
     None,
     'predict: an image file or a folder of images. serve: a folder of example inputs (default: '
-    'the first of the eval split). score: the '
+    "the first of the eval split). import: the PyTorch reference's generator file "
+    '(latest_net_G.pth). score: the '
     "generated images (N.png or the PyTorch reference's N_fake_B.png matches "
     'target N.*; N_real_A/N_real_B files are ignored); those not '
     'image_size×image_size are resized to it (bicubic), with a warning.',
@@ -68,6 +75,12 @@ flags.DEFINE_string(
     'config. Read as side-by-side A|B pairs (target half by '
     'config.data.direction) if every image is exactly 2:1, else as plain target '
     "images; resized to image_size×image_size (bicubic) like evaluate's.",
+)
+flags.DEFINE_string(
+    'input_d',
+    None,
+    "import: the PyTorch reference's discriminator file (latest_net_D.pth); without it the "
+    'checkpoint gets a freshly initialised discriminator.',
 )
 flags.DEFINE_string('output', None, 'predict: output folder; export: default WORKDIR/export.')
 flags.DEFINE_bool(
@@ -189,6 +202,8 @@ def main(argv):
   step = checkpoint_step(FLAGS.step)
   if step is not None and FLAGS.mode not in _STEP_MODES:
     raise app.UsageError(f'--step is for --mode={"/".join(_STEP_MODES)}, not --mode={FLAGS.mode}')
+  if FLAGS.input_d and FLAGS.mode != 'import':
+    raise app.UsageError(f'--input_d is for --mode=import, not --mode={FLAGS.mode}')
   initialize_distributed()
   logging.get_absl_handler().python_handler.addFilter(_QuietLibraries())
   logging.info(
@@ -201,7 +216,7 @@ def main(argv):
   # Drivers are imported here so that `--help` and flag errors come before JAX's set-up.
   # pylint: disable-next=g-import-not-at-top
   from pix2pix_jax import ablation, checkpointing, config_checks, evaluation, export, predict, report
-  from pix2pix_jax import scoring, train  # pylint: disable=g-import-not-at-top
+  from pix2pix_jax import scoring, torch_weights, train  # pylint: disable=g-import-not-at-top
 
   config, workdir = FLAGS.config, FLAGS.workdir
   # The one check of the config, for every mode, before anything is read or written. Ablation's
@@ -241,6 +256,12 @@ def main(argv):
     )
   elif FLAGS.mode == 'export':
     export.export_generator(config, workdir, FLAGS.output, step)
+  elif FLAGS.mode == 'import':
+    if not FLAGS.input:
+      raise app.UsageError(
+          '--mode=import needs --input=latest_net_G.pth (--input_d=latest_net_D.pth is optional)'
+      )
+    torch_weights.import_checkpoint(config, workdir, FLAGS.input, FLAGS.input_d)
   elif FLAGS.mode == 'ablation':
     ablation.run_patch_size_ablation(config, workdir, [int(p) for p in FLAGS.patch_sizes])
   elif FLAGS.mode == 'serve':

@@ -294,6 +294,13 @@ def restore_generator(
         f'but the config asks for its EMA weights (model.ema_decay={config.model.ema_decay}, '
         'eval.use_ema=True). Set eval.use_ema=False or model.ema_decay=0 to use its raw generator.'
     )
+  return _restore_subtree(manager, step, where, subtree, target, 'the generator'), step
+
+
+def _restore_subtree(
+    manager: ocp.CheckpointManager, step: int, where: str, subtree: str, target, what: str
+):
+  """The TrainState field `subtree` of checkpoint `step` alone, onto `target`'s structure."""
   target = {subtree: target}
   # Explicit restore args carry the target's shardings, so a checkpoint written on other devices
   # (8 GPUs, say) restores onto these.
@@ -305,10 +312,29 @@ def restore_generator(
   try:
     restored = manager.restore(step, args=ocp.args.Composite(state=args))
   except ValueError as error:
-    raise CheckpointMismatchError(
-        f'checkpoint {where}: cannot restore the generator: {error}'
-    ) from error
-  return restored['state'][subtree], step
+    raise CheckpointMismatchError(f'checkpoint {where}: cannot restore {what}: {error}') from error
+  return restored['state'][subtree]
+
+
+def restore_discriminator(
+    manager: ocp.CheckpointManager,
+    target: dict,
+    config: ml_collections.ConfigDict,
+    step: int,
+) -> dict:
+  """Reads only the discriminator's params and batch_stats of checkpoint `step` (export).
+
+  Args:
+    manager: the workdir's checkpoint manager.
+    target: {'params': ..., 'batch_stats': ...} of ShapeDtypeStructs with shardings.
+    config: the current config; every architecture key must match the checkpoint's.
+    step: the checkpoint step.
+
+  Returns:
+    {'params', 'batch_stats'}.
+  """
+  step, where, _ = _checked_step(manager, config, step, ARCHITECTURE_KEYS)
+  return _restore_subtree(manager, step, where, 'discriminator', target, 'the discriminator')
 
 
 def best_metric(config: ml_collections.ConfigDict) -> str | None:

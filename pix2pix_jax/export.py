@@ -12,7 +12,14 @@
                          weights inside, opset ONNX_OPSET; any ONNX runtime runs it, e.g.
                            session = onnxruntime.InferenceSession('generator.onnx')
                            (outputs,) = session.run(None, {'images': images})
-and, for both, signature.json: format, image size, input_channels and output_channels ('channels':
+  'pytorch' (needs PyTorch: the `metrics` extra):
+    latest_net_G.pth     the generator as the PyTorch reference (junyanz/pytorch-CycleGAN-and-pix2pix)
+                         saves it, which its test.py loads (`load_state_dict`, strict);
+    latest_net_D.pth     the discriminator of the same checkpoint (where the reference has one like
+                         it: not pix2pixHD's multi-scale D nor SPADE's spectral norm);
+    reference_options.txt  the reference's options that build them (--netG unet_256 --norm batch
+                         ...) and test as `config.eval.train_mode` does (pix2pix_jax/torch_weights.py);
+and, for all, signature.json: format, image size, input_channels and output_channels ('channels':
 the input's, as before), direction, checkpoint step, test mode,
 weights ('ema': the generator's moving average, with model.ema_decay > 0 and eval.use_ema; 'raw'),
 and with --step=best the best checkpoint's record ('best': {'metric', 'value', 'step',
@@ -40,7 +47,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from pix2pix_jax import checkpointing, inference, kernels, train_state
+from pix2pix_jax import checkpointing, inference, kernels, models, torch_weights, train_state
 from pix2pix_jax.data import images, pipeline
 
 PLATFORMS = ('cpu', 'cuda')
@@ -70,6 +77,8 @@ def export_generator(
   export_format = config.export.format
   if export_format == 'onnx':
     _check_onnx_installed()  # Before the restore: a missing extra is the first thing to know.
+  if export_format == 'pytorch':
+    torch_weights.check_torch_installed()
   generator, network, step, best = inference.restore_trained_generator(config, workdir, step)
   generator = generator.clone(conv_impl=kernels.ConvImpl())
   output = pathlib.Path(output_dir or pathlib.Path(workdir) / 'export').expanduser()
@@ -78,6 +87,8 @@ def export_generator(
   size, channels = config.data.image_size, pipeline.channels(config.data)  # (input, output)
   if export_format == 'jax':
     details = _write_jax(generator, network, train_mode, size, channels, output)
+  elif export_format == 'pytorch':
+    details = _write_pytorch(config, workdir, network, step, best, output)
   else:
     details = _write_onnx(generator, network, train_mode, size, channels, output)
   signature = {
@@ -131,6 +142,37 @@ def _write_jax(
   (output / 'generator.jaxexport').write_bytes(serialized)
   np.savez(output / 'weights.npz', **{f'w{i}': np.asarray(x) for i, x in enumerate(leaves)})
   return {'platforms': list(PLATFORMS), 'jax_version': jax.__version__}
+
+
+def _write_pytorch(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    network: dict,
+    step: int,
+    best: dict | None,
+    output: pathlib.Path,
+) -> dict:
+  """Writes the reference's .pth files and options; returns signature.json's specific keys."""
+  d_variables = None
+  if torch_weights.discriminator_architecture(config) is not None:
+    discriminator = models.create_discriminator(config.model)
+    pair = (1, config.data.image_size, config.data.image_size, sum(pipeline.channels(config.data)))
+    shapes = jax.eval_shape(
+        lambda: discriminator.init(jax.random.PRNGKey(0), jnp.zeros(pair), train=True)
+    )
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    target = {
+        key: jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes.get(key, {})
+        )
+        for key in ('params', 'batch_stats')
+    }
+    folder = checkpointing.BEST_DIR if best else checkpointing.CHECKPOINT_DIR
+    manager = checkpointing.open_checkpoints(pathlib.Path(workdir) / folder)
+    d_variables = jax.device_get(checkpointing.restore_discriminator(manager, target, config, step))
+  return torch_weights.write_reference_files(
+      config, jax.device_get(network), d_variables, step, workdir, output
+  )
 
 
 def _check_onnx_installed() -> None:

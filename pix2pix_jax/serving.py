@@ -15,8 +15,9 @@ import jax
 from jax import export
 import numpy as np
 
-# What `--mode=export` writes (config.export.format): 'jax' (StableHLO, loaded here) or 'onnx'.
-FORMATS = ('jax', 'onnx')
+# What `--mode=export` writes (config.export.format): 'jax' (StableHLO, loaded here), 'onnx', or
+# 'pytorch' (the PyTorch reference's latest_net_G.pth / latest_net_D.pth, pix2pix_jax/torch_weights.py).
+FORMATS = ('jax', 'onnx', 'pytorch')
 
 
 def load_generator(export_dir: str, seed: int = 0):

@@ -22,11 +22,19 @@ as our `model.compute_dtype=bfloat16`); on CPU it is not timed and the figures a
 import argparse
 import functools
 import json
+import pathlib
 import statistics
+import sys
 import time
 
 import torch
 from torch import nn
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # pix2pix_jax when run as a script from anywhere.
+
+# The key layout and tensor conversions (numpy and the standard library only: no JAX here).
+from pix2pix_jax import torch_weights  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # PatchGAN receptive field -> the reference's `n_layers` (0: its PixelDiscriminator).
 PATCH_SIZE_TO_N_LAYERS = {1: 0, 16: 1, 70: 3, 286: 5}
@@ -202,34 +210,6 @@ class ResnetGenerator(nn.Module):
     return self.model(x)
 
 
-def resnet_modules(net: ResnetGenerator) -> dict:
-  """Our `models.ResnetGenerator`'s module names -> the peer's modules holding the same variables.
-
-  Convolutions outside the blocks in order are 'stem', 'down0', 'down1', 'up0', 'up1', 'out'; the
-  norm after each is '<name>_norm' (none after 'out'); block i is 'block{i}' with 'conv0',
-  'conv0_norm', 'conv1', 'conv1_norm'. Kernels map as everywhere: Conv2d `weight[o, i, ky, kx]` =
-  our `kernel[ky, kx, i, o]`; ConvTranspose2d `weight[i, o, ky, kx]` = our `kernel[ky, kx, i, o]`.
-  """
-  norm_types = (nn.BatchNorm2d, nn.InstanceNorm2d)
-  outer, blocks = [], []
-  for layer in net.model:
-    if isinstance(layer, ResnetBlock):
-      blocks.append(layer)
-    elif isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, *norm_types)):
-      outer.append(layer)
-  convs = [m for m in outer if not isinstance(m, norm_types)]
-  norms = [m for m in outer if isinstance(m, norm_types)]
-  conv_names = ['stem', 'down0', 'down1', 'up0', 'up1', 'out']
-  modules = dict(zip(conv_names, convs)) | {f'{n}_norm': m for n, m in zip(conv_names, norms)}
-  for i, block in enumerate(blocks):
-    block_convs = [m for m in block.conv_block if isinstance(m, nn.Conv2d)]
-    block_norms = [m for m in block.conv_block if isinstance(m, norm_types)]
-    for j in range(2):
-      modules[f'block{i}/conv{j}'] = block_convs[j]
-      modules[f'block{i}/conv{j}_norm'] = block_norms[j]
-  return modules
-
-
 class NLayerDiscriminator(nn.Module):
   """The reference's PatchGAN: `n_layers` = 1, 3, 5 give 16², 70², 286² receptive fields."""
 
@@ -382,25 +362,15 @@ def disable_dropout(net: nn.Module) -> nn.Module:
   return net
 
 
-def _conv_weight(kernel):
-  # Ours: HWIO `kernel[ky, kx, i, o]` (lax.conv's cross-correlation, as torch's: no flip).
-  # Conv2d: `weight[o, i, ky, kx]`.
-  return torch.tensor(kernel).permute(3, 2, 0, 1)
+def _modules(net: nn.Module) -> dict:
+  """Our module paths -> the peer's modules, by the library's key layout (`torch_weights`).
 
-
-def _conv_transpose_weight(kernel):
-  # Ours (layers.ConvTranspose4x4, every kernels/ form): `kernel[ky, kx, i, o]` is ConvTranspose2d's
-  # `weight[i, o, ky, kx]` (no flip: kernels/xla.py's `transpose_kernel=True` applies the flip).
-  return torch.tensor(kernel).permute(2, 3, 0, 1)
-
-
-def _unet_blocks(net: UnetGenerator) -> list:
-  """The U-Net's `UnetSkipConnectionBlock`s, outermost (level 0) to innermost."""
-  blocks, block = [], net.model
-  while block is not None:
-    blocks.append(block)
-    block = next((m for m in block.model if isinstance(m, UnetSkipConnectionBlock)), None)
-  return blocks
+  The layout is read from the peer's own `state_dict()` keys and shapes, which must be exactly the
+  reference's (`torch_weights.read_state_dict` checks every key): one mapping for the peer, the
+  import and the PyTorch export.
+  """
+  arch, _, _ = torch_weights.read_state_dict(net.state_dict(), f'the peer {type(net).__name__}')
+  return {layer.ours: net.get_submodule(layer.torch) for layer in torch_weights.layout(arch)}
 
 
 def unet_modules(net: UnetGenerator) -> dict:
@@ -408,21 +378,20 @@ def unet_modules(net: UnetGenerator) -> dict:
 
   Level i (0 = outermost) of ours is the reference's i-th nested block: 'down{i}' its Conv2d,
   'up{i}' its ConvTranspose2d, and its norms in order 'down{i}_norm' (not on the outermost and
-  innermost levels), 'up{i}_norm' (not on the outermost).
+  innermost levels), 'up{i}_norm' (not on the outermost). See `torch_weights`' table.
   """
-  blocks, modules = _unet_blocks(net), {}
-  for i, block in enumerate(blocks):
-    layers = list(block.model)
-    modules[f'down{i}'] = next(m for m in layers if isinstance(m, nn.Conv2d))
-    modules[f'up{i}'] = next(m for m in layers if isinstance(m, nn.ConvTranspose2d))
-    norms = [m for m in layers if isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d))]
-    names = (
-        [f'up{i}_norm'] if i == len(blocks) - 1 else [f'down{i}_norm', f'up{i}_norm'] if i else []
-    )
-    if len(norms) != len(names):
-      raise ValueError(f'U-Net level {i}: {len(norms)} norms, expected {len(names)}')
-    modules.update(zip(names, norms))
-  return modules
+  return _modules(net)
+
+
+def resnet_modules(net: ResnetGenerator) -> dict:
+  """Our `models.ResnetGenerator`'s module names -> the peer's modules holding the same variables.
+
+  Convolutions outside the blocks in order are 'stem', 'down0', 'down1', 'up0', 'up1', 'out'; the
+  norm after each is '<name>_norm' (none after 'out'); block i is 'block{i}' with 'conv0',
+  'conv0_norm', 'conv1', 'conv1_norm'. Kernels map as everywhere: Conv2d `weight[o, i, ky, kx]` =
+  our `kernel[ky, kx, i, o]`; ConvTranspose2d `weight[i, o, ky, kx]` = our `kernel[ky, kx, i, o]`.
+  """
+  return _modules(net)
 
 
 def discriminator_modules(net: nn.Module) -> dict:
@@ -430,32 +399,13 @@ def discriminator_modules(net: nn.Module) -> dict:
 
   Convolutions in order are 'conv0', 'conv1', ..., 'logits'; the n-th norm is 'conv{n}_norm'.
   """
-  layers = list(net.net if isinstance(net, PixelDiscriminator) else net.model)
-  convs = [m for m in layers if isinstance(m, nn.Conv2d)]
-  norms = [m for m in layers if isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d))]
-  modules = {f'conv{n}': conv for n, conv in enumerate(convs[:-1])} | {'logits': convs[-1]}
-  return modules | {f'conv{n + 1}_norm': norm for n, norm in enumerate(norms)}
+  return _modules(net)
 
 
-def flatten_variables(tree: dict, prefix: str = '') -> dict:
-  """A nested dict of Flax variables as {'a/b/name': array}."""
-  flat = {}
-  for key, value in tree.items():
-    if hasattr(value, 'items'):  # A dict of Flax variables (plain or frozen).
-      flat |= flatten_variables(value, f'{prefix}{key}/')
-    else:
-      flat[f'{prefix}{key}'] = value
-  return flat
-
+flatten_variables = torch_weights.flatten_variables  # A nested dict as {'a/b/name': array}.
 
 # Our variable names -> the peer module's attribute.
-_PEER_ATTRIBUTES = {
-    'kernel': 'weight',
-    'bias': 'bias',
-    'scale': 'weight',
-    'mean': 'running_mean',
-    'var': 'running_var',
-}
+_PEER_ATTRIBUTES = torch_weights.REFERENCE_NAMES
 
 
 def to_peer_tensor(module: nn.Module, name: str, value) -> tuple[str, torch.Tensor]:
@@ -469,10 +419,14 @@ def to_peer_tensor(module: nn.Module, name: str, value) -> tuple[str, torch.Tens
   """
   if name not in _PEER_ATTRIBUTES:
     raise ValueError(f'no peer tensor for a {name!r}')
-  if name == 'kernel':
-    to_weight = _conv_transpose_weight if isinstance(module, nn.ConvTranspose2d) else _conv_weight
-    return 'weight', to_weight(value)
-  return _PEER_ATTRIBUTES[name], torch.tensor(value)
+  kind = (
+      'conv_transpose'
+      if isinstance(module, nn.ConvTranspose2d)
+      else 'conv'
+      if isinstance(module, nn.Conv2d)
+      else 'batch_norm'
+  )
+  return _PEER_ATTRIBUTES[name], torch.from_numpy(torch_weights.to_reference(kind, name, value))
 
 
 def load_jax_variables(net: nn.Module, variables: dict, modules: dict) -> nn.Module:

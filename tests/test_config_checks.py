@@ -129,7 +129,7 @@ def test_main_checks_the_config_in_every_mode(tmp_path, mode, flags):
       env=os.environ,
   )
   assert result.returncode != 0
-  assert "config.export.format='tflite' is not one of ['jax', 'onnx']" in result.stderr
+  assert "config.export.format='tflite' is not one of ['jax', 'onnx', 'pytorch']" in result.stderr
   assert not (tmp_path / 'run').exists()
 
 
