@@ -10,11 +10,11 @@ Runtime on the 2-core development CPU: the step alone 0.31–0.34 s (benchmarks/
 2026-11-28), a real `main.py` run 1.5–1.8 steps/s with its logging, evals and checkpoints (about
 34–41 hours for the 219,200 steps); on a GPU not yet measured.
 Outcome (all 1098 val pairs at 256², the paper's test mode): after 3 epochs on the CPU (3,288
-steps, `python benchmarks/parity.py --workdir=/tmp/parity`, seed 0, the reference's dropout
-placement), FID 269.1, KID 0.260, LPIPS 0.427, L1 0.127, PSNR 15.57 dB, SSIM 0.244; the PyTorch
-reference's step on the same data, seed 0: FID 219.7, KID 0.197, LPIPS 0.397, L1 0.129, PSNR
-15.51 dB, SSIM 0.252 (a second seed of ours is not yet measured); the 200 epochs are not yet
-measured.
+steps, `python benchmarks/parity.py --workdir=/tmp/parity`, the reference's dropout placement),
+seed 0: FID 269.1, KID 0.260, LPIPS 0.427, L1 0.127, PSNR 15.57 dB, SSIM 0.244; seed 1: FID
+229.2, KID 0.205, LPIPS 0.401, L1 0.133, PSNR 15.17 dB, SSIM 0.250; the PyTorch reference's step
+on the same data, seed 0: FID 219.7, KID 0.197, LPIPS 0.397, L1 0.129, PSNR 15.51 dB, SSIM 0.252.
+The 200 epochs are not yet measured.
 Published for map -> aerial: realistic enough to fool AMT participants 18.9% of the time (the
 paper); FID 88.5 for mmgeneration's retrained pix2pix.
 """
