@@ -9,6 +9,8 @@
       [--targets=DIR]                  # metrics of images generated elsewhere, as evaluate's
   python main.py --config=configs/maps.py --workdir=/tmp/run --mode=export
   python main.py --config=configs/maps.py --workdir=/tmp/ablation --mode=ablation # patch sizes
+  python main.py --config=configs/maps.py --workdir=/tmp/sweep --mode=sweep \
+      --sweep=model.patch_size=16,70,286 --sweep=batch_size=1,4,10 [--zip]  # any keys' grid
 
 Several processes (hosts, or processes on one machine) run the same command with the same
 workdir (every mode but score, which reads files in one process); each adds where to meet:
@@ -36,12 +38,12 @@ flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and output
 flags.DEFINE_enum(
     'mode',
     'train',
-    ['train', 'evaluate', 'score', 'predict', 'export', 'ablation'],
+    ['train', 'evaluate', 'score', 'predict', 'export', 'ablation', 'sweep'],
     'train (resumes if WORKDIR has a checkpoint), evaluate (metrics over the eval '
     'split + WORKDIR/report), score (the same metrics and report for images '
     'generated elsewhere: --input, against --targets), predict (translate --input), '
     'export (jax.export the generator), ablation (train + evaluate each of '
-    '--patch_sizes).',
+    '--patch_sizes), sweep (train + evaluate each run of the --sweep grid).',
 )
 flags.DEFINE_string(
     'step',
@@ -83,6 +85,13 @@ flags.DEFINE_enum(
     'over 1024×1024 pixels in blended overlapping tiles).',
 )
 flags.DEFINE_list('patch_sizes', ['1', '16', '70', '286'], 'ablation: PatchGAN sizes to compare.')
+flags.DEFINE_multi_string(
+    'sweep',
+    [],
+    'sweep: KEY=VALUE,VALUE,... (a config key, values typed like it); repeat for a grid. '
+    'Default: config.sweep.axes.',
+)
+flags.DEFINE_bool('zip', False, 'sweep: pair the --sweep lists (of one length) instead of a grid.')
 flags.DEFINE_bool(
     'distributed',
     False,
@@ -179,6 +188,8 @@ def main(argv):
   step = checkpoint_step(FLAGS.step)
   if step is not None and FLAGS.mode not in _STEP_MODES:
     raise app.UsageError(f'--step is for --mode={"/".join(_STEP_MODES)}, not --mode={FLAGS.mode}')
+  if (FLAGS.sweep or FLAGS.zip) and FLAGS.mode != 'sweep':
+    raise app.UsageError(f'--sweep and --zip are for --mode=sweep, not --mode={FLAGS.mode}')
   initialize_distributed()
   logging.get_absl_handler().python_handler.addFilter(_QuietLibraries())
   logging.info(
@@ -190,19 +201,26 @@ def main(argv):
   )
   # Drivers are imported here so that `--help` and flag errors come before JAX's set-up.
   # pylint: disable-next=g-import-not-at-top
-  from pix2pix_jax import ablation, checkpointing, config_checks, evaluation, export, predict, report
-  from pix2pix_jax import scoring, train  # pylint: disable=g-import-not-at-top
+  from pix2pix_jax import checkpointing, config_checks, evaluation, export, predict, report
+  from pix2pix_jax import scoring, sweep, train  # pylint: disable=g-import-not-at-top
 
   config, workdir = FLAGS.config, FLAGS.workdir
-  # The one check of the config, for every mode, before anything is read or written. Ablation's
-  # runs are all checked before the first trains.
-  runs = [config]
+  # The one check of the config, for every mode, before anything is read or written. A sweep's
+  # (an ablation's) runs are all checked before the first trains.
+  runs = [sweep.Run('', {}, config)]
   if FLAGS.mode == 'ablation':
-    runs = ablation.run_configs(config, [int(p) for p in FLAGS.patch_sizes])
+    runs = sweep.plan_ablation(config, FLAGS.patch_sizes)
+  elif FLAGS.mode == 'sweep':
+    runs = sweep.plan(config, FLAGS.sweep, zip_axes=FLAGS.zip)
   for run in runs:
-    config_checks.validate_config(
-        run, jax.device_count(), training=FLAGS.mode in ('train', 'ablation')
-    )
+    try:
+      config_checks.validate_config(
+          run.config, jax.device_count(), training=FLAGS.mode in ('train', 'ablation', 'sweep')
+      )
+    except ValueError as error:
+      if not run.name:
+        raise
+      raise ValueError(f'{FLAGS.mode} run {run.name}: {error}') from None
   if FLAGS.mode == 'train':
     try:
       train.train_and_evaluate(config, workdir)
@@ -232,7 +250,9 @@ def main(argv):
   elif FLAGS.mode == 'export':
     export.export_generator(config, workdir, FLAGS.output, step)
   elif FLAGS.mode == 'ablation':
-    ablation.run_patch_size_ablation(config, workdir, [int(p) for p in FLAGS.patch_sizes])
+    sweep.run_patch_size_ablation(runs, workdir)
+  elif FLAGS.mode == 'sweep':
+    sweep.run_sweep(runs, workdir)
 
 
 if __name__ == '__main__':
