@@ -30,7 +30,7 @@ import jax
 import ml_collections
 from ml_collections.config_flags import config_path
 
-from pix2pix_jax import evaluation, metrics, report, train
+from pix2pix_jax import evaluation, metrics, progress, report, train
 from pix2pix_jax.data import pipeline
 
 RUN_RECORD = 'sweep_run.json'
@@ -159,6 +159,14 @@ def plan(
     combinations = list(zip(*(axis.values for axis in axes)))
   else:
     combinations = list(itertools.product(*(axis.values for axis in axes)))
+  if 'batch_size' in keys and config.num_train_steps > 0:
+    logging.warning(
+        "config.num_train_steps=%d fixes every run's steps, so each batch size trains for "
+        'another number of epochs; --config.num_train_steps=-1 keeps config.num_epochs=%d instead '
+        '(the steps then follow the batch size)',
+        config.num_train_steps,
+        config.num_epochs,
+    )
   short = _short_names(keys)
   runs = []
   for values in combinations:
@@ -276,7 +284,7 @@ def train_and_score_all(runs: list[Run], workdir: str) -> list[tuple[Run, dict, 
   return rows
 
 
-def _metric_cells(values: dict, present: list[str], *, std: bool = True) -> list[str]:
+def _metric_cells(values: dict, present: list[str]) -> list[str]:
   """Table cells of metrics.json's 'metrics': per-image ones as mean ± std, FID, KID."""
   cells = []
   for name in present:
@@ -285,16 +293,16 @@ def _metric_cells(values: dict, present: list[str], *, std: bool = True) -> list
       cells.append('')
     elif name == 'fid':
       cells.append(f'{value:.2f}')
-    elif name in _PER_IMAGE and std:
+    elif name in _PER_IMAGE:
       cells.append(f'{value["mean"]:.4f} ± {value["std"]:.4f}')
     else:
       cells.append(f'{value["mean"]:.4f}')
   return cells
 
 
-def _metric_header(present: list[str], *, std: bool = True) -> list[str]:
+def _metric_header(present: list[str]) -> list[str]:
   return [
-      metrics.METRICS[name].title + (' (mean ± std)' if std and name in _PER_IMAGE else '')
+      metrics.METRICS[name].title + (' (mean ± std)' if name in _PER_IMAGE else '')
       for name in present
   ]
 
@@ -320,15 +328,6 @@ def comparison_table(rows: list[tuple[int, dict]]) -> str:
   )
 
 
-def _format_seconds(seconds: float) -> str:
-  minutes, seconds = divmod(round(seconds), 60)
-  return (
-      f'{minutes // 60}:{minutes % 60:02d}:{seconds:02d}'
-      if minutes >= 60
-      else (f'{minutes}:{seconds:02d}')
-  )
-
-
 def sweep_table(rows: list[tuple[Run, dict, dict]]) -> str:
   """Markdown: one row per run, its overrides, steps, epochs, train wall time and metrics."""
   keys = list(rows[0][0].overrides)
@@ -340,7 +339,7 @@ def sweep_table(rows: list[tuple[Run, dict, dict]]) -> str:
       + [
           f'{record["steps"]:,}',
           f'{record["epochs"]:.3g}',
-          _format_seconds(record['train_seconds']),
+          progress.format_duration(record['train_seconds']),
           str(result['num_images']),
       ]
       + _metric_cells(result['metrics'], present)
