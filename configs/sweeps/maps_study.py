@@ -30,7 +30,8 @@ of steps for a batch-1 'resize' run, four times that for 'patches'.
 
 `:demo` is the same sweep at the demo's data and size (configs/demo.py: synthetic maps at 64×64,
 32 filters), 1 epoch of 200 pairs, pixel metrics only, with the PatchGANs scaled to the image: 1,
-16 and 70 (at 64×64 a 70×70 PatchGAN sees the whole image, as the 286×286 one does at 256×256). `:test` is a 2×2×2
+16 and 70 (at 64×64 a 70×70 PatchGAN sees the whole image, as the 286×286 one does at 256×256):
+20 min 21 s for its 18 runs on the 2-core development CPU shared with other jobs (2026-12-07). `:test` is a 2×2×2
 version at configs/test.py's size (32×32, 8 filters), which the tests run end to end. The
 synthetic pairs are generated at the size the pipeline asks for (72×72 to train, 64×64 to score),
 so there 'patches' crops barely differ from the whole image: these versions exercise the sweep and
