@@ -31,7 +31,6 @@ import ml_collections
 from ml_collections.config_flags import config_path
 
 from pix2pix_jax import evaluation, metrics, progress, report, train
-from pix2pix_jax.data import pipeline
 
 RUN_RECORD = 'sweep_run.json'
 # Per-image metrics, shown as mean ± std; FID and KID are single values.
@@ -210,7 +209,8 @@ def _train_lengths(runs: list[Run]) -> list[tuple[int, int]]:
   for run in runs:
     data = json.dumps(run.config.data.to_dict(), sort_keys=True, default=str)
     if data not in counts:
-      counts[data] = len(pipeline.create_source(run.config.data, 'train', run.config.seed))
+      # As training reads them: with several processes, process 0 prepares the dataset first.
+      counts[data] = len(train.create_sources(run.config)[0])
     try:
       lengths.append(train.train_length(run.config, counts[data]))
     except ValueError as error:
