@@ -249,10 +249,14 @@ def main(argv):
     )
   elif FLAGS.mode == 'export':
     export.export_generator(config, workdir, FLAGS.output, step)
-  elif FLAGS.mode == 'ablation':
-    sweep.run_patch_size_ablation(runs, workdir)
-  elif FLAGS.mode == 'sweep':
-    sweep.run_sweep(runs, workdir)
+  elif FLAGS.mode in ('ablation', 'sweep'):
+    try:
+      if FLAGS.mode == 'ablation':
+        sweep.run_patch_size_ablation(runs, workdir)
+      else:
+        sweep.run_sweep(runs, workdir)
+    except checkpointing.CheckpointSaveError as error:
+      exit_after_failed_save(error)
 
 
 if __name__ == '__main__':
