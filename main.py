@@ -13,6 +13,8 @@
   python main.py --config=configs/maps.py --workdir=/tmp/ref --mode=import \
       --input=latest_net_G.pth [--input_d=latest_net_D.pth]   # the PyTorch reference's weights
   python main.py --config=configs/maps.py --workdir=/tmp/ablation --mode=ablation # patch sizes
+  python main.py --config=configs/maps.py --workdir=/tmp/sweep --mode=sweep \
+      --sweep=model.patch_size=16,70,286 --sweep=batch_size=1,4,10 [--zip]  # any keys' grid
   python main.py --config=configs/maps.py --workdir=/tmp/run --mode=serve [--port=7860]  # browser
       # demo (the `demo` extra) on localhost; --workdir=/tmp/run/export serves an export
 
@@ -42,14 +44,15 @@ flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and output
 flags.DEFINE_enum(
     'mode',
     'train',
-    ['train', 'evaluate', 'score', 'predict', 'export', 'ablation', 'import', 'serve'],
+    ['train', 'evaluate', 'score', 'predict', 'export', 'ablation', 'sweep', 'import', 'serve'],
     'train (resumes if WORKDIR has a checkpoint), evaluate (metrics over the eval '
     'split + WORKDIR/report), score (the same metrics and report for images '
     'generated elsewhere: --input, against --targets), predict (translate --input), '
     'export (the generator for serving, or for the PyTorch reference), ablation (train + '
-    "evaluate each of --patch_sizes), import (the PyTorch reference's latest_net_G.pth, "
-    '--input, and latest_net_D.pth, --input_d, as checkpoint 0 of WORKDIR), serve (a browser '
-    'demo of the generator, or of the export WORKDIR is).',
+    'evaluate each of --patch_sizes), sweep (train + evaluate each run of the --sweep grid), '
+    "import (the PyTorch reference's latest_net_G.pth, --input, and latest_net_D.pth, "
+    '--input_d, as checkpoint 0 of WORKDIR), serve (a browser demo of the generator, or of the '
+    'export WORKDIR is).',
 )
 flags.DEFINE_string(
     'step',
@@ -106,6 +109,13 @@ flags.DEFINE_string(
 )
 flags.DEFINE_integer('port', 7860, 'serve: the port.', lower_bound=0, upper_bound=65535)
 flags.DEFINE_list('patch_sizes', ['1', '16', '70', '286'], 'ablation: PatchGAN sizes to compare.')
+flags.DEFINE_multi_string(
+    'sweep',
+    [],
+    'sweep: KEY=VALUE,VALUE,... (a config key, values typed like it); repeat for a grid. '
+    'Default: config.sweep.axes.',
+)
+flags.DEFINE_bool('zip', False, 'sweep: pair the --sweep lists (of one length) instead of a grid.')
 flags.DEFINE_bool(
     'distributed',
     False,
@@ -204,6 +214,8 @@ def main(argv):
     raise app.UsageError(f'--step is for --mode={"/".join(_STEP_MODES)}, not --mode={FLAGS.mode}')
   if FLAGS.input_d and FLAGS.mode != 'import':
     raise app.UsageError(f'--input_d is for --mode=import, not --mode={FLAGS.mode}')
+  if (FLAGS.sweep or FLAGS.zip) and FLAGS.mode != 'sweep':
+    raise app.UsageError(f'--sweep and --zip are for --mode=sweep, not --mode={FLAGS.mode}')
   initialize_distributed()
   logging.get_absl_handler().python_handler.addFilter(_QuietLibraries())
   logging.info(
@@ -215,19 +227,26 @@ def main(argv):
   )
   # Drivers are imported here so that `--help` and flag errors come before JAX's set-up.
   # pylint: disable-next=g-import-not-at-top
-  from pix2pix_jax import ablation, checkpointing, config_checks, evaluation, export, predict, report
-  from pix2pix_jax import scoring, torch_weights, train  # pylint: disable=g-import-not-at-top
+  from pix2pix_jax import checkpointing, config_checks, evaluation, export, predict, report
+  from pix2pix_jax import scoring, sweep, torch_weights, train  # pylint: disable=g-import-not-at-top
 
   config, workdir = FLAGS.config, FLAGS.workdir
-  # The one check of the config, for every mode, before anything is read or written. Ablation's
-  # runs are all checked before the first trains.
-  runs = [config]
+  # The one check of the config, for every mode, before anything is read or written. A sweep's
+  # (an ablation's) runs are all checked before the first trains.
+  runs = [sweep.Run('', {}, config)]
   if FLAGS.mode == 'ablation':
-    runs = ablation.run_configs(config, [int(p) for p in FLAGS.patch_sizes])
+    runs = sweep.plan_ablation(config, FLAGS.patch_sizes)
+  elif FLAGS.mode == 'sweep':
+    runs = sweep.plan(config, FLAGS.sweep, zip_axes=FLAGS.zip)
   for run in runs:
-    config_checks.validate_config(
-        run, jax.device_count(), training=FLAGS.mode in ('train', 'ablation')
-    )
+    try:
+      config_checks.validate_config(
+          run.config, jax.device_count(), training=FLAGS.mode in ('train', 'ablation', 'sweep')
+      )
+    except ValueError as error:
+      if not run.name:
+        raise
+      raise ValueError(f'{FLAGS.mode} run {run.name}: {error}') from None
   if FLAGS.mode == 'train':
     try:
       train.train_and_evaluate(config, workdir)
@@ -262,8 +281,14 @@ def main(argv):
           '--mode=import needs --input=latest_net_G.pth (--input_d=latest_net_D.pth is optional)'
       )
     torch_weights.import_checkpoint(config, workdir, FLAGS.input, FLAGS.input_d)
-  elif FLAGS.mode == 'ablation':
-    ablation.run_patch_size_ablation(config, workdir, [int(p) for p in FLAGS.patch_sizes])
+  elif FLAGS.mode in ('ablation', 'sweep'):
+    try:
+      if FLAGS.mode == 'ablation':
+        sweep.run_patch_size_ablation(runs, workdir)
+      else:
+        sweep.run_sweep(runs, workdir)
+    except checkpointing.CheckpointSaveError as error:
+      exit_after_failed_save(error)
   elif FLAGS.mode == 'serve':
     from pix2pix_jax import demo_app  # pylint: disable=g-import-not-at-top
 

@@ -105,6 +105,12 @@ def get_config() -> ml_collections.ConfigDict:
   eval_config.lpips_net = 'alex'  # LPIPS backbone: 'alex' (the LPIPS paper's default) or 'vgg'.
   eval_config.kid_subset_size = 1000  # KID subsets of this many images (fewer if the split is).
 
+  # --mode=sweep's runs when no --sweep flag is given: 'KEY=VALUE,VALUE,...' per axis, as the
+  # flag takes them (configs/sweeps/maps_study.py); zip: pair the lists instead of their grid.
+  config.sweep = sweep = ml_collections.ConfigDict()
+  sweep.axes = ()
+  sweep.zip = False
+
   config.export = export_config = ml_collections.ConfigDict()
   export_config.format = 'jax'  # 'jax' (jax.export, StableHLO) or 'onnx' (the `onnx` extra).
 

@@ -211,6 +211,35 @@ def line_chart(
   return figure, skipped
 
 
+def comparison_chart(labels: Sequence[str], values: dict[str, Sequence[float]]) -> Figure | None:
+  """Horizontal bars: one panel per metric, one bar per run (e.g. the runs of a sweep).
+
+  Args:
+    labels: the runs' names, top to bottom.
+    values: metric name (a key of METRICS) -> one value per run; NaN where a run has none.
+
+  Returns:
+    The figure, or None when no metric has a finite value.
+  """
+  shown = {n: v for n, v in values.items() if any(math.isfinite(x) for x in v)}
+  if not shown:
+    return None
+  height = 0.9 + 0.24 * len(labels)
+  figure = Figure(figsize=(1.2 + 2.1 * len(shown), height), layout='constrained')
+  FigureCanvasAgg(figure)
+  axes = figure.subplots(1, len(shown), sharey=True, squeeze=False)[0]
+  positions = range(len(labels))
+  for index, (axis, (name, run_values)) in enumerate(zip(axes, shown.items())):
+    finite = [x if math.isfinite(x) else 0.0 for x in run_values]
+    axis.barh(positions, finite, color=f'C{index}', height=0.7)
+    axis.set_title(_LABELS.get(name, name), fontsize=9)
+    axis.tick_params(labelsize=8)
+    axis.grid(axis='x', color='#ececec')
+  axes[0].set_yticks(list(positions), labels)
+  axes[0].invert_yaxis()  # The first run on top, as in the table.
+  return figure
+
+
 def tag_chart(tag: str) -> tuple[str, str]:
   """(title, unit) of the chart of a tag no group of CHARTS draws.
 
@@ -477,7 +506,10 @@ def _evaluation_html(workdir: pathlib.Path, report_dir: pathlib.Path) -> tuple[s
 
 
 def write_report(
-    workdir: str | os.PathLike, *, extra_sections: dict[str, str] | None = None
+    workdir: str | os.PathLike,
+    *,
+    extra_sections: dict[str, str] | None = None,
+    section_charts: dict[str, Figure] | None = None,
 ) -> pathlib.Path:
   """Writes WORKDIR/report/index.html (and report/images/, report/charts/) from a run's workdir.
 
@@ -489,6 +521,8 @@ def write_report(
       panels under it.
     extra_sections: title -> Markdown text (e.g. a pipe table; see `render_markdown`), appended
       as sections in order.
+    section_charts: title of an extra section -> a figure shown above its text (saved to
+      report/charts/).
 
   Returns:
     The path of index.html.
@@ -529,7 +563,16 @@ def write_report(
   if images:
     sections.append(_section('Images', images))
   for title, text in (extra_sections or {}).items():
-    sections.append(_section(title, render_markdown(text)))
+    body = render_markdown(text)
+    if title in (section_charts or {}):
+      name = f'section_{_safe_name(title)}.png'
+      section_charts[title].savefig(report_dir / 'charts' / name, dpi=200)
+      body = (
+          f'<figure class="card"><img class="chart" src="charts/{name}" '
+          f'alt="{html.escape(title)}: one bar per run"></figure>\n'
+          + body
+      )
+    sections.append(_section(title, body))
 
   generated = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
   title = f'pix2pix report: {workdir.resolve().name}'

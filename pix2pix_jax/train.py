@@ -381,6 +381,22 @@ def create_best_checkpoint(
   return checkpointing.BestCheckpoint(workdir, metric, num_eval_examples)
 
 
+def train_length(config: ml_collections.ConfigDict, num_train_examples: int) -> tuple[int, int]:
+  """(steps the run trains, steps per epoch) of `config` on `num_train_examples` train examples.
+
+  `config.num_train_steps` when positive, else `config.num_epochs` epochs: the steps follow the
+  batch size. A preprocess='patches' source counts each of its 4 crops as an example.
+  """
+  steps_per_epoch = num_train_examples // config.batch_size
+  if steps_per_epoch < 1:
+    raise ValueError(
+        f'config.batch_size={config.batch_size} exceeds the {num_train_examples} train examples'
+    )
+  if config.num_train_steps > 0:
+    return config.num_train_steps, steps_per_epoch
+  return config.num_epochs * steps_per_epoch, steps_per_epoch
+
+
 def _write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
   if jax.process_index() == 0:
     (workdir / 'config.json').write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
@@ -432,14 +448,7 @@ def _train_in_workdir(
   if auto_on_device and config.data.on_device:
     # The pairs are read once into device memory: a source without the host cache.
     train_source = train_source.uncached()
-  steps_per_epoch = len(train_source) // config.batch_size
-  if steps_per_epoch < 1:
-    raise ValueError(
-        f'config.batch_size={config.batch_size} exceeds the {len(train_source)} train examples'
-    )
-  num_train_steps = (
-      config.num_train_steps if config.num_train_steps > 0 else config.num_epochs * steps_per_epoch
-  )
+  num_train_steps, steps_per_epoch = train_length(config, len(train_source))
 
   generator, init_fn, train_step_fn = create_train_functions(
       config, steps_per_epoch, num_train_steps

@@ -457,12 +457,12 @@ def count_color(pixels, color, tolerance=12):
 
 def test_non_finite_and_single_point_series(tmp_path):
   writer = tensorboardX.SummaryWriter(str(tmp_path))
-  for step, v in enumerate([1.0, float('nan'), 2.0, float('inf'), 3.0]):
+  for step, v in enumerate([1.0, math.nan, 2.0, float('inf'), 3.0]):
     writer.add_scalar('train_g_total', v, step)
   writer.add_scalar('eval_l1', 0.25, 7)  # A single point.
-  writer.add_scalar('custom_metric', float('nan'), 3)  # Nothing finite to draw.
+  writer.add_scalar('custom_metric', math.nan, 3)  # Nothing finite to draw.
   writer.add_scalar('custom_metric', float('-inf'), 4)
-  writer.add_scalar('logged_once', float('nan'), 5)
+  writer.add_scalar('logged_once', math.nan, 5)
   writer.close()
   scalars = report.read_scalars(tmp_path)
   assert all(
@@ -915,3 +915,19 @@ def test_report_in_chromium(run_dir, tmp_path):
   for color in PANEL_COLORS:
     matches = np.all(np.abs(pixels - np.array(color)) <= 6, axis=-1).sum()
     assert matches > 3000, (color, matches)
+
+
+def test_comparison_chart_above_its_section(tmp_path):
+  """A sweep's chart: a panel per metric with a value, saved above the section it belongs to."""
+  assert report.comparison_chart(['run'], {'l1': [math.nan]}) is None
+  figure = report.comparison_chart(['a', 'b'], {'l1': [0.1, 0.2], 'fid': [math.nan] * 2})
+  assert len(figure.axes) == 1  # No FID value: no FID panel.
+  assert [t.get_text() for t in figure.axes[0].get_yticklabels()] == ['a', 'b']
+  page = report.write_report(
+      tmp_path, extra_sections={'Sweep': '| a |\n|---|\n| 1 |'}, section_charts={'Sweep': figure}
+  ).read_text()
+  assert (
+      '<h2>Sweep</h2>\n<figure class="card"><img class="chart" src="charts/section_Sweep.png"'
+      in (page)
+  )
+  assert (tmp_path / 'report' / 'charts' / 'section_Sweep.png').stat().st_size > 1000
