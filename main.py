@@ -228,7 +228,7 @@ def main(argv):
   # Drivers are imported here so that `--help` and flag errors come before JAX's set-up.
   # pylint: disable-next=g-import-not-at-top
   from pix2pix_jax import checkpointing, config_checks, evaluation, export, predict, report
-  from pix2pix_jax import scoring, sweep, torch_weights, train  # pylint: disable=g-import-not-at-top
+  from pix2pix_jax import scoring, sweep, torch_import, train  # pylint: disable=g-import-not-at-top
 
   config, workdir = FLAGS.config, FLAGS.workdir
   # The one check of the config, for every mode, before anything is read or written. A sweep's
@@ -280,7 +280,7 @@ def main(argv):
       raise app.UsageError(
           '--mode=import needs --input=latest_net_G.pth (--input_d=latest_net_D.pth is optional)'
       )
-    torch_weights.import_checkpoint(config, workdir, FLAGS.input, FLAGS.input_d)
+    torch_import.import_checkpoint(config, workdir, FLAGS.input, FLAGS.input_d)
   elif FLAGS.mode in ('ablation', 'sweep'):
     try:
       if FLAGS.mode == 'ablation':

@@ -61,6 +61,8 @@ CHECKPOINT_DIR = 'checkpoints'  # WORKDIR/checkpoints: the latest `config.keep_c
 BEST_DIR = 'checkpoints_best'  # WORKDIR/checkpoints_best: the best one, never rotated out.
 BEST_FILE = 'best.json'  # In BEST_DIR: its record, for people and tools.
 BEST_STEP = 'best'  # --step=best.
+# WORKDIR/imported.json: what --mode=import read (files, SHA-256, architectures, the counters).
+IMPORT_RECORD = 'imported.json'
 
 
 class CheckpointMismatchError(ValueError):
@@ -479,3 +481,17 @@ class BestCheckpoint:
   def close(self) -> None:
     if self._manager is not None:
       self._manager.close()
+
+
+def describe_import(workdir) -> str | None:
+  """One line on the import WORKDIR/imported.json records, for training's log; None if none."""
+  path = pathlib.Path(workdir) / IMPORT_RECORD
+  if not path.is_file():
+    return None
+  record = json.loads(path.read_text())
+  d = record.get('discriminator')
+  return (
+      f"weights imported from the PyTorch reference: G from {record['generator']['file']}"
+      + (f", D from {d['file']}" if d else ', D freshly initialised (no --input_d)')
+      + ' with their BatchNorm running statistics; fresh Adam states (the reference saves none)'
+  )

@@ -5,7 +5,8 @@ layer, so a generator or discriminator it saved (`checkpoints/NAME/latest_net_G.
 `latest_net_D.pth`: the module's `state_dict()`) maps tensor for tensor onto our variables, and
 back. This module holds that mapping (the one the PyTorch peer, reference/pytorch_peer.py, loads
 our variables with), reads the architecture from a file's key names and shapes, checks it against
-the config, and writes the checkpoint (`import_checkpoint`) or the files (`write_reference_files`).
+the config (`read_file`), and writes the files (`write_reference_files`); torch_import.py writes
+the imported checkpoint.
 It needs no PyTorch but to read and write .pth files, and imports it only there.
 
 Key layout: every tensor is `<module>.<name>`; the module is a path of the reference's
@@ -44,24 +45,14 @@ Files as the reference wrote them in every version are read: with or without
 `running_var` / `num_batches_tracked` keys of PyTorch < 0.4, which the reference's
 `load_networks` (`__patch_instance_norm_state_dict`) deletes and so are dropped here, and with the
 `module.` prefix of a state dict saved from `torch.nn.DataParallel`.
-
-The imported checkpoint is step 0 of WORKDIR/checkpoints: the file's parameters and BatchNorm
-running statistics, fresh Adam states (the reference saves none) and, without a discriminator
-file, a freshly initialised D. Every mode reads it as a checkpoint of its own: evaluate, score,
-predict, export, and train, which resumes from step 0 (fine-tuning) and logs that it does.
-WORKDIR/imported.json records where it came from.
 """
 
 import dataclasses
-import hashlib
 import json
-import logging
 import pathlib
 
 import numpy as np
 
-# WORKDIR/imported.json: what --mode=import read (files, SHA-256, architectures, the counters).
-IMPORT_RECORD = 'imported.json'
 # What the reference's networks hard-code, which our config may change.
 REFERENCE_LEAKY_RELU_SLOPE = 0.2
 REFERENCE_DROPOUT_RATE = 0.5
@@ -579,7 +570,7 @@ REFERENCE_NAMES = {'kernel': 'weight', 'bias': 'bias', 'scale': 'weight', 'mean'
 REFERENCE_NAMES['var'] = 'running_var'
 
 
-def _nested_set(tree: dict, path: str, value) -> None:
+def nested_set(tree: dict, path: str, value) -> None:
   *parents, leaf = path.split('/')
   for part in parents:
     tree = tree.setdefault(part, {})
@@ -592,7 +583,7 @@ def to_variables(arch: Architecture, state: dict) -> dict:
   for layer in layout(arch):
     for key in layer.tensors(num_batches_tracked=False):
       collection, name, array = to_ours(layer.kind, key.rpartition('.')[2], state[key])
-      _nested_set(variables[collection], f'{layer.ours}/{name}', array)
+      nested_set(variables[collection], f'{layer.ours}/{name}', array)
   return variables
 
 
@@ -714,182 +705,6 @@ def read_file(path, config, role: str) -> tuple[Architecture, dict, dict]:
   return arch, to_variables(arch, state), counters
 
 
-def _sha256(path: pathlib.Path) -> str:
-  digest = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for chunk in iter(lambda: f.read(1 << 20), b''):
-      digest.update(chunk)
-  return digest.hexdigest()
-
-
-def _replace_checked(target, variables: dict, what: str):
-  """`variables` (numpy) in place of `target`'s leaves, which must have the same tree and shapes."""
-  import jax  # pylint: disable=g-import-not-at-top
-
-  ours = flatten_variables(target)
-  theirs = flatten_variables(variables)
-  if set(ours) != set(theirs) or any(ours[k].shape != theirs[k].shape for k in ours):
-    differ = sorted(set(ours) ^ set(theirs)) or [
-        k for k in ours if ours[k].shape != theirs[k].shape
-    ]
-    raise ValueError(f'the imported {what} does not fit the model: {differ[:4]}')  # A bug here.
-  return jax.tree.map(lambda t, v: jax.numpy.asarray(v, t.dtype), target, _unflatten(theirs))
-
-
-def _unflatten(flat: dict) -> dict:
-  tree = {}
-  for path, value in flat.items():
-    _nested_set(tree, path, value)
-  return tree
-
-
-def describe_import(workdir) -> str | None:
-  """One line on the import WORKDIR/imported.json records, for training's log; None if none."""
-  path = pathlib.Path(workdir) / IMPORT_RECORD
-  if not path.is_file():
-    return None
-  record = json.loads(path.read_text())
-  d = record.get('discriminator')
-  return (
-      f"weights imported from the PyTorch reference: G from {record['generator']['file']}"
-      + (f", D from {d['file']}" if d else ', D freshly initialised (no --input_d)')
-      + ' with their BatchNorm running statistics; fresh Adam states (the reference saves none)'
-  )
-
-
-def import_checkpoint(config, workdir, generator_file, discriminator_file=None) -> pathlib.Path:
-  """`--mode=import`: writes the reference's weights as checkpoint 0 of WORKDIR/checkpoints.
-
-  Both files are read and checked before anything is written. The checkpoint is a full
-  TrainState, as training's: the files' parameters and running statistics, fresh Adam states,
-  step 0, the config's seed for the rng (and, without `discriminator_file`, for a new D); the
-  EMA of G (model.ema_decay > 0) starts as the imported G. WORKDIR/imported.json records the
-  files, their SHA-256, architectures and BatchNorm counters; config.json the config.
-
-  Args:
-    config: the run's config, which must describe the files' networks.
-    workdir: a workdir without checkpoints.
-    generator_file: the reference's latest_net_G.pth (or any NAME_net_G.pth).
-    discriminator_file: its latest_net_D.pth, or None.
-
-  Returns:
-    The checkpoint's folder.
-
-  Raises:
-    ReferenceWeightsError: a file is wrong or does not fit the config.
-    FileExistsError: the workdir already has checkpoints.
-  """
-  import jax  # pylint: disable=g-import-not-at-top
-
-  # pylint: disable-next=g-import-not-at-top
-  from pix2pix_jax import checkpointing, plumbing, train, train_state
-
-  g_arch, g_variables, g_counters = read_file(generator_file, config, 'generator')
-  d = None
-  if discriminator_file is not None:
-    d = read_file(discriminator_file, config, 'discriminator')
-  workdir = pathlib.Path(workdir).expanduser()
-  checkpoint_dir = workdir / checkpointing.CHECKPOINT_DIR
-  if checkpoint_dir.is_dir() and checkpointing.open_checkpoints(checkpoint_dir).all_steps():
-    steps = list(checkpointing.open_checkpoints(checkpoint_dir).all_steps())
-    raise FileExistsError(
-        f'{checkpoint_dir} already holds checkpoints (steps {steps}): import into a new --workdir'
-    )
-  plumbing.check_writable(workdir)
-  with plumbing.WorkdirLock(workdir):
-    _, init_fn, _ = train.create_train_functions(config, 1, 1)
-    rng = jax.random.PRNGKey(config.seed)
-    if d is None:
-      state = jax.jit(init_fn)(rng)  # D as a new run's; G's leaves are replaced.
-    else:
-      # Every leaf is replaced: the structure, and the Adam states of the new parameters.
-      state = jax.eval_shape(init_fn, rng)
-      optimizer = train_state.create_optimizer(
-          config.optim, train_state.create_learning_rate_schedule(config.optim, 1, 1)
-      )
-      state = state.replace(
-          step=jax.numpy.zeros((), jax.numpy.int32), rng=train_state.split_rng(rng)[2]
-      )
-    generator = state.generator.replace(
-        params=_replace_checked(state.generator.params, g_variables['params'], 'G parameters'),
-        batch_stats=_replace_checked(
-            state.generator.batch_stats, g_variables['batch_stats'], 'G statistics'
-        ),
-    )
-    state = state.replace(generator=generator)
-    if d is not None:
-      network = state.discriminator
-      state = state.replace(
-          discriminator=network.replace(
-              params=_replace_checked(network.params, d[1]['params'], 'D parameters'),
-              batch_stats=_replace_checked(
-                  network.batch_stats, d[1]['batch_stats'], 'D statistics'
-              ),
-          )
-      )
-      state = state.replace(
-          generator=state.generator.replace(opt_state=optimizer.init(state.generator.params)),
-          discriminator=state.discriminator.replace(
-              opt_state=optimizer.init(state.discriminator.params)
-          ),
-      )
-    if config.model.ema_decay > 0:
-      state = state.replace(ema={'params': generator.params, 'batch_stats': generator.batch_stats})
-    files = [(generator_file, g_arch, g_counters)] + (
-        [(discriminator_file, d[0], d[2])] if d else []
-    )
-    record = {'step': 0}
-    for role, (path, arch, counters) in zip(('generator', 'discriminator'), files):
-      path = pathlib.Path(path).expanduser().absolute()
-      record[role] = {
-          'file': str(path),
-          'sha256': _sha256(path),
-          'architecture': arch.describe(),
-          'reference_name': arch.reference_name,
-          'num_batches_tracked': counters,
-      }
-    record.setdefault('discriminator', None)
-    manager = checkpointing.create_checkpoint_manager(checkpoint_dir, config.keep_checkpoints)
-    checkpointing.save(manager, 0, state, config)
-    checkpointing.wait(manager)
-    manager.close()
-    if jax.process_index() == 0:
-      (workdir / IMPORT_RECORD).write_text(json.dumps(record, indent=2) + '\n')
-      (workdir / 'config.json').write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
-  _log_dropout_placement(g_arch, config)
-  logging.info(
-      'Imported %s (%s)%s into %s as step 0. Every mode reads it: evaluate, score, predict, '
-      'export, and train, which fine-tunes it with fresh Adam states (the reference saves none)%s.',
-      generator_file,
-      g_arch.describe(),
-      f' and {discriminator_file} ({d[0].describe()})' if d else '',
-      checkpoint_dir / '0',
-      '' if d else ' and a freshly initialised discriminator (no --input_d)',
-  )
-  return checkpoint_dir / '0'
-
-
-def _log_dropout_placement(arch: Architecture, config) -> None:
-  """The U-Net's dropout has no tensors: says where the reference had it and the config has it."""
-  if arch.network != 'unet':
-    return
-  model = config.model
-  reference = (True, arch.depth - 5, REFERENCE_DROPOUT_RATE)
-  ours = (model.dropout_skip_innermost, model.num_dropout_layers, model.dropout_rate)
-  if ours != reference:
-    logging.warning(
-        "The reference's %s has Dropout(0.5) on the %d levels next to the bottleneck "
-        '(model.dropout_skip_innermost=True, model.num_dropout_layers=%d, or none if trained '
-        'with --no_dropout); the config has dropout_skip_innermost=%s, num_dropout_layers=%d, '
-        "dropout_rate=%s. The weights are the same; only the paper's test mode "
-        '(eval.train_mode=True) and training, which apply dropout, differ.',
-        arch.reference_name,
-        reference[1],
-        reference[1],
-        *ours,
-    )
-
-
 # ------------------------------------------------------------------------------------------------
 # Export for the reference.
 
@@ -997,7 +812,7 @@ def write_reference_files(
   if problems:
     raise ValueError('the reference cannot build this generator:\n  ' + '\n  '.join(problems))
   d_arch = discriminator_architecture(config) if d_variables is not None else None
-  record_path = pathlib.Path(workdir) / IMPORT_RECORD
+  record_path = pathlib.Path(workdir) / checkpointing.IMPORT_RECORD
   record = json.loads(record_path.read_text()) if record_path.is_file() else {}
   files = {}
   for role, arch, variables, filename in (

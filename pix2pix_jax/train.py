@@ -24,7 +24,7 @@ import numpy as np
 import optax
 
 from pix2pix_jax import checkpointing, evaluation, losses, metrics, models, plumbing
-from pix2pix_jax import runtime, summary, torch_weights, train_state
+from pix2pix_jax import runtime, summary, train_state
 from pix2pix_jax import sharding as sharding_lib
 from pix2pix_jax.data import device_data, images, pipeline
 
@@ -495,7 +495,7 @@ def _train_in_workdir(
         num_train_steps,
         manager.directory / str(start_step),
     )
-    imported = torch_weights.describe_import(workdir) if start_step == 0 else None
+    imported = checkpointing.describe_import(workdir) if start_step == 0 else None
     if imported:
       logging.info('Fine-tuning from step 0: %s', imported)
   _write_config(config, workdir)

@@ -25,7 +25,7 @@ torch = pytest.importorskip('torch')
 from configs import test as test_config  # pylint: disable=g-import-not-at-top
 from PIL import Image  # pylint: disable=g-import-not-at-top
 from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
-from pix2pix_jax import evaluation, export, inference, predict, torch_weights, train  # pylint: disable=g-import-not-at-top
+from pix2pix_jax import checkpointing, evaluation, export, inference, predict, torch_import, torch_weights, train  # pylint: disable=g-import-not-at-top
 from reference import pytorch_peer  # pylint: disable=g-import-not-at-top
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -140,7 +140,7 @@ def imported(name: str, root: str) -> dict:
   torch.save(net_d.state_dict(), root / 'latest_net_D.pth')
   config = case_config(name)
   workdir = root / 'workdir'
-  torch_weights.import_checkpoint(
+  torch_import.import_checkpoint(
       config, workdir, root / 'latest_net_G.pth', root / 'latest_net_D.pth'
   )
   config.export.format = 'pytorch'
@@ -400,8 +400,8 @@ def test_dataparallel_legacy_file_imports_and_predicts(tmp_path):
   torch.save(file_state, tmp_path / 'net_G.pth')
   config = case_config(name)
   config.model.ema_decay = 0.999  # Predict, evaluate and export read the EMA.
-  torch_weights.import_checkpoint(config, tmp_path / 'w', tmp_path / 'net_G.pth')
-  record = json.loads((tmp_path / 'w' / torch_weights.IMPORT_RECORD).read_text())
+  torch_import.import_checkpoint(config, tmp_path / 'w', tmp_path / 'net_G.pth')
+  record = json.loads((tmp_path / 'w' / checkpointing.IMPORT_RECORD).read_text())
   assert record['discriminator'] is None and record['generator']['reference_name'] == 'unet_32'
   network = inference.restore_trained_generator(config, str(tmp_path / 'w')).network
   ours = torch_weights.to_variables(*torch_weights.read_state_dict(state_g, 'peer')[:2])
@@ -419,7 +419,7 @@ def _save(tmp_path, state, filename='f.pth'):
 
 def _import_error(config, workdir, g, d=None) -> str:
   with pytest.raises(torch_weights.ReferenceWeightsError) as error:
-    torch_weights.import_checkpoint(config, workdir, g, d)
+    torch_import.import_checkpoint(config, workdir, g, d)
   assert not workdir.exists(), 'nothing is written'
   return str(error.value)
 
@@ -473,9 +473,9 @@ def test_wrong_files_are_named_and_nothing_is_written(tmp_path):
   message = _import_error(config, workdir, _save(tmp_path, partial))
   assert 'tensors missing (truncated?)' in message and 'model.model.1.model.3.model.5' in message
   assert 'no such file' in _import_error(config, workdir, tmp_path / 'absent.pth')
-  torch_weights.import_checkpoint(config, workdir, g, d)
+  torch_import.import_checkpoint(config, workdir, g, d)
   with pytest.raises(FileExistsError, match='already holds checkpoints'):
-    torch_weights.import_checkpoint(config, workdir, g, d)
+    torch_import.import_checkpoint(config, workdir, g, d)
 
 
 def test_main_import_then_fine_tune_lowers_the_l1(tmp_path):
