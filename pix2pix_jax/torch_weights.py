@@ -254,7 +254,7 @@ def layout(arch: Architecture) -> list[Layer]:
   """The layers of `arch` in the reference's state-dict order (the table in the docstring)."""
   if arch.network == 'unet':
     return _unet_layout(arch)
-  if arch.network in RESNET_BLOCKS:
+  if arch.network.startswith('resnet_'):  # Any block count: the reference's class takes one.
     return _resnet_layout(arch)
   return _discriminator_layout(arch)
 

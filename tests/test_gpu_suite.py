@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from pix2pix_jax import checkpointing
 from tools.remote_gpu import gpu_suite
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -39,7 +40,7 @@ def test_train_phase_measures_trains_stops_with_a_checkpoint_and_evaluates(rehea
   assert '--config.model.upsample_impl=adjoint' in run['args']
   # Stopped by SIGTERM once its minutes were up (or finished first): a checkpoint of the last step.
   checkpoints = work / 'device' / '.gpu' / 'work' / 'checkpoints'
-  assert (checkpoints / str(run['final_step']) / 'commit_success.txt').exists()
+  assert run['final_step'] in checkpointing.open_checkpoints(checkpoints).all_steps()  # Complete.
   assert run['train_pairs'] == 8 and run['epochs'] == pytest.approx(run['final_step'] / 8, abs=0.01)
   assert train['evaluation']['num_images'] == 4 and train['evaluation']['step'] == run['final_step']
   assert 0 < train['evaluation']['l1'] < 1

@@ -45,7 +45,8 @@ def test_train_then_resume(tmp_path):
   first = run_main(tmp_path)
   assert first.returncode == 0, first.stderr[-3000:]
   assert checkpoint_steps(tmp_path) == [2, 4]
-  assert (tmp_path / 'checkpoints' / '4' / 'commit_success.txt').exists()
+  # Complete as Orbax defines it (its finalised steps), whatever its version writes inside.
+  assert 4 in checkpointing.open_checkpoints(tmp_path / 'checkpoints').all_steps()
   assert (tmp_path / 'config.json').exists()
   assert (tmp_path / 'images' / 'step_00000004.png').exists()
   events = read_events(tmp_path)
