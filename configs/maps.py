@@ -7,7 +7,7 @@ U-Net-256 generator, 70×70 PatchGAN, BCE + 100·L1, Adam 2e-4 (β1 0.5), batch 
 (219,200 steps over the 1096 train pairs), jitter 286 -> 256 + flip.
 
 Runtime on the 2-core development CPU: the step alone 0.31–0.34 s (benchmarks/train_step.py,
-2026-11-28), a real `main.py` run 1.5–1.8 steps/s with its logging, evals and checkpoints (about
+2026-11-28; 0.56–0.67 s on a slower day, 2026-12-07, 1.36–1.43× the PyTorch peer), a real `main.py` run 1.5–1.8 steps/s with its logging, evals and checkpoints (about
 34–41 hours for the 219,200 steps); on a GPU not yet measured.
 Outcome (all 1098 val pairs at 256², the paper's test mode): after 3 epochs on the CPU (3,288
 steps, `python benchmarks/parity.py --workdir=/tmp/parity`, the reference's dropout placement),
