@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from pix2pix_jax import checkpointing, inference, kernels, models, torch_weights, train_state
+from pix2pix_jax import checkpointing, inference, kernels, torch_weights, train_state
 from pix2pix_jax.data import images, pipeline
 
 PLATFORMS = ('cpu', 'cuda')
@@ -155,21 +155,9 @@ def _write_pytorch(
   """Writes the reference's .pth files and options; returns signature.json's specific keys."""
   d_variables = None
   if torch_weights.discriminator_architecture(config) is not None:
-    discriminator = models.create_discriminator(config.model)
-    pair = (1, config.data.image_size, config.data.image_size, sum(pipeline.channels(config.data)))
-    shapes = jax.eval_shape(
-        lambda: discriminator.init(jax.random.PRNGKey(0), jnp.zeros(pair), train=True)
+    d_variables = jax.device_get(
+        inference.restore_trained_discriminator(config, workdir, step, best)
     )
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    target = {
-        key: jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), shapes.get(key, {})
-        )
-        for key in ('params', 'batch_stats')
-    }
-    folder = checkpointing.BEST_DIR if best else checkpointing.CHECKPOINT_DIR
-    manager = checkpointing.open_checkpoints(pathlib.Path(workdir) / folder)
-    d_variables = jax.device_get(checkpointing.restore_discriminator(manager, target, config, step))
   return torch_weights.write_reference_files(
       config, jax.device_get(network), d_variables, step, workdir, output
   )

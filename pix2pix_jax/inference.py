@@ -83,6 +83,22 @@ class TrainedGenerator(NamedTuple):
   best: dict | None  # With step 'best': its record {'metric', 'value', 'step', 'num_images'}.
 
 
+def _restore_target(module: nn.Module, image_size: int, channels: int, sharding=None) -> dict:
+  """{'params', 'batch_stats'} of `module` as ShapeDtypeStructs placed by `sharding` (default:
+  the first device), for restoring that network alone from a checkpoint."""
+  shape = (1, image_size, image_size, channels)
+  rngs = {'params': jax.random.PRNGKey(0), 'dropout': jax.random.PRNGKey(0)}
+  variables = jax.eval_shape(lambda: module.init(rngs, jnp.zeros(shape), train=True))
+  sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  return {
+      key: jax.tree.map(
+          lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+          variables.get(key, {}),
+      )
+      for key in ('params', 'batch_stats')
+  }
+
+
 def restore_trained_generator(
     config: ml_collections.ConfigDict, workdir: str, step: int | str | None = None, sharding=None
 ) -> TrainedGenerator:
@@ -109,22 +125,7 @@ def restore_trained_generator(
     )
   input_channels, output_channels = pipeline.channels(config.data)
   generator = models.create_generator(config.model, config.data.image_size, output_channels)
-  shape = (1, config.data.image_size, config.data.image_size, input_channels)
-  variables = jax.eval_shape(
-      lambda: generator.init(
-          {'params': jax.random.PRNGKey(0), 'dropout': jax.random.PRNGKey(0)},
-          jnp.zeros(shape),
-          train=True,
-      )
-  )
-  sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  target = {
-      key: jax.tree.map(
-          lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-          variables.get(key, {}),
-      )
-      for key in ('params', 'batch_stats')
-  }
+  target = _restore_target(generator, config.data.image_size, input_channels, sharding)
   manager = checkpointing.open_checkpoints(checkpoint_dir)
   network, step = checkpointing.restore_generator(manager, target, config, step)
   logging.info(
@@ -135,3 +136,17 @@ def restore_trained_generator(
       f"; the best by {best['metric']} ({best['value']:.6g})" if best else '',
   )
   return TrainedGenerator(generator, network, step, best)
+
+
+def restore_trained_discriminator(
+    config: ml_collections.ConfigDict, workdir: str, step: int, best: dict | None
+) -> dict:
+  """The discriminator's {'params', 'batch_stats'} of checkpoint `step` (of WORKDIR/checkpoints,
+  or of WORKDIR/checkpoints_best when `best`, the record `restore_trained_generator` returned)."""
+  discriminator = models.create_discriminator(config.model)
+  target = _restore_target(
+      discriminator, config.data.image_size, sum(pipeline.channels(config.data))
+  )
+  folder = checkpointing.BEST_DIR if best else checkpointing.CHECKPOINT_DIR
+  manager = checkpointing.open_checkpoints(pathlib.Path(workdir) / folder)
+  return checkpointing.restore_discriminator(manager, target, config, step)
