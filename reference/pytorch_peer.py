@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))  # pix2pix_jax when run as a script from anywhere.
 from pix2pix_jax import torch_weights  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # PatchGAN receptive field -> the reference's `n_layers` (0: its PixelDiscriminator).
-PATCH_SIZE_TO_N_LAYERS = {1: 0, 16: 1, 70: 3, 286: 5}
+PATCH_SIZE_TO_N_LAYERS = torch_weights.PATCH_SIZE_TO_N_LAYERS
 
 
 def get_norm_layer(norm: str):
@@ -288,7 +288,7 @@ def num_downs_for(image_size: int) -> int:
 
 
 # The reference's `--netG` resnet names -> its `n_blocks`.
-RESNET_BLOCKS = {'resnet_9blocks': 9, 'resnet_6blocks': 6}
+RESNET_BLOCKS = torch_weights.RESNET_BLOCKS
 
 
 def create_generator(
@@ -362,44 +362,17 @@ def disable_dropout(net: nn.Module) -> nn.Module:
   return net
 
 
-def _modules(net: nn.Module) -> dict:
-  """Our module paths -> the peer's modules, by the library's key layout (`torch_weights`).
+def modules(net: nn.Module) -> dict:
+  """Our module paths -> the peer's modules holding the same variables, for any of its networks.
 
-  The layout is read from the peer's own `state_dict()` keys and shapes, which must be exactly the
-  reference's (`torch_weights.read_state_dict` checks every key): one mapping for the peer, the
-  import and the PyTorch export.
+  E.g. the U-Net's 'down{i}' / 'up{i}' (level i, 0 the outermost) and their norms, the ResNet's
+  'stem', 'down0', 'block{i}/conv0', ..., the PatchGAN's 'conv{n}', 'conv{n}_norm', 'logits': the
+  library's key layout (`torch_weights`' table), read from the peer's own `state_dict()` keys and
+  shapes, which must be exactly the reference's (`torch_weights.read_state_dict` checks every
+  key). One mapping for the peer, the import and the PyTorch export.
   """
   arch, _, _ = torch_weights.read_state_dict(net.state_dict(), f'the peer {type(net).__name__}')
   return {layer.ours: net.get_submodule(layer.torch) for layer in torch_weights.layout(arch)}
-
-
-def unet_modules(net: UnetGenerator) -> dict:
-  """Our `models.UNetGenerator`'s module names -> the peer's modules holding the same variables.
-
-  Level i (0 = outermost) of ours is the reference's i-th nested block: 'down{i}' its Conv2d,
-  'up{i}' its ConvTranspose2d, and its norms in order 'down{i}_norm' (not on the outermost and
-  innermost levels), 'up{i}_norm' (not on the outermost). See `torch_weights`' table.
-  """
-  return _modules(net)
-
-
-def resnet_modules(net: ResnetGenerator) -> dict:
-  """Our `models.ResnetGenerator`'s module names -> the peer's modules holding the same variables.
-
-  Convolutions outside the blocks in order are 'stem', 'down0', 'down1', 'up0', 'up1', 'out'; the
-  norm after each is '<name>_norm' (none after 'out'); block i is 'block{i}' with 'conv0',
-  'conv0_norm', 'conv1', 'conv1_norm'. Kernels map as everywhere: Conv2d `weight[o, i, ky, kx]` =
-  our `kernel[ky, kx, i, o]`; ConvTranspose2d `weight[i, o, ky, kx]` = our `kernel[ky, kx, i, o]`.
-  """
-  return _modules(net)
-
-
-def discriminator_modules(net: nn.Module) -> dict:
-  """Our `models.PatchDiscriminator`'s module names -> the peer's modules (either PatchGAN).
-
-  Convolutions in order are 'conv0', 'conv1', ..., 'logits'; the n-th norm is 'conv{n}_norm'.
-  """
-  return _modules(net)
 
 
 flatten_variables = torch_weights.flatten_variables  # A nested dict as {'a/b/name': array}.
@@ -412,7 +385,7 @@ def to_peer_tensor(module: nn.Module, name: str, value) -> tuple[str, torch.Tens
   """One of our variables (or its gradient) in the peer's layout: (the module's attribute, tensor).
 
   Args:
-    module: the peer's module holding it (e.g. from `unet_modules`).
+    module: the peer's module holding it (e.g. from `modules`).
     name: our variable's name: 'kernel', 'bias', 'scale' (BatchNorm), 'mean' or 'var' (running
       statistics).
     value: its host array.
@@ -436,7 +409,7 @@ def load_jax_variables(net: nn.Module, variables: dict, modules: dict) -> nn.Mod
     net: the peer's network.
     variables: ours, {'params': ..., 'batch_stats': ...} as host arrays (`jax.device_get`).
     modules: our module path ('/'-joined, e.g. 'down3' or 'block0/conv1') -> the peer's module,
-      e.g. `unet_modules(net)`; each variable maps by `to_peer_tensor`.
+      e.g. `modules(net)`; each variable maps by `to_peer_tensor`.
 
   Returns:
     `net`, its parameters and BatchNorm running statistics now ours.

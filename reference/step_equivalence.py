@@ -135,17 +135,10 @@ def create_peer(config, variables: dict) -> pytorch_peer.Pix2PixPeer:
       config.data.image_size, model.ngf, model.norm, **generator_kwargs
   )
   net_d = pytorch_peer.create_discriminator(model.patch_size, model.ndf, model.norm)
-  g_modules = (
-      pytorch_peer.unet_modules(net_g)
-      if model.generator == 'unet'
-      else pytorch_peer.resnet_modules(net_g)
-  )
   pytorch_peer.load_jax_variables(
-      pytorch_peer.disable_dropout(net_g), variables['generator'], g_modules
+      pytorch_peer.disable_dropout(net_g), variables['generator'], pytorch_peer.modules(net_g)
   )
-  pytorch_peer.load_jax_variables(
-      net_d, variables['discriminator'], pytorch_peer.discriminator_modules(net_d)
-  )
+  pytorch_peer.load_jax_variables(net_d, variables['discriminator'], pytorch_peer.modules(net_d))
   return pytorch_peer.Pix2PixPeer(
       net_g,
       net_d,
@@ -274,7 +267,7 @@ def compare_discriminator(
   )
 
   net = pytorch_peer.create_discriminator(patch_size, config.model.ndf, norm).train()
-  modules = pytorch_peer.discriminator_modules(net)
+  modules = pytorch_peer.modules(net)
   pytorch_peer.load_jax_variables(net, variables, modules)
   peer_pairs = torch.tensor(pairs).permute(0, 3, 1, 2).contiguous().requires_grad_()
   peer_logits = net(peer_pairs)

@@ -574,7 +574,7 @@ def test_conv_transpose_3x3_is_torchs_with_the_documented_weight_mapping():
 
 def copy_into_peer(peer, params):
   """Our ResnetGenerator's params into the peer's `pytorch_peer.ResnetGenerator`."""
-  modules = pytorch_peer.resnet_modules(peer)
+  modules = pytorch_peer.modules(peer)
   written = 0
   with torch.no_grad():
     for path, value in flax.traverse_util.flatten_dict(params, sep='/').items():

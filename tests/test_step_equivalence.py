@@ -91,7 +91,7 @@ def test_patchgan_286_logits_and_gradients_equal_the_references():
 
 def test_load_jax_variables_names_what_is_left_over():
   net = pytorch_peer.create_discriminator(1, ndf=2)  # PixelGAN: conv0, conv1, conv1_norm, logits.
-  modules = pytorch_peer.discriminator_modules(net)
+  modules = pytorch_peer.modules(net)
   variables = {
       'params': {
           name: {'kernel': np.zeros((1, 1, m.in_channels, m.out_channels), np.float32)}
