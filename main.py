@@ -282,11 +282,12 @@ def main(argv):
       )
     torch_import.import_checkpoint(config, workdir, FLAGS.input, FLAGS.input_d)
   elif FLAGS.mode in ('ablation', 'sweep'):
+    modes = sweep.Modes(train=train.train_and_evaluate, evaluate=evaluation.evaluate)
     try:
       if FLAGS.mode == 'ablation':
-        sweep.run_patch_size_ablation(runs, workdir)
+        sweep.run_patch_size_ablation(runs, workdir, modes)
       else:
-        sweep.run_sweep(runs, workdir)
+        sweep.run_sweep(runs, workdir, modes)
     except checkpointing.CheckpointSaveError as error:
       exit_after_failed_save(error)
   elif FLAGS.mode == 'serve':

@@ -84,7 +84,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # For configs/ and pix2pix_jax when run from anywhere.
 
 from pix2pix_jax import losses, models, runtime, train, train_state  # pylint: disable=g-import-not-at-top
-from pix2pix_jax.data import images  # pylint: disable=g-import-not-at-top
+from pix2pix_jax.data import device_data, images  # pylint: disable=g-import-not-at-top
 
 # Name -> config overrides (dotted keys), applied after the command line's. Steps per call and
 # on-device data are set, not 'auto', so that a setting means the same on every backend.
@@ -257,7 +257,9 @@ class JaxStepTimer:
   """
 
   def __init__(self, config):
-    config = runtime.resolve(config, num_train_examples=_NUM_DEVICE_IMAGES)
+    config = runtime.resolve(
+        config, train_set_bytes=device_data.train_set_bytes(config.data, _NUM_DEVICE_IMAGES)
+    )
     self.config = config
     self.steps_per_call = config.steps_per_call
     _, init_fn, step_fn = train.create_train_functions(config, steps_per_epoch=1, num_train_steps=1)

@@ -28,7 +28,6 @@ import jax.numpy as jnp
 import ml_collections
 
 from pix2pix_jax import kernels
-from pix2pix_jax.data import pipeline
 
 AUTO = 'auto'
 CONV_IMPLS = ('xla', 'winograd')  # config.model.conv_impl, besides AUTO.
@@ -85,30 +84,22 @@ def _device_memory_bytes() -> int | None:
   return stats.get('bytes_limit') if stats else None
 
 
-def train_set_bytes(data_config, num_examples: int, sample_bytes: int = 1) -> int:
-  """Bytes of the resized train set as `data.on_device` holds it: (N, S, S, C_in + C_out) of
-  `sample_bytes` each (1: uint8; 2: uint16, 16-bit data)."""
-  size = data_config.image_size if data_config.preprocess == 'resize' else data_config.load_size
-  return num_examples * size * size * sum(pipeline.channels(data_config)) * sample_bytes
-
-
 def resolve(
     config: ml_collections.ConfigDict,
     *,
-    num_train_examples: int | None = None,
+    train_set_bytes: int | None = None,
     backend: str | None = None,
     device_memory_bytes: int | None = None,
-    sample_bytes: int = 1,
 ) -> ml_collections.ConfigDict:
   """A copy of `config` with every 'auto' speed key replaced by its value for `backend`.
 
   Args:
     config: the run's config.
-    num_train_examples: train examples (after `data.preprocess`), for `data.on_device='auto'` on
-      an accelerator; None leaves that key 'auto' there (resolve again once the data is known).
+    train_set_bytes: the train set's size as `data.on_device` would hold it
+      (`device_data.train_set_bytes`), for `data.on_device='auto'` on an accelerator; None leaves
+      that key 'auto' there (resolve again once the data is known).
     backend: 'cpu', 'gpu' or 'tpu'; default: JAX's default backend.
     device_memory_bytes: one device's memory; default: what JAX reports (unknown: not on device).
-    sample_bytes: bytes per train-set value: 1 (uint8) or 2 (16-bit data).
 
   Returns:
     The resolved copy (the argument is unchanged).
@@ -118,13 +109,12 @@ def resolve(
   resolved = copy.deepcopy(config)
   if resolved.steps_per_call == AUTO:
     _set(resolved, 'steps_per_call', 1 if cpu else ACCELERATOR_STEPS_PER_CALL)
-  if resolved.data.on_device == AUTO and (cpu or num_train_examples is not None):
+  if resolved.data.on_device == AUTO and (cpu or train_set_bytes is not None):
     memory = device_memory_bytes or (None if cpu else _device_memory_bytes())
-    needed = train_set_bytes(resolved.data, num_train_examples or 0, sample_bytes)
     _set(
         resolved.data,
         'on_device',
-        bool(not cpu and memory and needed <= ON_DEVICE_MAX_MEMORY_FRACTION * memory),
+        bool(not cpu and memory and train_set_bytes <= ON_DEVICE_MAX_MEMORY_FRACTION * memory),
     )
   forms = conv_impl(resolved.model, backend)
   _set(resolved.model, 'upsample_impl', forms.upsample)

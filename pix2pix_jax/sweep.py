@@ -23,14 +23,15 @@ import logging
 import math
 import pathlib
 import time
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from absl import flags
 import jax
 import ml_collections
 from ml_collections.config_flags import config_path
 
-from pix2pix_jax import evaluation, metrics, progress, report, train
+from pix2pix_jax import metrics, progress, report, train_state
+from pix2pix_jax.data import pipeline
 
 RUN_RECORD = 'sweep_run.json'
 # Per-image metrics, shown as mean ± std; FID and KID are single values.
@@ -58,6 +59,14 @@ _PARSERS = {
 class Axis(NamedTuple):
   key: str  # A config key, e.g. 'model.patch_size'.
   values: tuple  # Parsed with the key's type.
+
+
+class Modes(NamedTuple):
+  """How a sweep trains and scores a run. main.py passes `train.train_and_evaluate` and
+  `evaluation.evaluate`, so a sweep sits beside those modes rather than above them."""
+
+  train: Callable[[ml_collections.ConfigDict, str], Any]  # -> the final state (its .step).
+  evaluate: Callable[[ml_collections.ConfigDict, str], dict]  # -> eval/metrics.json's contents.
 
 
 class Run(NamedTuple):
@@ -210,15 +219,24 @@ def _train_lengths(runs: list[Run]) -> list[tuple[int, int]]:
     data = json.dumps(run.config.data.to_dict(), sort_keys=True, default=str)
     if data not in counts:
       # As training reads them: with several processes, process 0 prepares the dataset first.
-      counts[data] = len(train.create_sources(run.config)[0])
+      counts[data] = len(pipeline.create_sources(run.config.data, run.config.seed)[0])
     try:
-      lengths.append(train.train_length(run.config, counts[data]))
+      lengths.append(
+          train_state.train_length(
+              counts[data],
+              batch_size=run.config.batch_size,
+              num_train_steps=run.config.num_train_steps,
+              num_epochs=run.config.num_epochs,
+          )
+      )
     except ValueError as error:
       raise ValueError(f'sweep run {run.name}: {error}') from None
   return lengths
 
 
-def _train_and_score(run: Run, run_dir: pathlib.Path, steps: int, steps_per_epoch: int):
+def _train_and_score(
+    run: Run, run_dir: pathlib.Path, steps: int, steps_per_epoch: int, modes: Modes
+):
   """The run's record once scored, or None if its training stopped early (a signal)."""
   fingerprint = _fingerprint(run.config)
   record = _read_json(run_dir / RUN_RECORD) or {}
@@ -233,7 +251,7 @@ def _train_and_score(run: Run, run_dir: pathlib.Path, steps: int, steps_per_epoc
       'Sweep: %s in %s, %d steps (%d per epoch)', run.name, run_dir, steps, steps_per_epoch
   )
   start = time.perf_counter()
-  state = train.train_and_evaluate(run.config, str(run_dir))
+  state = modes.train(run.config, str(run_dir))
   record = {
       'name': run.name,
       'overrides': run.overrides,
@@ -249,7 +267,7 @@ def _train_and_score(run: Run, run_dir: pathlib.Path, steps: int, steps_per_epoc
   if record['steps'] < steps:
     return None
   start = time.perf_counter()
-  result = evaluation.evaluate(run.config, str(run_dir))
+  result = modes.evaluate(run.config, str(run_dir))
   record |= {
       'status': 'scored',
       'eval_seconds': time.perf_counter() - start,
@@ -259,7 +277,9 @@ def _train_and_score(run: Run, run_dir: pathlib.Path, steps: int, steps_per_epoc
   return record
 
 
-def train_and_score_all(runs: list[Run], workdir: str) -> list[tuple[Run, dict, dict]] | None:
+def train_and_score_all(
+    runs: list[Run], workdir: str, modes: Modes
+) -> list[tuple[Run, dict, dict]] | None:
   """Trains (or resumes, or skips if scored) and scores each run in WORKDIR/<run.name>.
 
   Returns:
@@ -271,7 +291,7 @@ def train_and_score_all(runs: list[Run], workdir: str) -> list[tuple[Run, dict, 
   for index, (run, (steps, steps_per_epoch)) in enumerate(zip(runs, lengths)):
     run_dir = pathlib.Path(workdir) / run.name
     logging.info('Sweep run %d of %d: %s', index + 1, len(runs), run.name)
-    record = _train_and_score(run, run_dir, steps, steps_per_epoch)
+    record = _train_and_score(run, run_dir, steps, steps_per_epoch, modes)
     if record is None:
       logging.warning(
           'Sweep stopped in run %s at step %d of %d; run the same command to resume it.',
@@ -371,17 +391,18 @@ def sweep_csv(rows: list[tuple[Run, dict, dict]]) -> str:
   return out.getvalue()
 
 
-def run_sweep(runs: list[Run], workdir: str) -> str | None:
+def run_sweep(runs: list[Run], workdir: str, modes: Modes) -> str | None:
   """Trains and scores each run; writes WORKDIR/sweep.md, sweep.csv and the report's section.
 
   Args:
     runs: from `plan`, checked by main.py.
     workdir: the sweep's root; run R trains in WORKDIR/R.name.
+    modes: how a run trains and is scored (main.py: the train and evaluate modes).
 
   Returns:
     The markdown table, or None if a signal stopped the sweep (run it again to resume).
   """
-  rows = train_and_score_all(runs, workdir)
+  rows = train_and_score_all(runs, workdir, modes)
   if rows is None:
     return None
   table = sweep_table(rows)
@@ -411,17 +432,18 @@ def _mean(value) -> float:
   return float(value['mean'] if isinstance(value, dict) else value)
 
 
-def run_patch_size_ablation(runs: list[Run], workdir: str) -> str | None:
+def run_patch_size_ablation(runs: list[Run], workdir: str, modes: Modes) -> str | None:
   """`--mode=ablation`: trains and scores each patch size; writes WORKDIR/ablation.md.
 
   Args:
     runs: from `plan_ablation`, checked by main.py.
     workdir: root folder; run N goes to WORKDIR/patch_N.
+    modes: how a run trains and is scored (main.py: the train and evaluate modes).
 
   Returns:
     The markdown table, or None if a signal stopped it (run it again to resume).
   """
-  rows = train_and_score_all(runs, workdir)
+  rows = train_and_score_all(runs, workdir, modes)
   if rows is None:
     return None
   table = comparison_table([(run.overrides['model.patch_size'], result) for run, _, result in rows])

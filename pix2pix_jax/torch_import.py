@@ -8,6 +8,7 @@ WORKDIR/imported.json records where it came from. The files are read and checked
 torch_weights.py (the key layout) before anything is written.
 """
 
+import functools
 import hashlib
 import json
 import logging
@@ -15,7 +16,8 @@ import pathlib
 
 import jax
 
-from pix2pix_jax import checkpointing, plumbing, torch_weights, train, train_state
+from pix2pix_jax import checkpointing, models, plumbing, torch_weights, train_state
+from pix2pix_jax.data import pipeline
 
 
 def _sha256(path: pathlib.Path) -> str:
@@ -43,6 +45,27 @@ def _unflatten(flat: dict) -> dict:
   for path, value in flat.items():
     torch_weights.nested_set(tree, path, value)
   return tree
+
+
+def _new_run(config):
+  """(init_fn(rng) -> TrainState, the optimizer) of a new run of `config`, as training builds
+  them (`train.create_train_functions`): the checkpoint's structure, and D without a D file."""
+  input_channels, output_channels = pipeline.channels(config.data)
+  optimizer = train_state.create_optimizer(
+      config.optim, train_state.create_learning_rate_schedule(config.optim, 1, 1)
+  )
+  init_fn = functools.partial(
+      train_state.create_train_state,
+      generator=models.create_generator(config.model, config.data.image_size, output_channels),
+      discriminator=models.create_discriminator(config.model),
+      g_optimizer=optimizer,
+      d_optimizer=optimizer,
+      image_size=config.data.image_size,
+      input_channels=input_channels,
+      output_channels=output_channels,
+      with_ema=config.model.ema_decay > 0,
+  )
+  return init_fn, optimizer
 
 
 def import_checkpoint(config, workdir, generator_file, discriminator_file=None) -> pathlib.Path:
@@ -80,16 +103,13 @@ def import_checkpoint(config, workdir, generator_file, discriminator_file=None) 
     )
   plumbing.check_writable(workdir)
   with plumbing.WorkdirLock(workdir):
-    _, init_fn, _ = train.create_train_functions(config, 1, 1)
+    init_fn, optimizer = _new_run(config)
     rng = jax.random.PRNGKey(config.seed)
     if d is None:
       state = jax.jit(init_fn)(rng)  # D as a new run's; G's leaves are replaced.
     else:
       # Every leaf is replaced: the structure, and the Adam states of the new parameters.
       state = jax.eval_shape(init_fn, rng)
-      optimizer = train_state.create_optimizer(
-          config.optim, train_state.create_learning_rate_schedule(config.optim, 1, 1)
-      )
       state = state.replace(
           step=jax.numpy.zeros((), jax.numpy.int32), rng=train_state.split_rng(rng)[2]
       )

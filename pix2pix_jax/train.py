@@ -17,7 +17,6 @@ import time
 from clu import parameter_overview
 import flax.linen as nn
 import jax
-from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -328,21 +327,6 @@ def create_train_functions(
   return generator, init_fn, step_fn
 
 
-def create_sources(config: ml_collections.ConfigDict):
-  """The train and eval sources; process 0 prepares the dataset while the others wait."""
-
-  def create():
-    return tuple(
-        pipeline.create_source(config.data, split, config.seed) for split in ('train', 'eval')
-    )
-
-  if jax.process_count() == 1:
-    return create()
-  sources = create() if jax.process_index() == 0 else None
-  multihost_utils.sync_global_devices('pix2pix_jax: dataset prepared')
-  return sources or create()
-
-
 def create_best_checkpoint(
     config: ml_collections.ConfigDict,
     workdir: pathlib.Path,
@@ -381,22 +365,6 @@ def create_best_checkpoint(
   return checkpointing.BestCheckpoint(workdir, metric, num_eval_examples)
 
 
-def train_length(config: ml_collections.ConfigDict, num_train_examples: int) -> tuple[int, int]:
-  """(steps the run trains, steps per epoch) of `config` on `num_train_examples` train examples.
-
-  `config.num_train_steps` when positive, else `config.num_epochs` epochs: the steps follow the
-  batch size. A preprocess='patches' source counts each of its 4 crops as an example.
-  """
-  steps_per_epoch = num_train_examples // config.batch_size
-  if steps_per_epoch < 1:
-    raise ValueError(
-        f'config.batch_size={config.batch_size} exceeds the {num_train_examples} train examples'
-    )
-  if config.num_train_steps > 0:
-    return config.num_train_steps, steps_per_epoch
-  return config.num_epochs * steps_per_epoch, steps_per_epoch
-
-
 def _write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
   if jax.process_index() == 0:
     (workdir / 'config.json').write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True))
@@ -423,7 +391,7 @@ def _train(
 ) -> train_state.TrainState:
   """The body of `train_and_evaluate`, once the config is valid and signals are caught."""
   # Folder data is checked file by file here: bad data stops the run before the workdir is touched.
-  train_source, eval_source = create_sources(config)
+  train_source, eval_source = pipeline.create_sources(config.data, config.seed)
   plumbing.check_writable(workdir)
   # One training per workdir, from before anything is written (config.json, checkpoints) to the end.
   with plumbing.WorkdirLock(workdir):
@@ -442,13 +410,21 @@ def _train_in_workdir(
 
   auto_on_device = config.data.on_device == runtime.AUTO
   config = runtime.resolve(
-      config, num_train_examples=len(train_source), sample_bytes=pipeline.sample_bytes(train_source)
+      config,
+      train_set_bytes=device_data.train_set_bytes(
+          config.data, len(train_source), pipeline.sample_bytes(train_source)
+      ),
   )
   runtime.log_resolved(config)
   if auto_on_device and config.data.on_device:
     # The pairs are read once into device memory: a source without the host cache.
     train_source = train_source.uncached()
-  num_train_steps, steps_per_epoch = train_length(config, len(train_source))
+  num_train_steps, steps_per_epoch = train_state.train_length(
+      len(train_source),
+      batch_size=config.batch_size,
+      num_train_steps=config.num_train_steps,
+      num_epochs=config.num_epochs,
+  )
 
   generator, init_fn, train_step_fn = create_train_functions(
       config, steps_per_epoch, num_train_steps

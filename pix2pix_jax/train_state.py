@@ -36,7 +36,7 @@ def apply_train_mode(module: nn.Module, params, batch_stats, x, rng=None, **kwar
       train=True,
       rngs=rngs,
       mutable=['batch_stats'],
-      **kwargs
+      **kwargs,
   )
   return out, updates.get('batch_stats', batch_stats)
 
@@ -70,6 +70,24 @@ def create_learning_rate_schedule(
   )
 
 
+def train_length(
+    num_train_examples: int, *, batch_size: int, num_train_steps: int, num_epochs: int
+) -> tuple[int, int]:
+  """(steps the run trains, steps per epoch) on `num_train_examples` train examples.
+
+  `num_train_steps` when positive, else `num_epochs` epochs: the steps follow the batch size. A
+  preprocess='patches' source counts each of its 4 crops as an example.
+  """
+  steps_per_epoch = num_train_examples // batch_size
+  if steps_per_epoch < 1:
+    raise ValueError(
+        f'config.batch_size={batch_size} exceeds the {num_train_examples} train examples'
+    )
+  if num_train_steps > 0:
+    return num_train_steps, steps_per_epoch
+  return num_epochs * steps_per_epoch, steps_per_epoch
+
+
 def create_optimizer(optim_config, schedule: optax.Schedule) -> optax.GradientTransformation:
   """Adam(lr, b1, b2) as in the paper; one instance each for G and D."""
   return optax.adam(schedule, b1=optim_config.b1, b2=optim_config.b2)
@@ -101,7 +119,7 @@ def create_train_state(
     image_size: int,
     input_channels: int,
     output_channels: int,
-    with_ema: bool = False
+    with_ema: bool = False,
 ) -> TrainState:
   """Initialises both networks (jit this: eager init is ~100× slower).
 

@@ -11,6 +11,7 @@ from configs import default as default_config
 from configs import maps as maps_config
 from configs import test as test_config
 from pix2pix_jax import kernels, models, runtime, train
+from pix2pix_jax.data import device_data
 
 H100_MEMORY = 80 * 10**9
 CPU_RESOLUTION = {
@@ -35,7 +36,9 @@ def get(config, dotted):
   return config
 
 
-def resolved_values(config, backend, **kwargs):
+def resolved_values(config, backend, num_train_examples=None, **kwargs):
+  if num_train_examples is not None:
+    kwargs['train_set_bytes'] = device_data.train_set_bytes(config.data, num_train_examples)
   resolved = runtime.resolve(config, backend=backend, **kwargs)
   return {key: get(resolved, key) for key in CPU_RESOLUTION}
 
@@ -43,7 +46,12 @@ def resolved_values(config, backend, **kwargs):
 def test_defaults_are_auto_and_the_config_is_left_unchanged():
   config = maps_config.get_config()
   assert all(get(config, key) == 'auto' for key in CPU_RESOLUTION)
-  runtime.resolve(config, backend='gpu', num_train_examples=1096, device_memory_bytes=H100_MEMORY)
+  runtime.resolve(
+      config,
+      backend='gpu',
+      train_set_bytes=device_data.train_set_bytes(config.data, 1096),
+      device_memory_bytes=H100_MEMORY,
+  )
   assert all(get(config, key) == 'auto' for key in CPU_RESOLUTION)
 
 
@@ -86,7 +94,7 @@ def test_conv_impl_from_config(impl, dtype, expected):
 def test_auto_on_gpu_is_what_the_config_documents():
   config = maps_config.get_config()
   # maps at load_size 286: 1096 pairs, 538 MB, on an 80 GB GPU.
-  assert runtime.train_set_bytes(config.data, 1096) == 1096 * 286 * 286 * 6
+  assert device_data.train_set_bytes(config.data, 1096) == 1096 * 286 * 286 * 6
   assert (
       resolved_values(config, 'gpu', num_train_examples=1096, device_memory_bytes=H100_MEMORY)
       == GPU_RESOLUTION
@@ -104,7 +112,7 @@ def test_auto_on_gpu_is_what_the_config_documents():
       int(
           runtime.ON_DEVICE_MAX_MEMORY_FRACTION
           * H100_MEMORY
-          // runtime.train_set_bytes(config.data, 1)
+          // device_data.train_set_bytes(config.data, 1)
       )
       + 1
   )
@@ -159,7 +167,12 @@ def test_gpu_forms_compute_the_paper_step_of_the_cpu_forms():
   config.model.winograd_min_channels = 8  # So that Winograd takes part at this size.
   cpu = one_step_metrics(runtime.resolve(config, backend='cpu'))
   gpu = one_step_metrics(
-      runtime.resolve(config, backend='gpu', num_train_examples=16, device_memory_bytes=H100_MEMORY)
+      runtime.resolve(
+          config,
+          backend='gpu',
+          train_set_bytes=device_data.train_set_bytes(config.data, 16),
+          device_memory_bytes=H100_MEMORY,
+      )
   )
   for name in train.LOSS_NAMES:
     np.testing.assert_allclose(gpu[name], cpu[name], rtol=1e-5, err_msg=name)

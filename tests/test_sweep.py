@@ -11,7 +11,7 @@ import pytest
 
 from configs import test as test_config
 from configs.sweeps import maps_study
-from pix2pix_jax import evaluation, sweep, train
+from pix2pix_jax import evaluation, sweep, train, train_state
 from tests.test_main import run_main
 
 
@@ -110,16 +110,20 @@ def test_ablation_preset_runs_and_table():
 class FakeTraining:
   """train_and_evaluate and evaluate without JAX: the sweep's bookkeeping alone."""
 
-  def __init__(self, monkeypatch, num_train_examples):
+  def __init__(self, num_train_examples):
     self.trained, self.stop_in, self.num_train_examples = [], None, num_train_examples
-    monkeypatch.setattr(train, 'train_and_evaluate', self.train)
-    monkeypatch.setattr(evaluation, 'evaluate', self.evaluate)
+    self.modes = sweep.Modes(train=self.train, evaluate=self.evaluate)
 
   def train(self, config, workdir):
     name = pathlib.Path(workdir).name
     self.trained.append(name)
     pathlib.Path(workdir).mkdir(parents=True, exist_ok=True)
-    steps, _ = train.train_length(config, self.num_train_examples)
+    steps, _ = train_state.train_length(
+        self.num_train_examples,
+        batch_size=config.batch_size,
+        num_train_steps=config.num_train_steps,
+        num_epochs=config.num_epochs,
+    )
     return types.SimpleNamespace(step=steps // 2 if name == self.stop_in else steps)
 
   def evaluate(self, config, workdir):
@@ -138,21 +142,21 @@ class FakeTraining:
     return result
 
 
-def test_a_stopped_sweep_resumes_where_it_stopped(tmp_path, monkeypatch):
+def test_a_stopped_sweep_resumes_where_it_stopped(tmp_path):
   config = locked_test_config()
   config.unlock().num_train_steps = -1  # 1 epoch: the steps follow the batch size.
   config.num_epochs = 1
   runs = sweep.plan(config, ['batch_size=2,4', 'model.patch_size=16,70'])
-  fake = FakeTraining(monkeypatch, num_train_examples=config.data.synthetic_train_examples)
+  fake = FakeTraining(num_train_examples=config.data.synthetic_train_examples)
   fake.stop_in = 'batch_size=4,patch_size=16'  # A signal stops its training half-way.
-  assert sweep.run_sweep(runs, str(tmp_path)) is None
+  assert sweep.run_sweep(runs, str(tmp_path), fake.modes) is None
   assert fake.trained == [r.name for r in runs[:3]]
   assert not (tmp_path / 'sweep.md').exists()
   record = json.loads((tmp_path / 'batch_size=4,patch_size=16' / sweep.RUN_RECORD).read_text())
   assert (record['status'], record['steps']) == ('trained', 2)
 
   fake.trained, fake.stop_in = [], None
-  table = sweep.run_sweep(runs, str(tmp_path))
+  table = sweep.run_sweep(runs, str(tmp_path), fake.modes)
   assert fake.trained == [r.name for r in runs[2:]]  # The scored runs are skipped.
   assert (tmp_path / 'sweep.md').read_text().endswith(table + '\n')
   lines = table.splitlines()
@@ -167,23 +171,23 @@ def test_a_stopped_sweep_resumes_where_it_stopped(tmp_path, monkeypatch):
       '| 4 | 70 | 4 | 1 | 00:00:00 | 4 | 70.4000 ± 0.7040 | 0.0704 ± 0.0000 |',
   ]
   fake.trained = []
-  sweep.run_sweep(runs, str(tmp_path))
+  sweep.run_sweep(runs, str(tmp_path), fake.modes)
   assert fake.trained == []  # All scored: nothing trains again.
   # A changed base config (more epochs) trains the runs on, all of them.
   more = sweep.plan(config, ['batch_size=2,4', 'model.patch_size=16,70'])
   for run in more:
     run.config.num_epochs = 2
-  sweep.run_sweep(more, str(tmp_path))
+  sweep.run_sweep(more, str(tmp_path), fake.modes)
   assert fake.trained == [r.name for r in runs]
 
 
-def test_a_batch_larger_than_the_train_set_is_named_before_training(tmp_path, monkeypatch):
-  fake = FakeTraining(monkeypatch, num_train_examples=16)
+def test_a_batch_larger_than_the_train_set_is_named_before_training(tmp_path):
+  fake = FakeTraining(num_train_examples=16)
   runs = sweep.plan(locked_test_config(), ['batch_size=2,32'])
   with pytest.raises(
       ValueError, match='sweep run batch_size=32: config.batch_size=32 exceeds the 16'
   ):
-    sweep.run_sweep(runs, str(tmp_path))
+    sweep.run_sweep(runs, str(tmp_path), fake.modes)
   assert fake.trained == [] and not list(tmp_path.iterdir())
 
 
@@ -200,30 +204,28 @@ def test_impossible_run_is_named_before_anything_trains(tmp_path):
   assert not (tmp_path / 'sweep').exists()
 
 
-def test_maps_study_at_test_size_end_to_end(tmp_path, monkeypatch, caplog):
+def test_maps_study_at_test_size_end_to_end(tmp_path, caplog):
   """The study's 2×2×2 version, killed half-way through a run, then resumed to its table."""
   config = maps_study.get_config('test')
   config.lock()
   runs = sweep.plan(config, [])
   killed = 'batch_size=2,patch_size=16,preprocess=patches'
-  real_train = train.train_and_evaluate
+  modes = sweep.Modes(train=train.train_and_evaluate, evaluate=evaluation.evaluate)  # main.py's.
 
   def killed_half_way(run_config, workdir):
     if pathlib.Path(workdir).name == killed:
       run_config = run_config.copy_and_resolve_references()
       run_config.num_train_steps = 4  # Of 8: a checkpoint at step 4, then the process dies.
-      real_train(run_config, workdir)
+      train.train_and_evaluate(run_config, workdir)
       raise KeyboardInterrupt
-    return real_train(run_config, workdir)
+    return train.train_and_evaluate(run_config, workdir)
 
-  monkeypatch.setattr(train, 'train_and_evaluate', killed_half_way)
   with pytest.raises(KeyboardInterrupt):
-    sweep.run_sweep(runs, str(tmp_path))
-  monkeypatch.undo()
+    sweep.run_sweep(runs, str(tmp_path), modes._replace(train=killed_half_way))
   first = tmp_path / runs[0].name
   events = sorted(first.glob('events.out.tfevents.*'))
   with caplog.at_level(logging.INFO):
-    table = sweep.run_sweep(runs, str(tmp_path))
+    table = sweep.run_sweep(runs, str(tmp_path), modes)
   assert sorted(first.glob('events.out.tfevents.*')) == events  # Scored: not run again.
   assert f'Resuming from checkpoint at step 4 of 8 ({tmp_path / killed}' in caplog.text
 

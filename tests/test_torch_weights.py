@@ -406,6 +406,17 @@ def test_dataparallel_legacy_file_imports_and_predicts(tmp_path):
   network = inference.restore_trained_generator(config, str(tmp_path / 'w')).network
   ours = torch_weights.to_variables(*torch_weights.read_state_dict(state_g, 'peer')[:2])
   assert jax.tree.all(jax.tree.map(np.array_equal, jax.device_get(network), ours))
+  # Without a D file, D is the one a new run of the config starts from.
+  _, init_fn, _ = train.create_train_functions(config, 1, 1)
+  new_d = jax.jit(init_fn)(jax.random.PRNGKey(config.seed)).discriminator
+  restored_d = inference.restore_trained_discriminator(config, str(tmp_path / 'w'), 0, None)
+  assert jax.tree.all(
+      jax.tree.map(
+          np.array_equal,
+          jax.device_get(restored_d),
+          jax.device_get({'params': new_d.params, 'batch_stats': new_d.batch_stats}),
+      )
+  )
   Image.fromarray(uint8_images(32, 1)[0]).save(tmp_path / 'in.png')
   (written,) = predict.predict(config, str(tmp_path / 'w'), str(tmp_path / 'in.png'), str(tmp_path))
   assert np.asarray(Image.open(written)).shape == (32, 32, 3)

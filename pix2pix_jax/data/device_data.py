@@ -24,6 +24,13 @@ from pix2pix_jax.data import images as image_lib
 from pix2pix_jax.data import pipeline
 
 
+def train_set_bytes(data_config, num_examples: int, sample_bytes: int = 1) -> int:
+  """Bytes of the resized train set as `data.on_device` holds it: (N, S, S, C_in + C_out) of
+  `sample_bytes` each (1: uint8; 2: uint16, 16-bit data)."""
+  size = data_config.image_size if data_config.preprocess == 'resize' else data_config.load_size
+  return num_examples * size * size * sum(pipeline.channels(data_config)) * sample_bytes
+
+
 def load_images(source, data_config) -> np.ndarray:
   """All train pairs of `source` (already resized), as (N, S, S, C_A + C_B): A then B on channels.
 

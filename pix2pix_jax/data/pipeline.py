@@ -17,6 +17,7 @@ from typing import Iterator
 
 import grain
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 
 from pix2pix_jax.data import images, synthetic
@@ -128,6 +129,20 @@ def create_source(data_config, split: str, seed: int):
   if patches:
     source = NativePatches(source, data_config.image_size)
   return ResizedPairs(source, size, cache=cache, cached=cached, dtypes=dtypes)
+
+
+def create_sources(data_config, seed: int):
+  """The train and eval sources; with several processes, process 0 prepares the dataset (a TFDS
+  download and build) while the others wait."""
+
+  def create():
+    return tuple(create_source(data_config, split, seed) for split in ('train', 'eval'))
+
+  if jax.process_count() == 1:
+    return create()
+  sources = create() if jax.process_index() == 0 else None
+  multihost_utils.sync_global_devices('pix2pix_jax: dataset prepared')
+  return sources or create()
 
 
 def resize(image: np.ndarray, size: int) -> np.ndarray:
