@@ -40,6 +40,18 @@ def _replace_checked(target, variables: dict, what: str):
   return jax.tree.map(lambda t, v: jax.numpy.asarray(v, t.dtype), target, _unflatten(theirs))
 
 
+def _with_weights(
+    network: train_state.NetworkState, variables: dict, name: str
+) -> train_state.NetworkState:
+  """`network` with a file's {'params', 'batch_stats'} (numpy) in place of its own."""
+  return network.replace(
+      params=_replace_checked(network.params, variables['params'], f'{name} parameters'),
+      batch_stats=_replace_checked(
+          network.batch_stats, variables['batch_stats'], f'{name} statistics'
+      ),
+  )
+
+
 def _unflatten(flat: dict) -> dict:
   tree = {}
   for path, value in flat.items():
@@ -47,14 +59,14 @@ def _unflatten(flat: dict) -> dict:
   return tree
 
 
-def _new_run(config):
-  """(init_fn(rng) -> TrainState, the optimizer) of a new run of `config`, as training builds
-  them (`train.create_train_functions`): the checkpoint's structure, and D without a D file."""
+def _new_run_init(config):
+  """init_fn(rng) -> TrainState of a new run of `config`, as `train.create_train_functions`
+  builds it: the checkpoint's structure, its fresh Adam states, and D without a D file."""
   input_channels, output_channels = pipeline.channels(config.data)
   optimizer = train_state.create_optimizer(
       config.optim, train_state.create_learning_rate_schedule(config.optim, 1, 1)
   )
-  init_fn = functools.partial(
+  return functools.partial(
       train_state.create_train_state,
       generator=models.create_generator(config.model, config.data.image_size, output_channels),
       discriminator=models.create_discriminator(config.model),
@@ -65,7 +77,6 @@ def _new_run(config):
       output_channels=output_channels,
       with_ema=config.model.ema_decay > 0,
   )
-  return init_fn, optimizer
 
 
 def import_checkpoint(config, workdir, generator_file, discriminator_file=None) -> pathlib.Path:
@@ -103,39 +114,13 @@ def import_checkpoint(config, workdir, generator_file, discriminator_file=None) 
     )
   plumbing.check_writable(workdir)
   with plumbing.WorkdirLock(workdir):
-    init_fn, optimizer = _new_run(config)
-    rng = jax.random.PRNGKey(config.seed)
-    if d is None:
-      state = jax.jit(init_fn)(rng)  # D as a new run's; G's leaves are replaced.
-    else:
-      # Every leaf is replaced: the structure, and the Adam states of the new parameters.
-      state = jax.eval_shape(init_fn, rng)
-      state = state.replace(
-          step=jax.numpy.zeros((), jax.numpy.int32), rng=train_state.split_rng(rng)[2]
-      )
-    generator = state.generator.replace(
-        params=_replace_checked(state.generator.params, g_variables['params'], 'G parameters'),
-        batch_stats=_replace_checked(
-            state.generator.batch_stats, g_variables['batch_stats'], 'G statistics'
-        ),
-    )
+    # A new run's state, whose networks' weights and statistics the files replace. Its Adam
+    # states stay: they are zeros, whatever the parameters.
+    state = jax.jit(_new_run_init(config))(jax.random.PRNGKey(config.seed))
+    generator = _with_weights(state.generator, g_variables, 'G')
     state = state.replace(generator=generator)
     if d is not None:
-      network = state.discriminator
-      state = state.replace(
-          discriminator=network.replace(
-              params=_replace_checked(network.params, d[1]['params'], 'D parameters'),
-              batch_stats=_replace_checked(
-                  network.batch_stats, d[1]['batch_stats'], 'D statistics'
-              ),
-          )
-      )
-      state = state.replace(
-          generator=state.generator.replace(opt_state=optimizer.init(state.generator.params)),
-          discriminator=state.discriminator.replace(
-              opt_state=optimizer.init(state.discriminator.params)
-          ),
-      )
+      state = state.replace(discriminator=_with_weights(state.discriminator, d[1], 'D'))
     if config.model.ema_decay > 0:
       state = state.replace(ema={'params': generator.params, 'batch_stats': generator.batch_stats})
     files = [(generator_file, g_arch, g_counters)] + (

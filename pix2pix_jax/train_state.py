@@ -104,11 +104,6 @@ def _init_network(
   )
 
 
-def split_rng(rng: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """The run's key -> (G's init key, D's init key, the state's `rng`), as `create_train_state`."""
-  return tuple(jax.random.split(rng, 3))
-
-
 def create_train_state(
     rng: jax.Array,
     generator: nn.Module,
@@ -137,7 +132,7 @@ def create_train_state(
   Returns:
     The state at step 0.
   """
-  g_rng, d_rng, run_rng = split_rng(rng)
+  g_rng, d_rng, run_rng = jax.random.split(rng, 3)
   image = jnp.zeros((1, image_size, image_size, input_channels), jnp.float32)
   pair = jnp.zeros((1, image_size, image_size, input_channels + output_channels), jnp.float32)
   g = _init_network(generator, g_rng, image, g_optimizer)
